@@ -1,0 +1,13 @@
+//! d2v: turn a Dockerfile into a bootable Firecracker microVM root filesystem.
+//!
+//! The `d2v` binary is a thin CLI over these modules:
+//!
+//! * [`store`]: the OCI image layout store (blobs, index, refs, layer indexes, step cache).
+//! * [`import`]: getting base images in (`oci:`, `docker-archive:`, `rootfs:`).
+//! * [`dockerfile`]: the Dockerfile front end (parse, expand, plan, image config).
+//! * [`runtime_config`]: the runtime config written into images for `d2v-init`.
+
+pub mod dockerfile;
+pub mod import;
+pub mod runtime_config;
+pub mod store;
