@@ -1,0 +1,273 @@
+//! Mount handles: mounting a [`MergedTree`] with FUSE and taking it down.
+
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use fuser::{BackgroundSession, Config, MountOption, SessionACL};
+
+use crate::fs::D2vFs;
+use crate::tree::MergedTree;
+
+/// How to mount a merged tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountOptions {
+    /// Worker threads reading `/dev/fuse` (each with its own cloned fd).
+    pub threads: usize,
+    /// Have `fusermount3` unmount the view if this process dies (even by SIGKILL).
+    pub auto_unmount: bool,
+    /// Source name shown in `/proc/self/mountinfo`.
+    pub fsname: String,
+    /// Filesystem subtype: the mount shows up as `fuse.<subtype>`.
+    pub subtype: String,
+    /// Let users other than the mounter access the view (needed for chroots
+    /// running as another uid, and for `auto_unmount`).
+    pub allow_other: bool,
+}
+
+impl Default for MountOptions {
+    fn default() -> Self {
+        MountOptions {
+            threads: 4,
+            auto_unmount: true,
+            fsname: "d2v".to_string(),
+            subtype: "d2v".to_string(),
+            allow_other: true,
+        }
+    }
+}
+
+/// Why mounting or unmounting failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    /// The mountpoint does not exist.
+    #[error("mountpoint {0} does not exist")]
+    NotFound(PathBuf),
+    /// The mountpoint is not a directory.
+    #[error("mountpoint {0} is not a directory")]
+    NotADirectory(PathBuf),
+    /// The mountpoint has entries in it.
+    #[error("mountpoint {0} is not empty")]
+    NotEmpty(PathBuf),
+    /// Something is already mounted there.
+    #[error("mountpoint {0} is already a mount point")]
+    AlreadyMounted(PathBuf),
+    /// `unmount` was asked about a directory that is not a FUSE mount.
+    #[error("{0} is not a FUSE mount")]
+    NotMounted(PathBuf),
+    /// Options that cannot work together.
+    #[error("invalid mount options: {0}")]
+    InvalidOptions(&'static str),
+    /// The kernel or `fusermount3` refused, or the session failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The mountpoint.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A live FUSE mount served by background threads. Dropping it unmounts.
+#[derive(Debug)]
+pub struct Mount {
+    session: Option<BackgroundSession>,
+    dir: PathBuf,
+}
+
+/// Mounts `tree` on `dir` and serves it on background threads; returns once
+/// the mount is live (the FUSE handshake has completed).
+pub fn mount(tree: Arc<MergedTree>, dir: &Path, opts: &MountOptions) -> Result<Mount, MountError> {
+    if opts.threads == 0 {
+        return Err(MountError::InvalidOptions("threads must be at least 1"));
+    }
+    if opts.auto_unmount && !opts.allow_other {
+        return Err(MountError::InvalidOptions("auto_unmount needs allow_other"));
+    }
+    let dir = check_mountpoint(dir)?;
+    let mut config = Config::default();
+    config.mount_options = vec![
+        MountOption::RO,
+        MountOption::FSName(opts.fsname.clone()),
+        MountOption::Subtype(opts.subtype.clone()),
+        MountOption::DefaultPermissions,
+        MountOption::Dev,
+        MountOption::Suid,
+        MountOption::Exec,
+        MountOption::NoAtime,
+    ];
+    if opts.auto_unmount {
+        config.mount_options.push(MountOption::AutoUnmount);
+    }
+    config.acl = if opts.allow_other {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
+    config.n_threads = Some(opts.threads);
+    config.clone_fd = opts.threads > 1;
+    let session =
+        fuser::spawn_mount(D2vFs::new(tree), &dir, &config).map_err(|source| MountError::Io {
+            op: "mount",
+            path: dir.clone(),
+            source,
+        })?;
+    Ok(Mount {
+        session: Some(session),
+        dir,
+    })
+}
+
+impl Mount {
+    /// The mountpoint (canonical path).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Unmounts and waits for the server threads to finish.
+    pub fn unmount(mut self) -> Result<(), MountError> {
+        self.shutdown()
+    }
+
+    /// Blocks until the view is unmounted from outside (`umount`, `d2v umount`).
+    pub fn wait(mut self) {
+        if let Some(s) = self.session.take() {
+            let _ = s.join();
+        }
+    }
+
+    fn shutdown(&mut self) -> Result<(), MountError> {
+        let Some(s) = self.session.take() else {
+            return Ok(());
+        };
+        s.umount_and_join().map_err(|source| MountError::Io {
+            op: "unmount",
+            path: self.dir.clone(),
+            source,
+        })?;
+        // With auto_unmount, fusermount3 performs the unmount asynchronously
+        // after we close its socket; wait until the kernel shows it gone.
+        for _ in 0..500 {
+            if !is_mountpoint(&self.dir) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+/// Unmounts a d2v FUSE mount at `dir`; if the server is gone or the mount is
+/// busy, detaches it lazily instead.
+pub fn unmount(dir: &Path) -> Result<(), MountError> {
+    let canon = dir
+        .canonicalize()
+        .map_err(|_| MountError::NotFound(dir.to_path_buf()))?;
+    match mount_fstype(&canon) {
+        Some(t) if t == b"fuse" || t.starts_with(b"fuse.") => {}
+        _ => return Err(MountError::NotMounted(canon)),
+    }
+    let c = std::ffi::CString::new(canon.as_os_str().as_bytes())
+        .map_err(|_| MountError::NotFound(canon.clone()))?;
+    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+    if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
+        return Ok(());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EPERM) {
+        // Non-root: the setuid helper may unmount mounts this user owns.
+        let st = std::process::Command::new("fusermount3")
+            .arg("-u")
+            .arg("-z")
+            .arg(&canon)
+            .status();
+        if matches!(st, Ok(s) if s.success()) {
+            return Ok(());
+        }
+    }
+    Err(MountError::Io {
+        op: "unmount",
+        path: canon,
+        source: err,
+    })
+}
+
+fn check_mountpoint(dir: &Path) -> Result<PathBuf, MountError> {
+    let meta = std::fs::metadata(dir).map_err(|_| MountError::NotFound(dir.to_path_buf()))?;
+    if !meta.is_dir() {
+        return Err(MountError::NotADirectory(dir.to_path_buf()));
+    }
+    let canon = dir.canonicalize().map_err(|source| MountError::Io {
+        op: "resolve",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    if is_mountpoint(&canon) {
+        return Err(MountError::AlreadyMounted(canon));
+    }
+    let mut rd = std::fs::read_dir(&canon).map_err(|source| MountError::Io {
+        op: "read",
+        path: canon.clone(),
+        source,
+    })?;
+    if rd.next().is_some() {
+        return Err(MountError::NotEmpty(canon));
+    }
+    Ok(canon)
+}
+
+/// True when `dir` (canonical) is listed as a mount point in this process's
+/// mount namespace.
+pub fn is_mountpoint(dir: &Path) -> bool {
+    mount_fstype(dir).is_some()
+}
+
+/// The filesystem type of the topmost mount exactly at `dir`, from mountinfo.
+fn mount_fstype(dir: &Path) -> Option<Vec<u8>> {
+    let info = std::fs::read("/proc/self/mountinfo").ok()?;
+    let want = dir.as_os_str().as_bytes();
+    let mut found = None;
+    for line in info.split(|&b| b == b'\n') {
+        let fields: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+        if fields.len() < 10 {
+            continue;
+        }
+        if unescape(fields[4]) != want {
+            continue;
+        }
+        let sep = fields.iter().position(|f| *f == b"-")?;
+        found = fields.get(sep + 1).map(|t| t.to_vec());
+    }
+    found
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape(f: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(f.len());
+    let mut i = 0;
+    while i < f.len() {
+        if f[i] == b'\\' && i + 3 < f.len() && f[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
+            let v = (f[i + 1] - b'0') * 64 + (f[i + 2] - b'0') * 8 + (f[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(f[i]);
+            i += 1;
+        }
+    }
+    out
+}
