@@ -1,0 +1,153 @@
+//! Sequential block output: the writer places everything it writes one block
+//! after another, so the image is produced as one forward stream (buffered),
+//! with `copy_file_range` for data handed over as a file range.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+
+use crate::BLOCK_SIZE;
+
+/// Flush the buffer once it holds this many bytes.
+const BUF_LIMIT: usize = 8 << 20;
+/// Chunk size when copying by hand.
+const COPY_CHUNK: usize = 1 << 20;
+
+/// An append-only stream of blocks into the image file.
+pub struct BlockStream {
+    file: File,
+    buf: Vec<u8>,
+    /// Block at which `buf` starts.
+    buf_start: u64,
+    /// Whether `copy_file_range` has failed with "not supported" before.
+    no_cfr: bool,
+}
+
+impl BlockStream {
+    /// Start writing at block `start` of `file`.
+    pub fn new(file: File, start: u64) -> Self {
+        BlockStream {
+            file,
+            buf: Vec::with_capacity(BUF_LIMIT),
+            buf_start: start,
+            no_cfr: false,
+        }
+    }
+
+    /// The block the next push lands on.
+    pub fn next_block(&self) -> u64 {
+        self.buf_start + (self.buf.len() / BLOCK_SIZE) as u64
+    }
+
+    /// Append `data`, zero-padded to whole blocks; returns its first block.
+    pub fn push(&mut self, data: &[u8]) -> io::Result<u64> {
+        let at = self.next_block();
+        self.buf.extend_from_slice(data);
+        let rem = self.buf.len() % BLOCK_SIZE;
+        if rem != 0 {
+            self.buf.resize(self.buf.len() + BLOCK_SIZE - rem, 0);
+        }
+        if self.buf.len() >= BUF_LIMIT {
+            self.flush()?;
+        }
+        Ok(at)
+    }
+
+    /// Write out what is buffered.
+    pub fn flush(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.file
+                .write_all_at(&self.buf, self.buf_start * BLOCK_SIZE as u64)?;
+            self.buf_start += (self.buf.len() / BLOCK_SIZE) as u64;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// Continue at block `block` (at or after [`Self::next_block`]), leaving a hole.
+    pub fn skip_to(&mut self, block: u64) -> io::Result<()> {
+        self.flush()?;
+        debug_assert!(block >= self.buf_start);
+        self.buf_start = block;
+        Ok(())
+    }
+
+    /// Append `len` bytes of `src` from `offset` (zero-padded to whole
+    /// blocks); returns the first block.
+    pub fn copy_from(&mut self, src: &File, offset: u64, len: u64) -> io::Result<u64> {
+        self.flush()?;
+        let at = self.buf_start;
+        let out_off = at * BLOCK_SIZE as u64;
+        let mut done = 0u64;
+        if !self.no_cfr {
+            done = self.copy_file_range(src, offset, out_off, len)?;
+        }
+        if done < len {
+            let mut chunk = vec![0u8; COPY_CHUNK];
+            while done < len {
+                let n = ((len - done) as usize).min(COPY_CHUNK);
+                src.read_exact_at(&mut chunk[..n], offset + done)?;
+                self.file.write_all_at(&chunk[..n], out_off + done)?;
+                done += n as u64;
+            }
+        }
+        self.buf_start += len.div_ceil(BLOCK_SIZE as u64);
+        // Make sure a padded final block exists even if nothing follows it.
+        Ok(at)
+    }
+
+    /// Copy with `copy_file_range`, returning how much was copied; stops
+    /// early (without error) when the kernel cannot do it for these files.
+    fn copy_file_range(&mut self, src: &File, offset: u64, out: u64, len: u64) -> io::Result<u64> {
+        let mut off_in = offset as i64;
+        let mut off_out = out as i64;
+        let mut done = 0u64;
+        while done < len {
+            let want = (len - done).min(1 << 30) as usize;
+            // SAFETY: both descriptors are open files we borrow for the call;
+            // the offset pointers are valid, exclusive locals.
+            let n = unsafe {
+                libc::copy_file_range(
+                    src.as_raw_fd(),
+                    &mut off_in,
+                    self.file.as_raw_fd(),
+                    &mut off_out,
+                    want,
+                    0,
+                )
+            };
+            if n < 0 {
+                let err = io::Error::last_os_error();
+                match err.raw_os_error() {
+                    Some(
+                        libc::EXDEV | libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP | libc::EBADF,
+                    ) => {
+                        self.no_cfr = true;
+                        return Ok(done);
+                    }
+                    Some(libc::EINTR) => continue,
+                    _ => return Err(err),
+                }
+            }
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "source file is shorter than its entry",
+                ));
+            }
+            done += n as u64;
+        }
+        Ok(done)
+    }
+
+    /// Write `data` at byte `offset`, outside the stream (superblock, descriptors).
+    pub fn write_at(&self, data: &[u8], offset: u64) -> io::Result<()> {
+        self.file.write_all_at(data, offset)
+    }
+
+    /// The image file.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+}
