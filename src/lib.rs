@@ -4,9 +4,11 @@
 //!
 //! * [`store`]: the OCI image layout store (blobs, index, refs, layer indexes, step cache).
 //! * [`import`]: getting base images in (`oci:`, `docker-archive:`, `rootfs:`).
+//! * [`build`]: the build executor's machinery (RUN sandbox, layer diff, COPY/ADD).
 //! * [`dockerfile`]: the Dockerfile front end (parse, expand, plan, image config).
 //! * [`runtime_config`]: the runtime config written into images for `d2v-init`.
 
+pub mod build;
 pub mod dockerfile;
 pub mod import;
 pub mod runtime_config;

@@ -1,0 +1,410 @@
+//! An overlayfs upper dir turned into a deterministic OCI layer tar.
+//!
+//! Overlay marks deletions with 0/0 character devices and replaced directories
+//! with the `trusted.overlay.opaque=y` xattr; OCI layers say the same with
+//! `.wh.NAME` and `.wh..wh..opq` entries. Entries are written in sorted order,
+//! with numeric owners, PAX records for long names, nanosecond mtimes and
+//! xattrs (`SCHILY.xattr.*`, overlay's own stripped), and hard links inside the
+//! layer as tar hard links, so the same upper dir always gives the same bytes.
+
+use std::collections::HashMap;
+use std::ffi::{CString, OsStr};
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use tar::{EntryType, Header};
+use thiserror::Error;
+
+/// The prefix OCI uses for a deleted entry.
+pub const WHITEOUT_PREFIX: &str = ".wh.";
+/// The entry OCI uses to mark a directory opaque.
+pub const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
+
+/// Turning an upper dir into a layer failed.
+#[derive(Debug, Error)]
+pub enum LayerError {
+    /// An I/O error on a path.
+    #[error("layer diff: {path}: {source}")]
+    Io {
+        /// The path the operation failed on.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LayerError + '_ {
+    move |source| LayerError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A layer tar written to disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerTar {
+    /// Where the tar is.
+    pub path: PathBuf,
+    /// `sha256:<hex>` of the tar bytes (the OCI diff ID and, uncompressed, the blob digest).
+    pub digest: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// Write the layer for `upper` into a new file in `out_dir` (e.g. the store's
+/// tmp dir), hashing as it streams.
+pub fn write_layer(upper: &Path, out_dir: &Path) -> Result<LayerTar, LayerError> {
+    let tmp = tempfile::Builder::new()
+        .prefix("layer-")
+        .suffix(".tar")
+        .tempfile_in(out_dir)
+        .map_err(io_err(out_dir))?;
+    let (file, path) = tmp.keep().map_err(|e| LayerError::Io {
+        path: out_dir.to_path_buf(),
+        source: e.error,
+    })?;
+    let result = (|| {
+        let mut hashing = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, file));
+        write_layer_to(upper, &mut hashing)?;
+        hashing.inner.flush().map_err(io_err(&path))?;
+        let (digest, size) = hashing.finish();
+        Ok(LayerTar {
+            path: path.clone(),
+            digest,
+            size,
+        })
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&path);
+    }
+    result
+}
+
+/// Stream the layer for `upper` into `out` (tar end blocks included).
+pub fn write_layer_to<W: Write>(upper: &Path, out: W) -> Result<(), LayerError> {
+    let mut w = LayerWriter {
+        tar: tar::Builder::new(out),
+        links: HashMap::new(),
+    };
+    w.dir_children(upper, "")?;
+    w.tar.finish().map_err(io_err(upper))?;
+    Ok(())
+}
+
+/// A writer that hashes what passes through it.
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    /// Wrap `inner`.
+    pub fn new(inner: W) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
+    }
+
+    /// `("sha256:<hex>", bytes written)`.
+    pub fn finish(self) -> (String, u64) {
+        (
+            format!("sha256:{}", hex::encode(self.hasher.finalize())),
+            self.count,
+        )
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+struct LayerWriter<W: Write> {
+    tar: tar::Builder<W>,
+    /// (dev, ino) of multiply-linked files already written → their tar name.
+    links: HashMap<(u64, u64), String>,
+}
+
+impl<W: Write> LayerWriter<W> {
+    /// Write the sorted children of the directory `dir` (tar name `prefix`).
+    fn dir_children(&mut self, dir: &Path, prefix: &str) -> Result<(), LayerError> {
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .map_err(io_err(dir))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .map_err(io_err(dir))?;
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        for name in names {
+            let path = dir.join(&name);
+            let name_str = String::from_utf8_lossy(name.as_bytes()).into_owned();
+            let tar_name = format!("{prefix}{name_str}");
+            self.entry(&path, &tar_name, prefix, &name_str)?;
+        }
+        Ok(())
+    }
+
+    fn entry(
+        &mut self,
+        path: &Path,
+        tar_name: &str,
+        prefix: &str,
+        name: &str,
+    ) -> Result<(), LayerError> {
+        let meta = fs::symlink_metadata(path).map_err(io_err(path))?;
+        let ft = meta.file_type();
+        let xattrs = read_xattrs(path).map_err(io_err(path))?;
+        let is_overlay_whiteout = (ft.is_char_device() && meta.rdev() == 0)
+            || (ft.is_file()
+                && meta.len() == 0
+                && xattrs.iter().any(|(k, _)| k == "trusted.overlay.whiteout"));
+        if is_overlay_whiteout {
+            let wh = format!("{prefix}{WHITEOUT_PREFIX}{name}");
+            return self.empty_file(&wh, &meta);
+        }
+        let kept: Vec<(String, Vec<u8>)> = xattrs
+            .into_iter()
+            .filter(|(k, _)| !is_overlay_xattr(k))
+            .collect();
+        let mut header = Header::new_ustar();
+        header.set_mode(meta.mode() & 0o7777);
+        header.set_uid(meta.uid() as u64);
+        header.set_gid(meta.gid() as u64);
+        header.set_mtime(meta.mtime().max(0) as u64);
+        let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
+        if meta.mtime_nsec() != 0 {
+            pax.push((
+                "mtime".into(),
+                format!("{}.{:09}", meta.mtime(), meta.mtime_nsec()).into_bytes(),
+            ));
+        }
+        for (k, v) in &kept {
+            pax.push((format!("SCHILY.xattr.{k}"), v.clone()));
+        }
+
+        if ft.is_dir() {
+            let dir_name = format!("{tar_name}/");
+            header.set_entry_type(EntryType::Directory);
+            header.set_size(0);
+            self.append(header, &dir_name, None, pax, io::empty())?;
+            let opaque = read_xattr(path, "trusted.overlay.opaque");
+            if opaque.as_deref() == Some(b"y") {
+                self.empty_file(&format!("{dir_name}{OPAQUE_WHITEOUT}"), &meta)?;
+            }
+            return self.dir_children(path, &dir_name);
+        }
+        if ft.is_file() && meta.nlink() > 1 {
+            let key = (meta.dev(), meta.ino());
+            if let Some(target) = self.links.get(&key).cloned() {
+                header.set_entry_type(EntryType::Link);
+                header.set_size(0);
+                return self.append(header, tar_name, Some(target.as_bytes()), pax, io::empty());
+            }
+            self.links.insert(key, tar_name.to_string());
+        }
+        if ft.is_file() {
+            header.set_entry_type(EntryType::Regular);
+            header.set_size(meta.len());
+            let file = File::open(path).map_err(io_err(path))?;
+            return self.append(header, tar_name, None, pax, file);
+        }
+        if ft.is_symlink() {
+            let target = fs::read_link(path).map_err(io_err(path))?;
+            header.set_entry_type(EntryType::Symlink);
+            header.set_size(0);
+            let target = target.as_os_str().as_bytes().to_vec();
+            return self.append(header, tar_name, Some(&target), pax, io::empty());
+        }
+        if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() {
+            header.set_entry_type(if ft.is_char_device() {
+                EntryType::Char
+            } else if ft.is_block_device() {
+                EntryType::Block
+            } else {
+                EntryType::Fifo
+            });
+            header.set_size(0);
+            let rdev = meta.rdev();
+            header
+                .set_device_major(libc::major(rdev))
+                .and_then(|_| header.set_device_minor(libc::minor(rdev)))
+                .map_err(io_err(path))?;
+            return self.append(header, tar_name, None, pax, io::empty());
+        }
+        // Sockets have no place in a layer.
+        Ok(())
+    }
+
+    /// A zero-length whiteout marker with `meta`'s owner and mtime.
+    fn empty_file(&mut self, tar_name: &str, meta: &fs::Metadata) -> Result<(), LayerError> {
+        let mut header = Header::new_ustar();
+        header.set_entry_type(EntryType::Regular);
+        header.set_mode(0o600);
+        header.set_uid(meta.uid() as u64);
+        header.set_gid(meta.gid() as u64);
+        header.set_mtime(meta.mtime().max(0) as u64);
+        header.set_size(0);
+        self.append(header, tar_name, None, Vec::new(), io::empty())
+    }
+
+    /// Append `header` named `name` (with an optional link target), preceded
+    /// by a PAX header when the name or target do not fit ustar or `pax` has
+    /// records.
+    fn append(
+        &mut self,
+        mut header: Header,
+        name: &str,
+        link: Option<&[u8]>,
+        mut pax: Vec<(String, Vec<u8>)>,
+        data: impl io::Read,
+    ) -> Result<(), LayerError> {
+        let err_path = PathBuf::from(name);
+        if header.set_path(name).is_err() {
+            pax.push(("path".into(), name.as_bytes().to_vec()));
+            set_truncated_name(&mut header, name.as_bytes());
+        }
+        if let Some(link) = link {
+            if link.len() > 100 || header.set_link_name_literal(link).is_err() {
+                pax.push(("linkpath".into(), link.to_vec()));
+                header
+                    .set_link_name_literal(&link[..link.len().min(100)])
+                    .map_err(io_err(&err_path))?;
+            }
+        }
+        if !pax.is_empty() {
+            pax.sort();
+            let mut body = Vec::new();
+            for (k, v) in &pax {
+                body.extend_from_slice(&pax_record(k, v));
+            }
+            let mut ph = Header::new_ustar();
+            ph.set_entry_type(EntryType::XHeader);
+            ph.set_mode(0o644);
+            ph.set_size(body.len() as u64);
+            ph.set_mtime(header.mtime().unwrap_or(0));
+            let pax_name = format!("PaxHeaders.0/{}", name.rsplit('/').find(|s| !s.is_empty()).unwrap_or(name));
+            let pax_name = &pax_name.as_bytes()[..pax_name.len().min(99)];
+            set_truncated_name(&mut ph, pax_name);
+            ph.set_cksum();
+            self.tar.append(&ph, &body[..]).map_err(io_err(&err_path))?;
+        }
+        header.set_cksum();
+        self.tar.append(&header, data).map_err(io_err(&err_path))
+    }
+}
+
+/// Put at most 100 bytes of `name` in the ustar name field.
+fn set_truncated_name(header: &mut Header, name: &[u8]) {
+    let field = &mut header.as_old_mut().name;
+    field.fill(0);
+    let n = name.len().min(field.len());
+    field[..n].copy_from_slice(&name[..n]);
+}
+
+/// One PAX record: `"<len> <key>=<value>\n"` where len counts itself.
+fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
+    let rest = key.len() + value.len() + 3; // ' ', '=', '\n'
+    let mut len = rest + 1;
+    while len.to_string().len() + rest != len {
+        len = rest + len.to_string().len();
+    }
+    let mut out = format!("{len} {key}=").into_bytes();
+    out.extend_from_slice(value);
+    out.push(b'\n');
+    out
+}
+
+/// Whether an xattr is overlayfs bookkeeping (never part of a layer).
+fn is_overlay_xattr(key: &str) -> bool {
+    key.starts_with("trusted.overlay.") || key.starts_with("user.overlay.")
+}
+
+/// All xattrs of `path` (not following symlinks), sorted by name.
+pub(crate) fn read_xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
+    let cpath = cstring(path.as_os_str())?;
+    let mut buf = vec![0u8; 1024];
+    let len = loop {
+        // SAFETY: buf is a valid writable buffer of buf.len() bytes and cpath a
+        // NUL-terminated string that outlives the call.
+        let n = unsafe { libc::llistxattr(cpath.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            break n as usize;
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::ERANGE) => buf.resize(buf.len() * 4, 0),
+            Some(libc::ENOTSUP) => return Ok(Vec::new()),
+            _ => return Err(err),
+        }
+    };
+    let mut out = Vec::new();
+    for key in buf[..len].split(|b| *b == 0).filter(|k| !k.is_empty()) {
+        let key = String::from_utf8_lossy(key).into_owned();
+        if let Some(value) = read_xattr(path, &key) {
+            out.push((key, value));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// One xattr of `path` (not following symlinks), `None` if absent.
+pub(crate) fn read_xattr(path: &Path, key: &str) -> Option<Vec<u8>> {
+    let cpath = cstring(path.as_os_str()).ok()?;
+    let ckey = CString::new(key).ok()?;
+    let mut buf = vec![0u8; 256];
+    loop {
+        // SAFETY: buf is valid for buf.len() bytes; both strings are NUL-terminated.
+        let n = unsafe {
+            libc::lgetxattr(
+                cpath.as_ptr(),
+                ckey.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if n >= 0 {
+            buf.truncate(n as usize);
+            return Some(buf);
+        }
+        if io::Error::last_os_error().raw_os_error() == Some(libc::ERANGE) && buf.len() < 1 << 20
+        {
+            buf.resize(buf.len() * 8, 0);
+            continue;
+        }
+        return None;
+    }
+}
+
+pub(crate) fn cstring(s: &OsStr) -> io::Result<CString> {
+    CString::new(s.as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pax_record_length_counts_itself() {
+        for (k, v) in [("path", "a".repeat(5)), ("path", "b".repeat(200)), ("k", "x".repeat(4))] {
+            let rec = pax_record(k, v.as_bytes());
+            let text = String::from_utf8(rec.clone()).unwrap();
+            let len: usize = text.split(' ').next().unwrap().parse().unwrap();
+            assert_eq!(len, rec.len(), "{text:?}");
+        }
+    }
+}
