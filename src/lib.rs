@@ -13,3 +13,4 @@ pub mod dockerfile;
 pub mod import;
 pub mod runtime_config;
 pub mod store;
+pub mod timefmt;

@@ -1,5 +1,8 @@
 //! Subcommand definitions and dispatch. Each subcommand lives in its own module.
 
+mod images;
+mod mount;
+
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -12,12 +15,35 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-enum Command {}
+enum Command {
+    /// Import a base image: oci:DIR[:TAG], docker-archive:FILE[:REF] or rootfs:PATH
+    Import(images::ImportArgs),
+    /// List the images in the store
+    Images(images::ImagesArgs),
+    /// Print an image's config as JSON
+    Inspect(images::InspectArgs),
+    /// Remove image names (blobs stay until `d2v prune`)
+    Rm(images::RmArgs),
+    /// Remove blobs and scratch nothing refers to
+    Prune(images::PruneArgs),
+    /// Mount an image's root filesystem read-only through FUSE
+    Mount(mount::MountArgs),
+    /// Unmount a `d2v mount`
+    Umount(mount::UmountArgs),
+}
 
 /// Parse the command line, run the subcommand and turn errors into an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result: anyhow::Result<ExitCode> = match cli.command {};
+    let result: anyhow::Result<ExitCode> = match cli.command {
+        Command::Import(a) => images::import(a),
+        Command::Images(a) => images::images(a),
+        Command::Inspect(a) => images::inspect(a),
+        Command::Rm(a) => images::rm(a),
+        Command::Prune(a) => images::prune(a),
+        Command::Mount(a) => mount::mount(a),
+        Command::Umount(a) => mount::umount(a),
+    };
     match result {
         Ok(code) => code,
         Err(err) => {

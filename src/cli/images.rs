@@ -1,0 +1,146 @@
+//! `d2v import`, `d2v images`, `d2v inspect`, `d2v rm` and `d2v prune`.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use d2v::import::Source;
+use d2v::store::Store;
+use std::collections::BTreeSet;
+use std::process::ExitCode;
+
+/// Arguments of `d2v import`.
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// oci:DIR[:TAG], docker-archive:FILE[:REF] or rootfs:PATH (tarball or directory)
+    pub source: String,
+    /// The name to give the image in the store
+    #[arg(long = "as", value_name = "NAME")]
+    pub name: String,
+}
+
+/// Imports an image.
+pub fn import(args: ImportArgs) -> Result<ExitCode> {
+    let source: Source = args.source.parse()?;
+    let store = Store::open_default()?;
+    let started = std::time::Instant::now();
+    let image = d2v::import::import(&store, &source, &args.name)
+        .with_context(|| format!("couldn't import {}", args.source))?;
+    eprintln!(
+        "imported {} as {} ({} layers, {}, {:.1}s)",
+        args.source,
+        args.name,
+        image.manifest.layers.len(),
+        human_size(image.size()),
+        started.elapsed().as_secs_f64()
+    );
+    println!("{}", image.id());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `d2v images`.
+#[derive(Args, Debug)]
+pub struct ImagesArgs {
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Lists the images in the store.
+pub fn images(args: ImagesArgs) -> Result<ExitCode> {
+    let store = Store::open_default()?;
+    let images = store.images()?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&images)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let width = images
+        .iter()
+        .map(|i| i.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!("{:width$}  {:12}  {:>10}  CREATED", "NAME", "ID", "SIZE");
+    for i in images {
+        println!(
+            "{:width$}  {:12}  {:>10}  {}",
+            i.name,
+            i.id.short(),
+            human_size(i.size),
+            i.created.as_deref().unwrap_or("-")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `d2v inspect`.
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// The image's name
+    pub name: String,
+    /// Print the manifest instead of the config
+    #[arg(long)]
+    pub manifest: bool,
+}
+
+/// Prints an image's config (or manifest) as JSON.
+pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
+    let store = Store::open_default()?;
+    let image = store.image(&args.name)?;
+    let value = if args.manifest {
+        serde_json::to_value(&image.manifest)?
+    } else {
+        image.config_json()?
+    };
+    println!("{}", serde_json::to_string_pretty(&value)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `d2v rm`.
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    /// The names to remove
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+/// Removes image names (blobs stay until `d2v prune`).
+pub fn rm(args: RmArgs) -> Result<ExitCode> {
+    let store = Store::open_default()?;
+    for name in &args.names {
+        store.remove_image(name)?;
+        println!("removed {name}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `d2v prune`.
+#[derive(Args, Debug)]
+pub struct PruneArgs {}
+
+/// Removes blobs no name (or cache entry) needs.
+pub fn prune(_args: PruneArgs) -> Result<ExitCode> {
+    let store = Store::open_default()?;
+    let report = store.prune(&BTreeSet::new())?;
+    println!(
+        "removed {} blobs and {} scratch entries, freed {}",
+        report.blobs,
+        report.scratch,
+        human_size(report.bytes)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Formats a byte count like `12.3 MiB`.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}

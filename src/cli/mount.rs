@@ -1,0 +1,172 @@
+//! `d2v mount` and `d2v umount`: the read-only FUSE view of an image.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use d2v::store::Store;
+use std::io::{BufRead, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::Arc;
+
+/// Arguments of `d2v mount`.
+#[derive(Args, Debug)]
+pub struct MountArgs {
+    /// The image's name
+    pub name: String,
+    /// An empty directory to mount it on
+    pub dir: PathBuf,
+    /// Stay attached and serve until unmounted or interrupted
+    #[arg(long)]
+    pub foreground: bool,
+    /// FUSE server threads
+    #[arg(long, default_value_t = 4)]
+    pub threads: usize,
+    /// Internal: run as the detached server of a background mount
+    #[arg(long, hide = true)]
+    pub daemon: bool,
+}
+
+const READY: &str = "d2v-mount-ready";
+
+/// Mounts an image. In the background unless `--foreground`: a detached copy of
+/// d2v serves the mount, and this returns once the mount is live.
+pub fn mount(args: MountArgs) -> Result<ExitCode> {
+    check_mountpoint(&args.dir)?;
+    if args.foreground || args.daemon {
+        return serve(&args);
+    }
+    let exe = std::env::current_exe().context("couldn't find the d2v executable")?;
+    let mut child = Command::new(exe)
+        .arg("mount")
+        .arg(&args.name)
+        .arg(&args.dir)
+        .arg("--threads")
+        .arg(args.threads.to_string())
+        .arg("--daemon")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("couldn't start the mount server")?;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
+    if line.trim() == READY {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut err = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        let _ = stderr.read_to_string(&mut err);
+    }
+    let status = child.wait()?;
+    let err = err.trim().trim_start_matches("d2v: error: ");
+    if err.is_empty() {
+        bail!("the mount server exited ({status}) before the mount was ready");
+    }
+    bail!("{err}")
+}
+
+fn check_mountpoint(dir: &Path) -> Result<()> {
+    let meta = std::fs::metadata(dir).with_context(|| format!("mount point {}", dir.display()))?;
+    if !meta.is_dir() {
+        bail!("mount point {} is not a directory", dir.display());
+    }
+    if std::fs::read_dir(dir)?.next().is_some() {
+        bail!(
+            "mount point {} is not empty (or is already a mount)",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Builds the merged tree of `name` from the store.
+pub fn merged_tree(store: &Store, name: &str) -> Result<d2v_fuse::MergedTree> {
+    let image = store.image(name)?;
+    let layers = image
+        .layers()
+        .iter()
+        .map(|d| store.open_layer(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    d2v_fuse::MergedTree::new(layers)
+        .with_context(|| format!("couldn't compose the layers of {name}"))
+}
+
+fn serve(args: &MountArgs) -> Result<ExitCode> {
+    if args.daemon {
+        // SAFETY: setsid has no preconditions; we are not a process group leader after exec.
+        unsafe { libc::setsid() };
+    }
+    let store = Store::open_default()?;
+    let tree = Arc::new(merged_tree(&store, &args.name)?);
+    let signals = block_stop_signals();
+    let opts = d2v_fuse::MountOptions {
+        threads: args.threads.max(1),
+        ..Default::default()
+    };
+    let mount = d2v_fuse::mount(tree, &args.dir, &opts)
+        .with_context(|| format!("couldn't mount {} on {}", args.name, args.dir.display()))?;
+    let dir = args.dir.clone();
+    std::thread::spawn(move || {
+        wait_for(signals);
+        let _ = d2v_fuse::unmount(&dir);
+    });
+    if args.daemon {
+        println!("{READY}");
+        detach_stdio();
+    } else {
+        eprintln!(
+            "mounted {} on {}; Ctrl-C or `d2v umount` to stop",
+            args.name,
+            args.dir.display()
+        );
+    }
+    mount.wait();
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Blocks SIGINT, SIGTERM and SIGHUP in this thread and every thread it starts later.
+fn block_stop_signals() -> libc::sigset_t {
+    // SAFETY: the sigset is initialised by sigemptyset before use; pthread_sigmask only
+    // changes this thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn wait_for(set: libc::sigset_t) {
+    let mut sig = 0;
+    // SAFETY: `set` is a valid, initialised signal set; sigwait writes one int.
+    unsafe { libc::sigwait(&set, &mut sig) };
+}
+
+/// Points stdout and stderr at /dev/null so the parent's pipes can close.
+fn detach_stdio() {
+    use std::os::fd::AsRawFd;
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        // SAFETY: dup2 onto the standard descriptors with a valid open fd.
+        unsafe {
+            libc::dup2(null.as_raw_fd(), 1);
+            libc::dup2(null.as_raw_fd(), 2);
+        }
+    }
+}
+
+/// Arguments of `d2v umount`.
+#[derive(Args, Debug)]
+pub struct UmountArgs {
+    /// The mount point
+    pub dir: PathBuf,
+}
+
+/// Unmounts a `d2v mount`.
+pub fn umount(args: UmountArgs) -> Result<ExitCode> {
+    d2v_fuse::unmount(&args.dir)
+        .with_context(|| format!("couldn't unmount {}", args.dir.display()))?;
+    Ok(ExitCode::SUCCESS)
+}

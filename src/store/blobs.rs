@@ -1,0 +1,96 @@
+//! Writing blobs: hashed while written into scratch, renamed into place when complete.
+
+use super::oci::Digest;
+use super::{IoContext, Result, Store, StoreError};
+use sha2::{Digest as _, Sha256};
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// A blob being written. Nothing is visible in the store until [`BlobWriter::commit`].
+pub struct BlobWriter {
+    file: io::BufWriter<File>,
+    tmp: tempfile::TempPath,
+    hasher: Sha256,
+    size: u64,
+    blobs_dir: PathBuf,
+}
+
+impl BlobWriter {
+    pub(super) fn new(store: &Store) -> Result<BlobWriter> {
+        let dir = store.root().join("d2v/tmp");
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("{}-blob-", std::process::id()))
+            .tempfile_in(&dir)
+            .ctx("create temp file in", &dir)?;
+        let (file, tmp) = tmp.into_parts();
+        Ok(BlobWriter {
+            file: io::BufWriter::with_capacity(1 << 20, file),
+            tmp,
+            hasher: Sha256::new(),
+            size: 0,
+            blobs_dir: store.root().join("blobs/sha256"),
+        })
+    }
+
+    /// The scratch file's path.
+    pub fn path(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Bytes written so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Finishes the blob: flushes, checks the digest against `expected` when given,
+    /// and renames it into `blobs/sha256/`. Returns its digest.
+    pub fn commit(self, expected: Option<&Digest>) -> Result<Digest> {
+        let (digest, _size) = self.commit_sized(expected)?;
+        Ok(digest)
+    }
+
+    /// Like [`BlobWriter::commit`], also returning the size.
+    pub fn commit_sized(mut self, expected: Option<&Digest>) -> Result<(Digest, u64)> {
+        self.file.flush().ctx("write", &self.tmp)?;
+        let file = self
+            .file
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .ctx("write", &self.tmp)?;
+        file.sync_all().ctx("fsync", &self.tmp)?;
+        let digest = Digest::from_sha256(self.hasher.finalize().into());
+        if let Some(expected) = expected {
+            if expected != &digest {
+                return Err(StoreError::DigestMismatch {
+                    path: self.tmp.to_path_buf(),
+                    expected: expected.clone(),
+                    actual: digest,
+                });
+            }
+        }
+        let dest = self.blobs_dir.join(digest.hex());
+        if dest.exists() {
+            // Same content already stored; the scratch file is dropped.
+            return Ok((digest, self.size));
+        }
+        self.tmp
+            .persist(&dest)
+            .map_err(|e| e.error)
+            .ctx("rename blob into", &dest)?;
+        Ok((digest, self.size))
+    }
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}

@@ -1,0 +1,148 @@
+//! Putting layers into the store: any tar stream, compressed or not, becomes one
+//! uncompressed, indexed blob.
+
+use super::oci::Digest;
+use super::{IoContext, Result, Store, StoreError};
+use sha2::{Digest as _, Sha256};
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::PathBuf;
+
+/// A layer stored in the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredLayer {
+    /// Digest of the uncompressed tar (the diff ID, and the blob's name).
+    pub digest: Digest,
+    /// Size of the uncompressed tar.
+    pub size: u64,
+    /// The compressed form it arrived in, if any: (digest, size, compression).
+    pub compressed: Option<(Digest, u64, Compression)>,
+}
+
+/// The compression a layer stream arrived in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// A plain tar.
+    None,
+    /// gzip.
+    Gzip,
+    /// zstd.
+    Zstd,
+}
+
+impl Compression {
+    /// Detects the compression from a stream's first bytes.
+    pub fn sniff(head: &[u8]) -> Compression {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Compression::Gzip
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Compression::Zstd
+        } else {
+            Compression::None
+        }
+    }
+}
+
+/// Hashes everything read through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CompressedRecord {
+    digest: Digest,
+    size: u64,
+    compression: Compression,
+}
+
+impl Store {
+    /// Stores a layer from a tar stream that may be gzip- or zstd-compressed.
+    ///
+    /// `expected` is the digest of the stream as given (compressed or not), when the
+    /// source names one: a mismatch is an error and nothing is stored. The layer's
+    /// index is built before this returns, so a malformed tar is rejected here too.
+    pub fn put_layer(&self, reader: impl Read, expected: Option<&Digest>) -> Result<StoredLayer> {
+        let src_desc = PathBuf::from(expected.map_or("layer stream", |d| d.as_str()));
+        let mut hashing = HashingReader {
+            inner: BufReader::with_capacity(1 << 20, reader),
+            hasher: Sha256::new(),
+            size: 0,
+        };
+        let compression = {
+            let head = hashing.inner.fill_buf().ctx("read", &src_desc)?;
+            Compression::sniff(head)
+        };
+        let mut blob = self.blob_writer()?;
+        match compression {
+            Compression::None => {
+                io::copy(&mut hashing, &mut blob).ctx("copy layer", &src_desc)?;
+            }
+            Compression::Gzip => {
+                let mut dec = flate2::read::MultiGzDecoder::new(&mut hashing);
+                io::copy(&mut dec, &mut blob).ctx("decompress gzip layer", &src_desc)?;
+            }
+            Compression::Zstd => {
+                let mut dec = zstd::stream::read::Decoder::new(&mut hashing)
+                    .ctx("decompress zstd layer", &src_desc)?;
+                io::copy(&mut dec, &mut blob).ctx("decompress zstd layer", &src_desc)?;
+            }
+        }
+        // Whatever trails the compressed stream still counts toward its digest.
+        io::copy(&mut hashing, &mut io::sink()).ctx("read", &src_desc)?;
+        let arrived = Digest::from_sha256(hashing.hasher.finalize().into());
+        if let Some(expected) = expected {
+            if expected != &arrived {
+                return Err(StoreError::DigestMismatch {
+                    path: src_desc,
+                    expected: expected.clone(),
+                    actual: arrived,
+                });
+            }
+        }
+        let (digest, size) = blob.commit_sized(None)?;
+        let compressed = match compression {
+            Compression::None => None,
+            c => Some((arrived, hashing.size, c)),
+        };
+        if let Some((cdigest, csize, c)) = &compressed {
+            let record = CompressedRecord {
+                digest: cdigest.clone(),
+                size: *csize,
+                compression: *c,
+            };
+            let path = self
+                .root()
+                .join("d2v/compressed")
+                .join(format!("{}.json", digest.hex()));
+            self.write_atomic(&path, &serde_json::to_vec(&record).expect("serializes"))?;
+        }
+        self.ensure_layer_index(&digest)?;
+        Ok(StoredLayer {
+            digest,
+            size,
+            compressed,
+        })
+    }
+
+    /// The compressed form a stored layer arrived in, if it arrived compressed.
+    pub fn compressed_form(&self, layer: &Digest) -> Option<(Digest, u64, Compression)> {
+        let path = self
+            .root()
+            .join("d2v/compressed")
+            .join(format!("{}.json", layer.hex()));
+        let bytes = std::fs::read(path).ok()?;
+        let r: CompressedRecord = serde_json::from_slice(&bytes).ok()?;
+        Some((r.digest, r.size, r.compression))
+    }
+}

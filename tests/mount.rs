@@ -1,0 +1,231 @@
+//! `d2v mount` / `d2v umount`: the lazy FUSE view of an image, as a user and as the
+//! lower dir of a RUN step (chroot, overlayfs).
+
+mod harness;
+
+use harness::tree::{assert_same, describe, Ignore};
+use harness::{is_mounted, require_root_and, sh, D2v};
+use std::path::Path;
+
+fn fixture(name: &str) -> String {
+    harness::fixtures()
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Mounts `name` on a fresh dir; unmounts (and checks nothing is left) on drop.
+struct Mounted<'a> {
+    d2v: &'a D2v,
+    dir: tempfile::TempDir,
+}
+
+impl<'a> Mounted<'a> {
+    fn new(d2v: &'a D2v, name: &str) -> Mounted<'a> {
+        let dir = tempfile::tempdir().unwrap();
+        d2v.ok(&["mount", name, dir.path().to_str().unwrap()]);
+        assert!(
+            is_mounted(dir.path()),
+            "d2v mount returned before the mount was live"
+        );
+        Mounted { d2v, dir }
+    }
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Mounted<'_> {
+    fn drop(&mut self) {
+        if is_mounted(self.dir.path()) {
+            self.d2v.ok(&["umount", self.dir.path().to_str().unwrap()]);
+        }
+        assert!(!is_mounted(self.dir.path()), "mount left behind");
+    }
+}
+
+#[test]
+fn debian_through_the_mount_matches_the_extracted_tree() {
+    if !require_root_and(&["tar"]) {
+        return;
+    }
+    let d2v = D2v::new();
+    d2v.ok(&[
+        "import",
+        &format!("rootfs:{}", fixture("debian.tar")),
+        "--as",
+        "debian",
+    ]);
+    let m = Mounted::new(&d2v, "debian");
+    let extracted = tempfile::tempdir_in("/var/tmp").unwrap();
+    sh(&format!(
+        "tar --xattrs --xattrs-include='*' --numeric-owner -xpf {} -C {}",
+        fixture("debian.tar"),
+        extracted.path().display()
+    ));
+    let ignore = Ignore {
+        mtime: false,
+        dir_size: true,
+    };
+    let a = describe(extracted.path(), ignore);
+    let b = describe(m.path(), ignore);
+    assert!(
+        a.len() > 5000,
+        "a Debian tree has thousands of paths, got {}",
+        a.len()
+    );
+    assert_same("tar -x", &a, "d2v mount", &b);
+    // The capability on ping survives (it is what lets ping run unprivileged).
+    let caps = sh(&format!("getcap {}/usr/bin/ping", m.path().display()));
+    assert!(caps.contains("cap_net_raw"), "{caps}");
+}
+
+#[test]
+fn chroot_and_overlay_over_the_mount() {
+    if !require_root_and(&["chroot"]) {
+        return;
+    }
+    let d2v = D2v::new();
+    d2v.ok(&[
+        "import",
+        &format!("oci:{}:latest", fixture("busybox-oci")),
+        "--as",
+        "bb",
+    ]);
+    let m = Mounted::new(&d2v, "bb");
+    let out = sh(&format!(
+        "chroot {} /bin/sh -c 'echo hello from $(id -u) in $(pwd); ls /bin | wc -l'",
+        m.path().display()
+    ));
+    assert!(out.starts_with("hello from 0 in /"), "{out}");
+    // A non-root user inside the chroot sees modes enforced by the kernel.
+    let out = sh(&format!(
+        "chroot --userspec=1000:1000 {} /bin/sh -c 'head -1 /etc/passwd; touch /etc/x 2>&1 || echo denied'",
+        m.path().display()
+    ));
+    assert!(
+        out.starts_with("root:x:0:0:") && out.contains("denied"),
+        "{out}"
+    );
+
+    // Kernel overlayfs with the FUSE mount as its lower dir: writes land in upper only.
+    let work = tempfile::tempdir_in("/var/tmp").unwrap();
+    let w = work.path().display().to_string();
+    let wp = work.path();
+    sh(&format!("mkdir -p {w}/upper {w}/work {w}/merged"));
+    sh(&format!(
+        "mount -t overlay overlay -o lowerdir={},upperdir={w}/upper,workdir={w}/work {w}/merged",
+        m.path().display()
+    ));
+    let result = std::panic::catch_unwind(|| {
+        sh(&format!(
+            "chroot {w}/merged /bin/sh -c 'echo new > /etc/new-file; rm /etc/group; mkdir -p /srv/a'"
+        ));
+        assert_eq!(
+            std::fs::read_to_string(wp.join("upper/etc/new-file")).unwrap(),
+            "new\n"
+        );
+        assert!(!m.path().join("etc/new-file").exists(), "the lower changed");
+        assert!(m.path().join("etc/group").exists(), "the lower lost a file");
+        assert!(!wp.join("merged/etc/group").exists());
+        assert!(wp.join("upper/srv/a").is_dir());
+    });
+    sh(&format!("umount {w}/merged"));
+    result.unwrap();
+}
+
+#[test]
+fn busy_or_bad_mountpoints_and_missing_images_fail_clearly() {
+    if !require_root_and(&[]) {
+        return;
+    }
+    let d2v = D2v::new();
+    d2v.ok(&[
+        "import",
+        &format!("rootfs:{}", fixture("busybox.tar")),
+        "--as",
+        "bb",
+    ]);
+    let m = Mounted::new(&d2v, "bb");
+    let err = d2v.fails(&["mount", "bb", m.path().to_str().unwrap()]);
+    assert!(
+        err.contains("not empty") || err.contains("already"),
+        "{err}"
+    );
+    let err = d2v.fails(&["mount", "bb", "/does/not/exist"]);
+    assert!(err.contains("/does/not/exist"), "{err}");
+    let empty = tempfile::tempdir().unwrap();
+    let err = d2v.fails(&["mount", "nope", empty.path().to_str().unwrap()]);
+    assert!(err.contains("no image named \"nope\""), "{err}");
+    assert!(!is_mounted(empty.path()));
+}
+
+#[test]
+fn a_killed_server_leaves_no_stale_mount() {
+    if !require_root_and(&["fusermount3"]) {
+        return;
+    }
+    let d2v = D2v::new();
+    d2v.ok(&[
+        "import",
+        &format!("rootfs:{}", fixture("busybox.tar")),
+        "--as",
+        "bb",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = d2v
+        .cmd()
+        .args(["mount", "bb", dir.path().to_str().unwrap(), "--foreground"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !is_mounted(dir.path()) {
+        assert!(std::time::Instant::now() < deadline, "mount never appeared");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(dir.path().join("bin/busybox").exists());
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while is_mounted(dir.path()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the mount outlived its killed server"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn umount_stops_the_background_server() {
+    if !require_root_and(&[]) {
+        return;
+    }
+    let d2v = D2v::new();
+    d2v.ok(&[
+        "import",
+        &format!("rootfs:{}", fixture("busybox.tar")),
+        "--as",
+        "bb",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    d2v.ok(&["mount", "bb", dir.path().to_str().unwrap()]);
+    let servers = || {
+        sh(&format!(
+            "pgrep -f '[m]ount bb {} ' || true",
+            dir.path().display()
+        ))
+    };
+    assert!(!servers().trim().is_empty(), "no server process");
+    d2v.ok(&["umount", dir.path().to_str().unwrap()]);
+    assert!(!is_mounted(dir.path()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !servers().trim().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server still running after umount"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
