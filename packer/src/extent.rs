@@ -56,6 +56,7 @@ pub fn push(list: &mut Vec<Extent>, mut logical: u32, mut physical: u64, mut len
 }
 
 /// Number of tree blocks (beyond the inode root) needed for `n` extents.
+#[cfg(test)]
 pub fn tree_blocks(n: usize) -> usize {
     let mut total = 0;
     let mut count = n;

@@ -85,7 +85,6 @@ pub(crate) fn finish(mut w: Ext4Writer) -> Result<Summary, PackError> {
     let csum_seed = crc32c_raw(!0, &uuid);
     let bs = BLOCK_SIZE as u64;
     let data_start = 1 + w.gdt_reserved;
-    let data_end = w.stream.next_block();
     let n_inodes = w.nodes.len();
 
     // Shared xattr blocks, deduplicated by content.
@@ -231,7 +230,7 @@ pub(crate) fn finish(mut w: Ext4Writer) -> Result<Summary, PackError> {
     let free_inodes_wanted = w.opts.free_inodes.unwrap_or(if tight {
         0
     } else {
-        (free_bytes / 16384).max(1024)
+        (free_bytes / 16384).max(16384)
     });
     let want_inodes = n_inodes as u64 + free_inodes_wanted;
     let journal_on = w.opts.journal && !tight;
@@ -436,9 +435,14 @@ pub(crate) fn finish(mut w: Ext4Writer) -> Result<Summary, PackError> {
     counts.journal_bytes = journal_blocks * bs;
     counts.free_bytes = free_blocks_total * bs;
     counts.free_inodes = free_inodes_total;
-    counts.overhead_bytes = counts
-        .image_bytes
-        .saturating_sub(counts.data_block_bytes + counts.journal_bytes + counts.free_bytes);
+    // Inode table space for free inodes is headroom, like free blocks.
+    counts.free_inode_table_bytes = free_inodes_total * INODE_SIZE as u64;
+    counts.overhead_bytes = counts.image_bytes.saturating_sub(
+        counts.data_block_bytes
+            + counts.journal_bytes
+            + counts.free_bytes
+            + counts.free_inode_table_bytes,
+    );
     counts.uuid = uuid;
     Ok(counts)
 }

@@ -113,11 +113,20 @@ fn data_segments(f: &File, size: u64) -> Vec<(u64, u64)> {
 /// Entries are visited in byte order of their names; files with several
 /// links become hard links; holes stay holes.
 pub fn pack_dir(root: &Path, w: &mut Ext4Writer) -> Result<(), PackError> {
+    pack_dir_with_progress(root, w, &mut |_| {})
+}
+
+/// [`pack_dir`], calling `progress` after every entry.
+pub fn pack_dir_with_progress(
+    root: &Path,
+    w: &mut Ext4Writer,
+    progress: &mut dyn FnMut(&Ext4Writer),
+) -> Result<(), PackError> {
     let st = std::fs::symlink_metadata(root).map_err(|e| src_err(root, e))?;
     w.create(b"", &metadata_of(root, &st)?, None, 0)?;
     let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
     let mut buf = Vec::new();
-    walk(root, &mut Vec::new(), w, &mut links, &mut buf)
+    walk(root, &mut Vec::new(), w, &mut links, &mut buf, progress)
 }
 
 fn walk(
@@ -126,6 +135,7 @@ fn walk(
     w: &mut Ext4Writer,
     links: &mut HashMap<(u64, u64), Vec<u8>>,
     buf: &mut Vec<u8>,
+    progress: &mut dyn FnMut(&Ext4Writer),
 ) -> Result<(), PackError> {
     let mut names: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| src_err(dir, e))?
@@ -153,7 +163,7 @@ fn walk(
         let meta = metadata_of(&path, &st)?;
         if ft.is_dir() {
             w.create(rel, &meta, None, 0)?;
-            walk(&path, rel, w, links, buf)?;
+            walk(&path, rel, w, links, buf, progress)?;
         } else if ft.is_symlink() {
             let target = std::fs::read_link(&path).map_err(|e| src_err(&path, e))?;
             w.create(rel, &meta, Some(target.as_os_str().as_bytes()), 0)?;
@@ -184,6 +194,7 @@ fn walk(
         } else if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() || ft.is_socket() {
             w.create(rel, &meta, None, 0)?;
         }
+        progress(w);
         rel.truncate(len);
     }
     Ok(())
@@ -236,6 +247,16 @@ fn ensure_parents(w: &mut Ext4Writer, path: &[u8], meta: &Metadata) -> Result<()
 /// xattrs) into `w`. Missing parent directories are created with mode 0755
 /// and `epoch` as their time; all-zero blocks of GNU sparse entries stay holes.
 pub fn pack_tar(input: impl Read, w: &mut Ext4Writer, epoch: i64) -> Result<(), PackError> {
+    pack_tar_with_progress(input, w, epoch, &mut |_| {})
+}
+
+/// [`pack_tar`], calling `progress` after every entry.
+pub fn pack_tar_with_progress(
+    input: impl Read,
+    w: &mut Ext4Writer,
+    epoch: i64,
+    progress: &mut dyn FnMut(&Ext4Writer),
+) -> Result<(), PackError> {
     let terr = |e: std::io::Error| PackError::Tar(e.to_string());
     let mut ar = tar::Archive::new(input);
     let implied = Metadata::new(S_IFDIR | 0o755, Timestamp::from_secs(epoch));
@@ -344,6 +365,7 @@ pub fn pack_tar(input: impl Read, w: &mut Ext4Writer, epoch: i64) -> Result<(), 
             }
             _ => {} // pax/GNU headers are consumed by the tar crate; others are ignored
         }
+        progress(w);
     }
     Ok(())
 }

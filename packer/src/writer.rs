@@ -37,7 +37,8 @@ pub struct Options {
     pub free_bytes: Option<u64>,
     /// Exact image size in bytes (rounded down to 4 KiB); `None` sizes it to fit.
     pub size: Option<u64>,
-    /// Free inodes to leave; `None` means one per 16 KiB of free space, at least 1024.
+    /// Free inodes to leave; `None` means one per 16 KiB of free space, at least
+    /// 16384 (none for `read_only_tight`).
     pub free_inodes: Option<u64>,
     /// The tightest image for a read-only root: no journal, no free space or
     /// inodes beyond what `free_bytes`/`free_inodes` explicitly ask for. The
@@ -97,6 +98,8 @@ pub struct Summary {
     pub free_bytes: u64,
     /// Free inodes.
     pub free_inodes: u64,
+    /// Inode table bytes holding the free inodes (headroom, not overhead).
+    pub free_inode_table_bytes: u64,
     /// Everything else: superblock, descriptors, bitmaps, inode tables,
     /// directories, extent trees, xattr blocks, slow symlinks.
     pub overhead_bytes: u64,

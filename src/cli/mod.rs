@@ -3,6 +3,10 @@
 mod images;
 mod mount;
 
+mod pack;
+mod plan;
+mod run;
+
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -30,6 +34,12 @@ enum Command {
     Mount(mount::MountArgs),
     /// Unmount a `d2v mount`
     Umount(mount::UmountArgs),
+    /// Pack a tree (tar, directory, or store image) into a bootable ext4 image.
+    Pack(pack::PackArgs),
+    /// Print the build plan and image config of a Dockerfile as JSON
+    Plan(plan::PlanArgs),
+    /// Boot an image in a microVM and exit with its entrypoint's exit code
+    Run(run::RunArgs),
 }
 
 /// Parse the command line, run the subcommand and turn errors into an exit code.
@@ -43,6 +53,9 @@ pub fn main() -> ExitCode {
         Command::Prune(a) => images::prune(a),
         Command::Mount(a) => mount::mount(a),
         Command::Umount(a) => mount::umount(a),
+        Command::Pack(args) => pack::run(args),
+        Command::Plan(a) => plan::run(a),
+        Command::Run(a) => run::run(a),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,412 @@
+//! Helpers shared by the packer's integration tests: the e2fsck judge, loop
+//! mounts, and a tree comparison.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use d2v_packer::{Ext4Writer, Options, Summary};
+use sha2::{Digest, Sha256};
+
+/// Whether we run in CI (where missing facilities are failures).
+pub fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Return false (test should skip) when `what` is unavailable; panic in CI.
+pub fn have(what: &str, ok: bool) -> bool {
+    if !ok {
+        if ci() {
+            panic!("CI=true but {what} is not available");
+        }
+        eprintln!("SKIP: {what} is not available");
+    }
+    ok
+}
+
+/// Whether `tool` runs.
+pub fn have_tool(tool: &str) -> bool {
+    have(tool, Command::new(tool).arg("-V").output().is_ok())
+}
+
+/// Whether we are root (needed for loop mounts, devices, chown).
+pub fn have_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    have("root", unsafe { libc::geteuid() } == 0)
+}
+
+/// Assert that `e2fsck -fn` accepts `image` with exit 0 and no complaint.
+pub fn assert_fsck_clean(image: &Path) {
+    let out = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(image)
+        .output()
+        .expect("run e2fsck");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lower = text.to_lowercase();
+    assert!(
+        out.status.code() == Some(0)
+            && !lower.contains("wrong")
+            && !text.contains("Fix?")
+            && !lower.contains("corrupt")
+            && !text.contains("? no"),
+        "e2fsck -fn {} failed ({:?}):\n{text}",
+        image.display(),
+        out.status.code()
+    );
+}
+
+/// Pack `dir` into `image` with `opts`.
+pub fn pack_dir(dir: &Path, image: &Path, opts: Options) -> Summary {
+    let f = File::create(image).unwrap();
+    let mut w = Ext4Writer::new(f, opts).unwrap();
+    d2v_packer::source::pack_dir(dir, &mut w).unwrap();
+    w.finish().unwrap()
+}
+
+/// A loop mount that is undone on drop.
+pub struct Mount {
+    pub dir: tempfile::TempDir,
+}
+
+impl Mount {
+    /// Mount `image` at a fresh directory with `-o loop,<opts>`.
+    pub fn new(image: &Path, opts: &str) -> Mount {
+        let dir = tempfile::tempdir().unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "ext4", "-o", &format!("loop,{opts}")])
+            .arg(image)
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount {} failed", image.display());
+        Mount { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+/// Everything we compare about one path.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Facts {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub mtime: (i64, i64),
+    pub rdev: u64,
+    pub link: Option<Vec<u8>>,
+    pub xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
+    pub sha256: Option<String>,
+}
+
+fn xattrs_of(p: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let mut m = BTreeMap::new();
+    for n in xattr::list(p).unwrap() {
+        if let Some(v) = xattr::get(p, &n).unwrap() {
+            m.insert(n.as_bytes().to_vec(), v);
+        }
+    }
+    m
+}
+
+fn hash_file(p: &Path) -> String {
+    let mut f = File::open(p).unwrap();
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    hex(&h.finalize())
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Facts of every path under `root` (relative, sorted), plus hard-link groups
+/// (sets of paths sharing an inode).
+pub fn scan(root: &Path, skip_lost_found: bool) -> (BTreeMap<Vec<u8>, Facts>, Vec<Vec<Vec<u8>>>) {
+    let mut out = BTreeMap::new();
+    let mut inodes: HashMap<u64, Vec<Vec<u8>>> = HashMap::new();
+    fn rec(
+        root: &Path,
+        dir: &Path,
+        out: &mut BTreeMap<Vec<u8>, Facts>,
+        inodes: &mut HashMap<u64, Vec<Vec<u8>>>,
+        skip: bool,
+    ) {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        for n in names {
+            let p = dir.join(&n);
+            let rel = p
+                .strip_prefix(root)
+                .unwrap()
+                .as_os_str()
+                .as_bytes()
+                .to_vec();
+            if skip && rel == b"lost+found" {
+                continue;
+            }
+            let st = std::fs::symlink_metadata(&p).unwrap();
+            let ft = st.file_type();
+            if !ft.is_dir() {
+                inodes.entry(st.ino()).or_default().push(rel.clone());
+            }
+            out.insert(
+                rel,
+                Facts {
+                    mode: st.mode(),
+                    uid: st.uid(),
+                    gid: st.gid(),
+                    size: if ft.is_dir() { 0 } else { st.size() },
+                    mtime: (st.mtime(), st.mtime_nsec()),
+                    rdev: st.rdev(),
+                    link: ft.is_symlink().then(|| {
+                        std::fs::read_link(&p)
+                            .unwrap()
+                            .as_os_str()
+                            .as_bytes()
+                            .to_vec()
+                    }),
+                    xattrs: xattrs_of(&p),
+                    sha256: ft.is_file().then(|| hash_file(&p)),
+                },
+            );
+            if ft.is_dir() {
+                rec(root, &p, out, inodes, skip);
+            }
+        }
+    }
+    rec(root, root, &mut out, &mut inodes, skip_lost_found);
+    let mut groups: Vec<Vec<Vec<u8>>> = inodes.into_values().filter(|g| g.len() > 1).collect();
+    for g in &mut groups {
+        g.sort();
+    }
+    groups.sort();
+    (out, groups)
+}
+
+/// Assert that the mounted image at `mnt` matches the source tree `src`.
+pub fn assert_same_tree(src: &Path, mnt: &Path) {
+    let (a, ga) = scan(src, false);
+    let (b, gb) = scan(mnt, true);
+    let ka: Vec<_> = a.keys().collect();
+    let kb: Vec<_> = b.keys().collect();
+    assert_eq!(ka.len(), kb.len(), "different path sets");
+    assert_eq!(ka, kb);
+    for (k, fa) in &a {
+        assert_eq!(fa, &b[k], "{}", String::from_utf8_lossy(k));
+    }
+    assert_eq!(ga, gb, "hard link groups differ");
+    let ra = std::fs::symlink_metadata(src).unwrap();
+    let rb = std::fs::symlink_metadata(mnt).unwrap();
+    assert_eq!(
+        (ra.mode(), ra.uid(), ra.gid()),
+        (rb.mode(), rb.uid(), rb.gid()),
+        "root dir"
+    );
+}
+
+/// A scratch directory on a real disk (not tmpfs, so holes and xattrs work).
+pub fn scratch() -> tempfile::TempDir {
+    let base = PathBuf::from(std::env::var("D2V_TEST_TMP").unwrap_or_else(|_| "/var/tmp".into()));
+    tempfile::Builder::new()
+        .prefix("d2v-packer-")
+        .tempdir_in(base)
+        .unwrap()
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn bytes(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Set atime and mtime (with ns) of `p` without following symlinks.
+pub fn set_times(p: &Path, sec: i64, nsec: i64) {
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    let ts = [
+        libc::timespec {
+            tv_sec: sec,
+            tv_nsec: nsec,
+        },
+        libc::timespec {
+            tv_sec: sec,
+            tv_nsec: nsec,
+        },
+    ];
+    // SAFETY: valid NUL-terminated path and a two-element timespec array.
+    let r = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            ts.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    assert_eq!(
+        r,
+        0,
+        "utimensat {}: {}",
+        p.display(),
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Make a device node or fifo.
+pub fn mknod(p: &Path, mode: u32, major: u32, minor: u32) {
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    let dev = libc::makedev(major, minor);
+    // SAFETY: valid NUL-terminated path.
+    let r = unsafe { libc::mknod(c.as_ptr(), mode, dev) };
+    assert_eq!(
+        r,
+        0,
+        "mknod {}: {}",
+        p.display(),
+        std::io::Error::last_os_error()
+    );
+}
+
+/// lchown.
+pub fn lchown(p: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::lchown(p, Some(uid), Some(gid)).unwrap();
+}
+
+/// Build a source tree with every edge the packer must keep (needs root for
+/// devices and ownership). Returns the paths whose times were set last.
+pub fn build_edge_tree(src: &Path) {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let d = |p: &str| {
+        let p = src.join(p);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    };
+    d("etc");
+    d("usr/bin");
+    d("var/empty");
+    d("deep/a/b/c/d/e/f/g");
+    // Files of edge sizes.
+    for (i, n) in [0usize, 1, 4095, 4096, 4097, 8191, 8192, 65537, 1 << 20]
+        .into_iter()
+        .enumerate()
+    {
+        std::fs::write(src.join(format!("etc/size-{n}")), bytes(i as u64 + 1, n)).unwrap();
+    }
+    // A 255-byte name.
+    let long = "n".repeat(250) + ".long";
+    std::fs::write(src.join("etc").join(&long), b"long name").unwrap();
+    // A directory spanning many blocks (htree).
+    let many = d("many");
+    for i in 0..3000 {
+        std::fs::write(
+            many.join(format!("entry-{i:05}-{}", "x".repeat(i % 40))),
+            format!("{i}"),
+        )
+        .unwrap();
+    }
+    // Symlinks: fast (59), slow (60) and long.
+    symlink("a".repeat(59), src.join("link59")).unwrap();
+    symlink("b".repeat(60), src.join("link60")).unwrap();
+    symlink("c/".repeat(1500), src.join("linklong")).unwrap();
+    symlink("etc/size-1", src.join("link-rel")).unwrap();
+    // Hard links.
+    std::fs::write(src.join("usr/bin/tool"), bytes(99, 5000)).unwrap();
+    std::fs::hard_link(src.join("usr/bin/tool"), src.join("usr/bin/tool2")).unwrap();
+    std::fs::hard_link(src.join("usr/bin/tool"), src.join("etc/tool3")).unwrap();
+    // Sparse file: 64 MiB with three data islands.
+    {
+        let f = File::create(src.join("var/sparse")).unwrap();
+        use std::os::unix::fs::FileExt;
+        f.write_all_at(&bytes(5, 10_000), 4096 * 3).unwrap();
+        f.write_all_at(&bytes(6, 4096), 20 << 20).unwrap();
+        f.write_all_at(&bytes(7, 100), (64 << 20) - 100).unwrap();
+    }
+    // Devices, fifo, socket.
+    mknod(&src.join("var/null"), libc::S_IFCHR | 0o666, 1, 3);
+    mknod(&src.join("var/bigdev"), libc::S_IFBLK | 0o660, 259, 70000);
+    mknod(&src.join("var/fifo"), libc::S_IFIFO | 0o644, 0, 0);
+    let sock = src.join("var/sock");
+    let _l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    // Ownership and special bits.
+    std::fs::write(src.join("usr/bin/suid"), b"#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(
+        src.join("usr/bin/suid"),
+        std::fs::Permissions::from_mode(0o4755),
+    )
+    .unwrap();
+    std::fs::set_permissions(src.join("usr/bin"), std::fs::Permissions::from_mode(0o2775)).unwrap();
+    let tmp = d("tmp");
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    lchown(&src.join("etc/size-1"), 70000, 80000);
+    lchown(&src.join("link59"), 65536, 4_294_967_294);
+    lchown(&src.join("var/empty"), 1000, 1000);
+    // Xattrs: small in-inode, big spilling to a shared block (several files share it).
+    xattr::set(src.join("etc/size-1"), "user.small", b"v").unwrap();
+    for f in ["etc/size-0", "etc/size-4095", "etc/size-4096"] {
+        xattr::set(src.join(f), "user.big", &bytes(3, 300)).unwrap();
+        xattr::set(src.join(f), "trusted.other", b"shared").unwrap();
+    }
+    xattr::set(src.join("var/empty"), "user.dir", b"on a dir").unwrap();
+    xattr::set(src.join("etc/size-4097"), "user.unique", &bytes(4, 1000)).unwrap();
+    // A file capability, the way Debian's ping has one.
+    let ping = src.join("usr/bin/ping");
+    std::fs::write(&ping, b"\x7fELF fake ping").unwrap();
+    let st = Command::new("setcap")
+        .arg("cap_net_raw+ep")
+        .arg(&ping)
+        .status()
+        .unwrap();
+    assert!(st.success(), "setcap failed");
+    // Times last: ns, before 1970, after 2038, on files, links and dirs.
+    set_times(&src.join("etc/size-1"), -1_234_567_890, 500_000_000);
+    set_times(&src.join("etc/size-0"), 4_000_000_000, 123_456_789);
+    set_times(&src.join("link60"), 8_000_000_000, 1);
+    set_times(&src.join("etc/size-4097"), 1_700_000_000, 999_999_999);
+    for p in [
+        "deep/a/b/c/d/e/f/g",
+        "var",
+        "var/empty",
+        "many",
+        "etc",
+        "usr/bin",
+        "usr",
+        "tmp",
+        "deep",
+    ] {
+        set_times(&src.join(p), 1_600_000_000, 42);
+    }
+}

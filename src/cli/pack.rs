@@ -1,0 +1,210 @@
+//! `d2v pack`: write an ext4 root file system image (and `vm.json` beside it)
+//! from a tar stream, a directory, or (later) an image in the store.
+
+use std::fs::File;
+use std::io::{BufReader, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use d2v_packer::vmconfig::VmConfig;
+use d2v_packer::{Ext4Writer, Options, Summary};
+
+/// Flags of `d2v pack`.
+#[derive(clap::Args, Debug)]
+pub struct PackArgs {
+    /// Image in the store to pack (its merged tree).
+    #[arg(conflicts_with_all = ["from_tar", "from_dir"], required_unless_present_any = ["from_tar", "from_dir"])]
+    pub name: Option<String>,
+    /// Pack a tar archive instead (plain, gzip or zstd; `-` for stdin).
+    #[arg(long, value_name = "FILE", conflicts_with = "from_dir")]
+    pub from_tar: Option<PathBuf>,
+    /// Pack a directory tree instead.
+    #[arg(long, value_name = "DIR")]
+    pub from_dir: Option<PathBuf>,
+    /// Output image file.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Free space to leave in the image (e.g. 256M, 1G).
+    /// Default: max(64 MiB, 25% of the data); 0 with --read-only.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub free: Option<u64>,
+    /// Exact image size (e.g. 2G); fails if the tree does not fit.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub size: Option<u64>,
+    /// Leave out the jbd2 journal.
+    #[arg(long)]
+    pub no_journal: bool,
+    /// The tightest image for a read-only root (no journal, no free space
+    /// unless --free asks for some); vm.json marks the drive read-only.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Kernel image path written into vm.json.
+    #[arg(long, value_name = "PATH", default_value = "vmlinux")]
+    pub kernel: PathBuf,
+}
+
+/// Parse a size like `4096`, `512K`, `256M`, `1G`, `2T` (binary units; an
+/// optional trailing `B` or `iB` is accepted).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
+    let (num, mult) = match t.chars().last() {
+        Some(c @ ('k' | 'K' | 'm' | 'M' | 'g' | 'G' | 't' | 'T')) => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                _ => 40,
+            };
+            (&t[..t.len() - 1], 1u64 << shift)
+        }
+        _ => (t, 1),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("not a size: {s:?} (try 256M or 1G)"))?;
+    if !(n >= 0.0) {
+        return Err(format!("not a size: {s:?}"));
+    }
+    Ok((n * mult as f64) as u64)
+}
+
+/// Open a tar source, undoing gzip or zstd compression if its magic says so.
+fn open_tar(path: &Path) -> anyhow::Result<Box<dyn Read>> {
+    let raw: Box<dyn Read> = if path == Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(File::open(path).with_context(|| format!("opening {}", path.display()))?)
+    };
+    let mut r = BufReader::with_capacity(1 << 20, raw);
+    let head = std::io::BufRead::fill_buf(&mut r)?.to_vec();
+    Ok(if head.starts_with(&[0x1F, 0x8B]) {
+        Box::new(flate2::read::MultiGzDecoder::new(r))
+    } else if head.starts_with(&[0x28, 0xB5, 0x2F, 0xFD]) {
+        Box::new(zstd::stream::read::Decoder::with_buffer(r)?)
+    } else {
+        Box::new(r)
+    })
+}
+
+/// Progress on stderr, only when it is a terminal, at most ten times a second.
+struct Progress {
+    tty: bool,
+    last: Instant,
+}
+
+impl Progress {
+    fn tick(&mut self, w: &Ext4Writer) {
+        if !self.tty || self.last.elapsed() < Duration::from_millis(100) {
+            return;
+        }
+        self.last = Instant::now();
+        let mut e = std::io::stderr().lock();
+        let _ = write!(
+            e,
+            "\r\x1b[Kpacking: {} entries, {:.1} MiB",
+            w.entries(),
+            w.data_bytes_written() as f64 / (1 << 20) as f64
+        );
+        let _ = e.flush();
+    }
+
+    fn done(&self) {
+        if self.tty {
+            eprint!("\r\x1b[K");
+        }
+    }
+}
+
+fn mib(b: u64) -> f64 {
+    b as f64 / (1 << 20) as f64
+}
+
+/// One line: files, data bytes, image size, overhead.
+pub fn summary_line(out: &Path, s: &Summary) -> String {
+    format!(
+        "{}: {} files, {} dirs, {} symlinks; {:.1} MiB data in a {:.1} MiB image ({:.1} MiB free, {:.1} MiB journal, overhead {:.2}%)",
+        out.display(),
+        s.files,
+        s.dirs,
+        s.symlinks,
+        mib(s.data_bytes),
+        mib(s.image_bytes),
+        mib(s.free_bytes),
+        mib(s.journal_bytes),
+        s.overhead_percent()
+    )
+}
+
+/// Run `d2v pack`.
+pub fn run(args: PackArgs) -> anyhow::Result<ExitCode> {
+    if let Some(name) = &args.name {
+        bail!(
+            "packing the image {name:?} from the store is not wired up yet; \
+             use --from-tar FILE or --from-dir DIR"
+        );
+    }
+    let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) => Some(
+            v.trim()
+                .parse::<i64>()
+                .context("SOURCE_DATE_EPOCH must be an integer")?,
+        ),
+        Err(_) => None,
+    };
+    let opts = Options {
+        journal: !args.no_journal && !args.read_only,
+        free_bytes: args.free,
+        size: args.size,
+        read_only_tight: args.read_only,
+        source_date_epoch: epoch,
+        ..Options::default()
+    };
+    let out = File::create(&args.output)
+        .with_context(|| format!("creating {}", args.output.display()))?;
+    let mut w = Ext4Writer::new(out, opts).context("starting the image")?;
+    let mut progress = Progress {
+        tty: std::io::stderr().is_terminal(),
+        last: Instant::now(),
+    };
+    let mut tick = |w: &Ext4Writer| progress.tick(w);
+    if let Some(tar) = &args.from_tar {
+        let input = open_tar(tar)?;
+        d2v_packer::source::pack_tar_with_progress(input, &mut w, epoch.unwrap_or(0), &mut tick)
+            .with_context(|| format!("packing {}", tar.display()))?;
+    } else if let Some(dir) = &args.from_dir {
+        d2v_packer::source::pack_dir_with_progress(dir, &mut w, &mut tick)
+            .with_context(|| format!("packing {}", dir.display()))?;
+    }
+    let summary = w
+        .finish()
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    progress.done();
+    let image = std::path::absolute(&args.output).unwrap_or_else(|_| args.output.clone());
+    let vm_json = image.with_file_name("vm.json");
+    VmConfig::new(&args.kernel, &image, args.read_only)
+        .write(&vm_json)
+        .with_context(|| format!("writing {}", vm_json.display()))?;
+    println!("{}", summary_line(&args.output, &summary));
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("256M"), Ok(256 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("1.5K"), Ok(1536));
+        assert!(parse_size("lots").is_err());
+    }
+}
