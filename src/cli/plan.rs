@@ -1,0 +1,82 @@
+//! `d2v plan`: print the build plan and the image config a Dockerfile gives.
+
+use anyhow::{bail, Context};
+use clap::Args;
+use d2v::dockerfile::{self, NoBaseImages, PlanOptions};
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments of `d2v plan`.
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    /// The Dockerfile (default: CONTEXT/Dockerfile; `-` reads stdin).
+    #[arg(short = 'f', long = "file", value_name = "DOCKERFILE")]
+    pub file: Option<PathBuf>,
+    /// A build arg; `K` alone takes the value of the environment variable K.
+    #[arg(long = "build-arg", value_name = "K=V")]
+    pub build_args: Vec<String>,
+    /// The stage to plan for (default: the last).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Target platform (only linux/amd64).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// The build context directory.
+    pub context: PathBuf,
+}
+
+/// Parses `--build-arg` values the way `docker build` does.
+fn build_args(raw: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for a in raw {
+        match a.split_once('=') {
+            Some((k, v)) if !k.is_empty() => out.push((k.to_string(), v.to_string())),
+            Some(_) => bail!("invalid --build-arg {a:?}: the name is empty"),
+            // Docker: a name without a value takes it from the environment,
+            // and is dropped when the environment has none.
+            None => {
+                if let Ok(v) = std::env::var(a) {
+                    out.push((a.clone(), v));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Runs `d2v plan`: prints `{"stages", "target", "config", "warnings"}` as
+/// JSON on stdout; warnings also go to stderr.
+pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
+    let path = args
+        .file
+        .clone()
+        .unwrap_or_else(|| args.context.join("Dockerfile"));
+    let text = if path.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading the Dockerfile from stdin")?;
+        s
+    } else {
+        std::fs::read_to_string(&path)
+            .with_context(|| format!("reading the Dockerfile {}", path.display()))?
+    };
+    let opts = PlanOptions {
+        dockerfile_path: path,
+        build_args: build_args(&args.build_args)?,
+        target: args.target,
+        platform: args.platform,
+        // Only `scratch` is known until the store provides configs, so an
+        // unknown base is planned with an empty config and a warning.
+        lenient_bases: true,
+    };
+    // STORE: replace NoBaseImages with the store (`impl BaseImages for Store`).
+    let plan = dockerfile::plan(&text, &opts, &NoBaseImages)?;
+    for w in &plan.warnings {
+        eprintln!("d2v: warning: {w}");
+    }
+    let json = serde_json::to_string_pretty(&plan).context("serializing the plan")?;
+    println!("{json}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,744 @@
+//! Instructions → steps and config changes, one stage at a time, following
+//! BuildKit's `dispatch*` functions.
+
+use super::config::{
+    default_shell, parse_duration, parse_port_spec, set_env, validate_signal, Healthcheck,
+    History, ImageConfig,
+};
+use super::error::{FrontendError, Location, SourceMap};
+use super::flags::{self, FlagValue};
+use super::heredoc::RawHeredoc;
+use super::lex::{expand_heredoc, expand_word, expand_words, split_words, Vars};
+use super::steps::{
+    CopyFrom, CopyStep, Heredoc, Network, RunStep, Step, StepKind, StepState,
+};
+use parse_dockerfile::{Command, HealthcheckArguments, Instruction, JsonOrStringArray, Source};
+use std::collections::HashMap;
+
+/// Where an instruction's text comes from, for spans and error locations.
+pub(crate) struct Origin<'t> {
+    /// The text the instruction's spans index.
+    pub(crate) map: SourceMap<'t>,
+    /// RUN here-documents by RUN keyword offset in `map.text`.
+    pub(crate) heredocs: &'t HashMap<usize, Vec<RawHeredoc>>,
+    /// For ONBUILD triggers of a base image: every location is this FROM.
+    pub(crate) fixed: Option<Location>,
+    /// The escape character of `map.text`.
+    pub(crate) escape: char,
+}
+
+impl Origin<'_> {
+    fn location(&self, pos: usize) -> Location {
+        self.fixed.clone().unwrap_or_else(|| self.map.location(pos))
+    }
+
+    fn err(&self, pos: usize, inst: &str, msg: impl Into<String>) -> FrontendError {
+        match &self.fixed {
+            Some(loc) => {
+                let trigger = first_line(self.map.text, pos, self.escape);
+                let msg = format!("ONBUILD trigger from the base image ({trigger}): {}", msg.into());
+                self.map.error_at(loc.clone(), Some(inst), msg)
+            }
+            None => self.map.error(pos, Some(inst), msg),
+        }
+    }
+}
+
+/// The instruction's keyword (upper case) and the byte offset where it starts.
+pub(crate) fn keyword(inst: &Instruction<'_>) -> (&'static str, usize) {
+    let (name, span) = match inst {
+        Instruction::Add(i) => ("ADD", &i.add.span),
+        Instruction::Arg(i) => ("ARG", &i.arg.span),
+        Instruction::Cmd(i) => ("CMD", &i.cmd.span),
+        Instruction::Copy(i) => ("COPY", &i.copy.span),
+        Instruction::Entrypoint(i) => ("ENTRYPOINT", &i.entrypoint.span),
+        Instruction::Env(i) => ("ENV", &i.env.span),
+        Instruction::Expose(i) => ("EXPOSE", &i.expose.span),
+        Instruction::From(i) => ("FROM", &i.from.span),
+        Instruction::Healthcheck(i) => ("HEALTHCHECK", &i.healthcheck.span),
+        Instruction::Label(i) => ("LABEL", &i.label.span),
+        Instruction::Maintainer(i) => ("MAINTAINER", &i.maintainer.span),
+        Instruction::Onbuild(i) => ("ONBUILD", &i.onbuild.span),
+        Instruction::Run(i) => ("RUN", &i.run.span),
+        Instruction::Shell(i) => ("SHELL", &i.shell.span),
+        Instruction::Stopsignal(i) => ("STOPSIGNAL", &i.stopsignal.span),
+        Instruction::User(i) => ("USER", &i.user.span),
+        Instruction::Volume(i) => ("VOLUME", &i.volume.span),
+        Instruction::Workdir(i) => ("WORKDIR", &i.workdir.span),
+        _ => ("UNKNOWN", &(0..0)),
+    };
+    (name, span.start)
+}
+
+/// The logical line starting at `pos`: continuation lines joined, comment
+/// lines inside the continuation dropped, trailing blanks trimmed.
+pub(crate) fn first_line(text: &str, pos: usize, escape: char) -> String {
+    join_continuations(text.get(pos..).unwrap_or_default(), escape, true)
+}
+
+/// Removes line continuations (escape + newline) and comment lines inside
+/// them, as BuildKit does before handing shell forms to the shell. With
+/// `stop_at_line_end`, stops at the first unescaped newline.
+pub(crate) fn join_continuations(text: &str, escape: char, stop_at_line_end: bool) -> String {
+    let mut out = String::new();
+    let mut lines = text.split('\n').peekable();
+    let mut continuing = false;
+    while let Some(line) = lines.next() {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if continuing && (line.trim_start().starts_with('#') || line.trim().is_empty()) {
+            continue;
+        }
+        let trimmed = line.trim_end();
+        if let Some(cont) = trimmed.strip_suffix(escape) {
+            out.push_str(cont);
+            continuing = true;
+            continue;
+        }
+        out.push_str(line);
+        continuing = false;
+        if stop_at_line_end || lines.peek().is_none() {
+            break;
+        }
+        out.push('\n');
+    }
+    out.trim_end().to_string()
+}
+
+/// Args (with values) then env: env wins, as in BuildKit's `getEnv`.
+struct ScopeVars(Vec<(String, String)>);
+
+impl Vars for ScopeVars {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name)
+    }
+}
+
+/// What dispatching a stage produced.
+pub(crate) struct StageOutput {
+    pub(crate) steps: Vec<Step>,
+    pub(crate) config: ImageConfig,
+    /// Earlier stages this one reads from (COPY --from, RUN --mount from=).
+    pub(crate) deps: Vec<usize>,
+    /// ARG names declared in the stage.
+    pub(crate) declared_args: Vec<String>,
+}
+
+/// Resolves a `--from` value to a stage (by name or index) or an image.
+pub(crate) type ResolveFrom<'r> = &'r dyn Fn(&str) -> Result<CopyFrom, String>;
+
+/// Dispatches one stage's instructions.
+pub(crate) struct Dispatcher<'r> {
+    config: ImageConfig,
+    args: Vec<(String, Option<String>)>,
+    cmd_set: bool,
+    steps: Vec<Step>,
+    deps: Vec<usize>,
+    declared: Vec<String>,
+    build_args: &'r [(String, String)],
+    global_args: &'r [(String, Option<String>)],
+    resolve_from: ResolveFrom<'r>,
+}
+
+impl<'r> Dispatcher<'r> {
+    /// Starts a stage from its base's config. Clears the base's ONBUILD
+    /// triggers (they are returned: the caller runs them first) and adds the
+    /// default PATH when the base has none.
+    pub(crate) fn new(
+        mut config: ImageConfig,
+        build_args: &'r [(String, String)],
+        global_args: &'r [(String, Option<String>)],
+        proxy_args: Vec<(String, Option<String>)>,
+        resolve_from: ResolveFrom<'r>,
+    ) -> (Self, Vec<String>) {
+        let triggers = config.config.on_build.take().unwrap_or_default();
+        let env = config.config.env.get_or_insert_with(Vec::new);
+        if !env.iter().any(|kv| kv.starts_with("PATH=")) {
+            env.push(format!("PATH={}", super::config::DEFAULT_PATH));
+        }
+        let d = Dispatcher {
+            config,
+            args: proxy_args,
+            cmd_set: false,
+            steps: Vec::new(),
+            deps: Vec::new(),
+            declared: Vec::new(),
+            build_args,
+            global_args,
+            resolve_from,
+        };
+        (d, triggers)
+    }
+
+    /// The stage's result.
+    pub(crate) fn finish(self) -> StageOutput {
+        StageOutput {
+            steps: self.steps,
+            config: self.config,
+            deps: self.deps,
+            declared_args: self.declared,
+        }
+    }
+
+    fn vars(&self) -> ScopeVars {
+        let mut v: Vec<(String, String)> = self
+            .args
+            .iter()
+            .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
+            .collect();
+        for kv in self.config.config.env.iter().flatten() {
+            let (k, val) = kv.split_once('=').unwrap_or((kv, ""));
+            v.push((k.to_string(), val.to_string()));
+        }
+        ScopeVars(v)
+    }
+
+    fn state(&self) -> StepState {
+        let c = &self.config.config;
+        StepState {
+            env: c.env.clone().unwrap_or_default(),
+            args: self
+                .args
+                .iter()
+                .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
+                .collect(),
+            user: c.user.clone().unwrap_or_default(),
+            workdir: c
+                .working_dir
+                .clone()
+                .filter(|w| !w.is_empty())
+                .unwrap_or_else(|| "/".into()),
+            shell: c.shell.clone().unwrap_or_else(default_shell),
+        }
+    }
+
+    fn shell(&self) -> Vec<String> {
+        self.config.config.shell.clone().unwrap_or_else(default_shell)
+    }
+
+    fn push(&mut self, origin: &Origin<'_>, pos: usize, kind: StepKind, state: StepState, created_by: String) {
+        let empty_layer = matches!(kind, StepKind::Config);
+        self.config.history.push(History {
+            created: None,
+            created_by: Some(created_by),
+            comment: Some("buildkit.dockerfile.v0".into()),
+            empty_layer: empty_layer.then_some(true),
+        });
+        self.steps.push(Step {
+            location: origin.location(pos),
+            text: first_line(origin.map.text, pos, origin.escape),
+            kind,
+            state,
+        });
+    }
+
+    /// Dispatches one instruction.
+    pub(crate) fn dispatch(&mut self, origin: &Origin<'_>, inst: &Instruction<'_>) -> Result<(), FrontendError> {
+        let (name, pos) = keyword(inst);
+        let esc = origin.escape;
+        let state = self.state();
+        let text = first_line(origin.map.text, pos, esc);
+        let err = |at: usize, msg: String| origin.err(at, name, msg);
+        let vars = self.vars();
+        let word = |s: &str, at: usize| expand_word(s, esc, &vars).map_err(|e| err(at, e.0));
+        match inst {
+            Instruction::Arg(i) => {
+                let mut new_args = Vec::new();
+                for w in split_words(&i.arguments.value, esc) {
+                    let (key, default) = match w.split_once('=') {
+                        Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                        None => (w.clone(), None),
+                    };
+                    let key = word(&key, i.arguments.span.start)?;
+                    if key.is_empty() {
+                        return Err(err(i.arguments.span.start, "ARG names can not be blank".into()));
+                    }
+                    let default = match default {
+                        Some(d) => Some(word(&d, i.arguments.span.start)?),
+                        None => None,
+                    };
+                    let value = lookup(self.build_args, &key)
+                        .or(default)
+                        .or_else(|| self.global_args.iter().rev().find(|(k, _)| *k == key).and_then(|(_, v)| v.clone()));
+                    new_args.push((key, value));
+                }
+                for (k, v) in new_args {
+                    self.declared.push(k.clone());
+                    self.args.retain(|(ek, _)| *ek != k);
+                    self.args.push((k, v));
+                }
+                self.push(origin, pos, StepKind::Config, state, text);
+            }
+            Instruction::Env(i) => {
+                let pairs = name_values(&i.arguments.value, esc, "ENV").map_err(|m| err(i.arguments.span.start, m))?;
+                let mut expanded = Vec::new();
+                for (k, v) in pairs {
+                    let k = word(&k, i.arguments.span.start)?;
+                    if k.is_empty() {
+                        return Err(err(i.arguments.span.start, "ENV names can not be blank".into()));
+                    }
+                    expanded.push((k, word(&v, i.arguments.span.start)?));
+                }
+                let env = self.config.config.env.get_or_insert_with(Vec::new);
+                let mut by = Vec::new();
+                for (k, v) in expanded {
+                    set_env(env, &k, &v);
+                    by.push(format!("{k}={v}"));
+                }
+                self.push(origin, pos, StepKind::Config, state, format!("ENV {}", by.join(" ")));
+            }
+            Instruction::Label(i) => {
+                let pairs = name_values(&i.arguments.value, esc, "LABEL").map_err(|m| err(i.arguments.span.start, m))?;
+                let mut by = Vec::new();
+                for (k, v) in pairs {
+                    let k = word(&k, i.arguments.span.start)?;
+                    let v = word(&v, i.arguments.span.start)?;
+                    if k.is_empty() {
+                        return Err(err(i.arguments.span.start, "LABEL names can not be blank".into()));
+                    }
+                    by.push(format!("{k}={v}"));
+                    self.config.config.labels.get_or_insert_with(Default::default).insert(k, v);
+                }
+                self.push(origin, pos, StepKind::Config, state, format!("LABEL {}", by.join(" ")));
+            }
+            Instruction::Maintainer(i) => {
+                self.config.author = Some(i.name.value.to_string());
+                self.push(origin, pos, StepKind::Config, state, text);
+            }
+            Instruction::Expose(i) => {
+                for arg in &i.arguments {
+                    let words = expand_words(&arg.value, esc, &vars).map_err(|e| err(arg.span.start, e.0))?;
+                    for w in words {
+                        let ports = parse_port_spec(&w).map_err(|m| err(arg.span.start, m))?;
+                        let map = self.config.config.exposed_ports.get_or_insert_with(Default::default);
+                        for p in ports {
+                            map.insert(p, Default::default());
+                        }
+                    }
+                }
+                self.push(origin, pos, StepKind::Config, state, text);
+            }
+            Instruction::User(i) => {
+                let user = word(&i.arguments.value, i.arguments.span.start)?;
+                if user.is_empty() {
+                    return Err(err(i.arguments.span.start, "USER requires a user name or uid".into()));
+                }
+                self.config.config.user = Some(user);
+                self.push(origin, pos, StepKind::Config, state, text);
+            }
+            Instruction::Workdir(i) => {
+                let dir = word(&i.arguments.value, i.arguments.span.start)?;
+                if dir.is_empty() {
+                    return Err(err(i.arguments.span.start, "WORKDIR can not be blank".into()));
+                }
+                let current = self.config.config.working_dir.clone().unwrap_or_default();
+                let joined = clean_path(&if dir.starts_with('/') { dir } else { format!("/{current}/{dir}") });
+                self.config.config.working_dir = Some(joined.clone());
+                self.push(origin, pos, StepKind::Workdir(joined), state, format!("{text} # buildkit"));
+            }
+            Instruction::Volume(i) => {
+                let mut paths = Vec::new();
+                match &i.arguments {
+                    JsonOrStringArray::Json(a) => {
+                        for v in &a.value {
+                            paths.push((word(&v.value, v.span.start)?, v.span.start));
+                        }
+                    }
+                    JsonOrStringArray::String(a) => {
+                        for v in a {
+                            let words = expand_words(&v.value, esc, &vars).map_err(|e| err(v.span.start, e.0))?;
+                            paths.extend(words.into_iter().map(|w| (w, v.span.start)));
+                        }
+                    }
+                }
+                for (p, at) in paths {
+                    if p.trim().is_empty() {
+                        return Err(err(at, "VOLUME specified can not be an empty string".into()));
+                    }
+                    self.config.config.volumes.get_or_insert_with(Default::default).insert(p, Default::default());
+                }
+                self.push(origin, pos, StepKind::Config, state, text);
+            }
+            Instruction::Stopsignal(i) => {
+                let sig = word(&i.arguments.value, i.arguments.span.start)?;
+                validate_signal(&sig).map_err(|m| err(i.arguments.span.start, m))?;
+                self.config.config.stop_signal = Some(sig);
+                self.push(origin, pos, StepKind::Config, state, text);
+            }
+            Instruction::Shell(i) => {
+                self.config.config.shell = Some(i.arguments.iter().map(|a| a.value.to_string()).collect());
+                self.push(origin, pos, StepKind::Config, state, text);
+            }
+            Instruction::Cmd(i) => {
+                let argv = self.command_argv(origin, &i.arguments);
+                self.config.config.cmd = Some(argv.clone());
+                self.cmd_set = true;
+                let by = format!("CMD {}", serde_json::to_string(&argv).unwrap_or_default());
+                self.push(origin, pos, StepKind::Config, state, by);
+            }
+            Instruction::Entrypoint(i) => {
+                let argv = self.command_argv(origin, &i.arguments);
+                self.config.config.entrypoint = Some(argv.clone());
+                if !self.cmd_set {
+                    self.config.config.cmd = None;
+                }
+                let by = format!("ENTRYPOINT {}", serde_json::to_string(&argv).unwrap_or_default());
+                self.push(origin, pos, StepKind::Config, state, by);
+            }
+            Instruction::Healthcheck(i) => {
+                let flags = flags::check("HEALTHCHECK", &i.options).map_err(|(at, m)| err(at, m))?;
+                let hc = match &i.arguments {
+                    HealthcheckArguments::None { .. } => {
+                        if let Some(f) = flags.first() {
+                            return Err(err(f.pos, "options are not allowed with HEALTHCHECK NONE".into()));
+                        }
+                        Healthcheck { test: vec!["NONE".into()], ..Default::default() }
+                    }
+                    HealthcheckArguments::Cmd { arguments, .. } => {
+                        let test = match arguments {
+                            Command::Exec(a) => std::iter::once("CMD".to_string())
+                                .chain(a.value.iter().map(|s| s.value.to_string()))
+                                .collect(),
+                            Command::Shell(s) => {
+                                let raw = origin.map.text.get(s.span.clone()).unwrap_or(s.value);
+                                vec!["CMD-SHELL".into(), join_continuations(raw, esc, false)]
+                            }
+                            _ => Vec::new(),
+                        };
+                        healthcheck_flags(test, &flags).map_err(|(at, m)| err(at, m))?
+                    }
+                    _ => Healthcheck::default(),
+                };
+                self.config.config.healthcheck = Some(hc);
+                self.push(origin, pos, StepKind::Config, state, text);
+            }
+            Instruction::Onbuild(i) => {
+                let (inner, inner_pos) = keyword(&i.instruction);
+                if matches!(inner, "ONBUILD" | "FROM" | "MAINTAINER") {
+                    return Err(err(inner_pos, format!("{inner} isn't allowed as an ONBUILD trigger")));
+                }
+                let trigger = first_line(origin.map.text, inner_pos, esc);
+                self.config.config.on_build.get_or_insert_with(Vec::new).push(trigger);
+                self.push(origin, pos, StepKind::Config, state, text);
+            }
+            Instruction::Run(i) => {
+                let run = self.run_step(origin, i, &vars).map_err(|(at, m)| err(at, m))?;
+                let by = format!("RUN {} # buildkit", run.argv.join(" "));
+                self.push(origin, pos, StepKind::Run(run), state, by);
+            }
+            Instruction::Copy(i) => {
+                let step = self.copy_step(origin, false, &i.options, &i.src, &i.dest, pos, &vars).map_err(|(at, m)| err(at, m))?;
+                self.push(origin, pos, StepKind::Copy(step), state, format!("{text} # buildkit"));
+            }
+            Instruction::Add(i) => {
+                let step = self.copy_step(origin, true, &i.options, &i.src, &i.dest, pos, &vars).map_err(|(at, m)| err(at, m))?;
+                self.push(origin, pos, StepKind::Copy(step), state, format!("{text} # buildkit"));
+            }
+            Instruction::From(_) => return Err(err(pos, "FROM inside a stage".into())),
+            _ => return Err(err(pos, "unsupported instruction".into())),
+        }
+        Ok(())
+    }
+
+    fn command_argv(&self, origin: &Origin<'_>, cmd: &Command<'_>) -> Vec<String> {
+        match cmd {
+            Command::Exec(a) => a.value.iter().map(|s| s.value.to_string()).collect(),
+            Command::Shell(s) => {
+                let raw = origin.map.text.get(s.span.clone()).unwrap_or(s.value);
+                let mut argv = self.shell();
+                argv.push(join_continuations(raw, origin.escape, false));
+                argv
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn resolve(&mut self, value: &str, at: usize) -> Result<CopyFrom, (usize, String)> {
+        let from = (self.resolve_from)(value).map_err(|m| (at, m))?;
+        if let CopyFrom::Stage(i) = from {
+            if !self.deps.contains(&i) {
+                self.deps.push(i);
+            }
+        }
+        Ok(from)
+    }
+
+    fn run_step(
+        &mut self,
+        origin: &Origin<'_>,
+        i: &parse_dockerfile::RunInstruction<'_>,
+        vars: &ScopeVars,
+    ) -> Result<RunStep, (usize, String)> {
+        let esc = origin.escape;
+        let flags = flags::check("RUN", &i.options)?;
+        let mut run = RunStep {
+            argv: Vec::new(),
+            heredocs: Vec::new(),
+            script: None,
+            mounts: Vec::new(),
+            network: Network::Default,
+            insecure: false,
+        };
+        for f in &flags {
+            let value = f.value.clone().unwrap_or_default();
+            match f.name.as_str() {
+                "mount" => {
+                    let expand = |s: &str| expand_word(s, esc, vars).map_err(|e| e.0);
+                    let (mut m, from) = flags::mount(&value, &expand).map_err(|m| (f.value_pos, m))?;
+                    if let Some(from) = from {
+                        m.from = Some(self.resolve(&from, f.value_pos)?);
+                    }
+                    run.mounts.push(m);
+                }
+                "network" => run.network = flags::network(&value).map_err(|m| (f.value_pos, m))?,
+                "security" => {
+                    run.insecure = match value.as_str() {
+                        "insecure" => true,
+                        "sandbox" => false,
+                        _ => return Err((f.value_pos, format!("unsupported security mode {value:?}"))),
+                    }
+                }
+                _ => {}
+            }
+        }
+        let (_, pos) = (0, i.run.span.start);
+        match &i.arguments {
+            Command::Exec(a) => run.argv = a.value.iter().map(|s| s.value.to_string()).collect(),
+            Command::Shell(s) => {
+                let raw = origin.map.text.get(s.span.clone()).unwrap_or(s.value);
+                let line = join_continuations(raw, esc, false);
+                let docs = origin.heredocs.get(&pos).cloned().unwrap_or_default();
+                // Heredocs the parser itself read (`RUN <<EOF` when the
+                // pre-pass did not run, e.g. in ONBUILD triggers).
+                let docs = if docs.is_empty() && !i.here_docs.is_empty() {
+                    i.here_docs
+                        .iter()
+                        .map(|h| RawHeredoc { name: line.trim_start_matches('<').trim_start_matches('-').split_whitespace().next().unwrap_or_default().trim_matches(['"', '\'']).to_string(), content: h.value.to_string(), expand: h.expand, word: String::new() })
+                        .collect()
+                } else {
+                    docs
+                };
+                let mut argv = self.shell();
+                if docs.is_empty() {
+                    argv.push(line);
+                } else if docs.len() == 1 && line.trim() == docs[0].word.as_str() {
+                    let doc = &docs[0];
+                    if doc.content.starts_with("#!") {
+                        run.script = Some(Heredoc { name: doc.name.clone(), content: doc.content.clone(), expand: doc.expand });
+                        argv.push(format!("/dev/pipes/{}", doc.name));
+                    } else {
+                        argv.push(doc.content.clone());
+                    }
+                } else {
+                    let mut full = line;
+                    for d in &docs {
+                        full.push('\n');
+                        full.push_str(&d.content);
+                        full.push_str(&d.name);
+                    }
+                    argv.push(full);
+                }
+                run.heredocs = docs
+                    .iter()
+                    .map(|d| Heredoc { name: d.name.clone(), content: d.content.clone(), expand: d.expand })
+                    .collect();
+                run.argv = argv;
+            }
+            _ => {}
+        }
+        Ok(run)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn copy_step(
+        &mut self,
+        origin: &Origin<'_>,
+        is_add: bool,
+        options: &[parse_dockerfile::Flag<'_>],
+        src: &[Source<'_>],
+        dest: &parse_dockerfile::UnescapedString<'_>,
+        pos: usize,
+        vars: &ScopeVars,
+    ) -> Result<CopyStep, (usize, String)> {
+        let esc = origin.escape;
+        let flags = flags::check(if is_add { "ADD" } else { "COPY" }, options)?;
+        let word = |s: &str, at: usize| expand_word(s, esc, vars).map_err(|e| (at, e.0));
+        let mut step = CopyStep {
+            is_add,
+            sources: Vec::new(),
+            heredocs: Vec::new(),
+            dest: word(&dest.value, dest.span.start)?,
+            from: None,
+            chown: None,
+            chmod: None,
+            link: false,
+            parents: false,
+            exclude: Vec::new(),
+            checksum: None,
+            keep_git_dir: false,
+            unpack: None,
+        };
+        let value = |f: &FlagValue| word(f.value.as_deref().unwrap_or_default(), f.value_pos);
+        for f in &flags {
+            let boolean = || flags::boolean(f).map_err(|m| (f.pos, m));
+            match f.name.as_str() {
+                "from" => {
+                    let v = value(f)?;
+                    if v.is_empty() {
+                        return Err((f.value_pos, "--from can not be empty".into()));
+                    }
+                    step.from = Some(self.resolve(&v, f.value_pos)?);
+                }
+                "chown" => step.chown = Some(value(f)?),
+                "chmod" => step.chmod = Some(value(f)?),
+                "link" => step.link = boolean()?,
+                "parents" => step.parents = boolean()?,
+                "exclude" => step.exclude.push(value(f)?),
+                "checksum" => step.checksum = Some(value(f)?),
+                "keep-git-dir" => step.keep_git_dir = boolean()?,
+                "unpack" => step.unpack = Some(boolean()?),
+                _ => {}
+            }
+        }
+        let line = first_line(origin.map.text, pos, esc);
+        let mut names = split_words(&line, '\\')
+            .into_iter()
+            .filter_map(|w| heredoc_name(&w));
+        for s in src {
+            match s {
+                Source::Path(p) => step.sources.push(word(&p.value, p.span.start)?),
+                Source::HereDoc(h) => {
+                    let name = names.next().unwrap_or_else(|| "heredoc".into());
+                    let content = if h.expand {
+                        expand_heredoc(&h.value, vars).map_err(|e| (h.span.start, e.0))?
+                    } else {
+                        h.value.to_string()
+                    };
+                    step.heredocs.push(Heredoc { name, content, expand: h.expand });
+                }
+                _ => {}
+            }
+        }
+        if step.sources.iter().any(String::is_empty) {
+            return Err((pos, "source can not be empty".into()));
+        }
+        Ok(step)
+    }
+}
+
+/// The file name of a COPY here-document marker word.
+fn heredoc_name(word: &str) -> Option<String> {
+    let rest = word.strip_prefix("<<")?;
+    let rest = rest.strip_prefix('-').unwrap_or(rest);
+    if rest.is_empty() || rest.contains('<') {
+        return None;
+    }
+    let none: Vec<(String, String)> = Vec::new();
+    expand_word(rest, '\\', &none).ok().filter(|n| !n.is_empty())
+}
+
+fn healthcheck_flags(test: Vec<String>, flags: &[FlagValue]) -> Result<Healthcheck, (usize, String)> {
+    let mut hc = Healthcheck { test, ..Default::default() };
+    for f in flags {
+        let v = f.value.clone().unwrap_or_default();
+        let dur = || {
+            let d = parse_duration(&v).map_err(|m| (f.value_pos, m))?;
+            if d != 0 && d < 1_000_000 {
+                return Err((f.value_pos, format!("--{} cannot be less than 1ms", f.name)));
+            }
+            if d < 0 {
+                return Err((f.value_pos, format!("--{} cannot be negative", f.name)));
+            }
+            Ok(d)
+        };
+        match f.name.as_str() {
+            "interval" => hc.interval = dur()?,
+            "timeout" => hc.timeout = dur()?,
+            "start-period" => hc.start_period = dur()?,
+            "start-interval" => hc.start_interval = dur()?,
+            "retries" => {
+                hc.retries = v.parse().map_err(|_| (f.value_pos, format!("invalid --retries value {v:?}")))?;
+                if hc.retries < 0 {
+                    return Err((f.value_pos, "--retries cannot be negative".into()));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(hc)
+}
+
+/// Splits ENV/LABEL arguments into raw (unexpanded) pairs, BuildKit's
+/// `parseNameVal`: `KEY value…` (legacy) or `K=V K2="v 2"`.
+fn name_values(rest: &str, escape: char, inst: &str) -> Result<Vec<(String, String)>, String> {
+    let words = split_words(rest, escape);
+    let Some(first) = words.first() else {
+        return Err(format!("{inst} requires at least one argument"));
+    };
+    if !first.contains('=') {
+        let rest = rest.trim_start();
+        let split = rest.find(char::is_whitespace);
+        let Some(split) = split else {
+            return Err(format!("{inst} must have two arguments"));
+        };
+        return Ok(vec![(rest[..split].to_string(), rest[split..].trim_start().to_string())]);
+    }
+    words
+        .into_iter()
+        .map(|w| match w.split_once('=') {
+            Some((k, v)) => Ok((k.to_string(), v.to_string())),
+            None => Err(format!("Syntax error - can't find = in {w:?}. Must be of the form: name=value")),
+        })
+        .collect()
+}
+
+fn lookup(list: &[(String, String)], key: &str) -> Option<String> {
+    list.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+}
+
+/// `path.Clean` for absolute paths.
+pub(crate) fn clean_path(p: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in p.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            x => parts.push(x),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// Parses an ONBUILD trigger into an instruction list (with its own text).
+pub(crate) fn parse_trigger(trigger: &str) -> String {
+    format!("FROM scratch\n{trigger}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joins_continuations_and_drops_comment_lines() {
+        let text = "apt-get update && \\\n# a comment\n    apt-get install -y curl\nNEXT";
+        assert_eq!(join_continuations(text, '\\', true), "apt-get update &&     apt-get install -y curl");
+    }
+
+    #[test]
+    fn cleans_workdir_paths() {
+        assert_eq!(clean_path("//a/./b/../c/"), "/a/c");
+        assert_eq!(clean_path("/"), "/");
+    }
+
+    #[test]
+    fn name_values_support_both_forms() {
+        assert_eq!(name_values("A 1 2", '\\', "ENV").unwrap(), vec![("A".into(), "1 2".into())]);
+        assert_eq!(
+            name_values("A=1 B=\"x y\"", '\\', "ENV").unwrap(),
+            vec![("A".into(), "1".into()), ("B".into(), "\"x y\"".into())]
+        );
+        assert!(name_values("A=1 B", '\\', "ENV").is_err());
+        assert!(name_values("A", '\\', "ENV").is_err());
+    }
+}
