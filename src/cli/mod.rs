@@ -4,8 +4,6 @@ mod images;
 mod mount;
 
 mod pack;
-mod plan;
-mod run;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -36,10 +34,6 @@ enum Command {
     Umount(mount::UmountArgs),
     /// Pack a tree (tar, directory, or store image) into a bootable ext4 image.
     Pack(pack::PackArgs),
-    /// Print the build plan and image config of a Dockerfile as JSON
-    Plan(plan::PlanArgs),
-    /// Boot an image in a microVM and exit with its entrypoint's exit code
-    Run(run::RunArgs),
 }
 
 /// Parse the command line, run the subcommand and turn errors into an exit code.
@@ -54,8 +48,6 @@ pub fn main() -> ExitCode {
         Command::Mount(a) => mount::mount(a),
         Command::Umount(a) => mount::umount(a),
         Command::Pack(args) => pack::run(args),
-        Command::Plan(a) => plan::run(a),
-        Command::Run(a) => run::run(a),
     };
     match result {
         Ok(code) => code,
