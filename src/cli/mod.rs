@@ -4,6 +4,7 @@ mod images;
 mod mount;
 
 mod pack;
+mod plan;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -34,6 +35,8 @@ enum Command {
     Umount(mount::UmountArgs),
     /// Pack a tree (tar, directory, or store image) into a bootable ext4 image.
     Pack(pack::PackArgs),
+    /// Print the build plan and image config of a Dockerfile as JSON
+    Plan(plan::PlanArgs),
 }
 
 /// Parse the command line, run the subcommand and turn errors into an exit code.
@@ -48,6 +51,7 @@ pub fn main() -> ExitCode {
         Command::Mount(a) => mount::mount(a),
         Command::Umount(a) => mount::umount(a),
         Command::Pack(args) => pack::run(args),
+        Command::Plan(a) => plan::run(a),
     };
     match result {
         Ok(code) => code,
