@@ -330,8 +330,14 @@ impl<'r> Dispatcher<'r> {
                 if dir.is_empty() {
                     return Err(err(i.arguments.span.start, "WORKDIR can not be blank".into()));
                 }
+                // BuildKit's NormalizeWorkdir: relative paths are joined to
+                // the current one (and cleaned); absolute ones are kept as written.
                 let current = self.config.config.working_dir.clone().unwrap_or_default();
-                let joined = clean_path(&if dir.starts_with('/') { dir } else { format!("/{current}/{dir}") });
+                let joined = if dir.starts_with('/') {
+                    dir
+                } else {
+                    clean_path(&format!("/{current}/{dir}"))
+                };
                 self.config.config.working_dir = Some(joined.clone());
                 self.push(origin, pos, StepKind::Workdir(joined), state, format!("{text} # buildkit"));
             }
