@@ -4,7 +4,6 @@ use anyhow::{Context, Result};
 use clap::Args;
 use d2v::import::Source;
 use d2v::store::Store;
-use std::collections::BTreeSet;
 use std::process::ExitCode;
 
 /// Arguments of `d2v import`.
@@ -114,19 +113,102 @@ pub fn rm(args: RmArgs) -> Result<ExitCode> {
 
 /// Arguments of `d2v prune`.
 #[derive(Args, Debug)]
-pub struct PruneArgs {}
+pub struct PruneArgs {
+    /// Keep at most this much layer data that only the step cache holds (e.g. 2G),
+    /// evicting the least recently used cache entries first
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub cache_budget: Option<u64>,
+    /// Drop the whole step cache too
+    #[arg(long)]
+    pub all: bool,
+}
 
 /// Removes blobs no name (or cache entry) needs.
-pub fn prune(_args: PruneArgs) -> Result<ExitCode> {
+pub fn prune(args: PruneArgs) -> Result<ExitCode> {
     let store = Store::open_default()?;
-    let report = store.prune(&BTreeSet::new())?;
+    let evicted = if args.all {
+        store.cache_clear()?
+    } else if let Some(budget) = args.cache_budget {
+        store.cache_trim(budget)?
+    } else {
+        0
+    };
+    let report = store.prune(&store.cache_roots()?)?;
     println!(
-        "removed {} blobs and {} scratch entries, freed {}",
+        "removed {} blobs, {} cache entries and {} scratch entries, freed {}",
         report.blobs,
+        evicted,
         report.scratch,
         human_size(report.bytes)
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `d2v cache`.
+#[derive(Args, Debug)]
+pub struct CacheArgs {
+    #[command(subcommand)]
+    pub command: CacheCommand,
+}
+
+/// `d2v cache` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum CacheCommand {
+    /// List the step cache, least recently used first
+    Ls {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Lists the step cache.
+pub fn cache(args: CacheArgs) -> Result<ExitCode> {
+    let store = Store::open_default()?;
+    let CacheCommand::Ls { json } = args.command;
+    let entries = store.cache_entries()?;
+    if json {
+        let list: Vec<_> = entries.iter().map(|(e, _)| e).collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:12}  {:12}  {:>10}  STEP", "KEY", "LAYER", "SIZE");
+    for (e, _) in &entries {
+        let (layer, size) = match &e.layer {
+            Some((d, s)) => (d.short().to_string(), human_size(*s)),
+            None => ("-".into(), "-".into()),
+        };
+        let mut step = e.description.replace('\n', " ");
+        if step.len() > 60 {
+            let mut cut = 57;
+            while !step.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            step.truncate(cut);
+            step.push_str("...");
+        }
+        println!("{:12}  {:12}  {:>10}  {}", &e.key.as_str()[..12], layer, size, step);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Parses a size such as `512M`, `2G`, `1.5GiB` or `4096` (bytes).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num.parse().map_err(|_| format!("invalid size {s:?}"))?;
+    let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        "T" | "TB" | "TIB" => 1 << 40,
+        _ => return Err(format!("invalid size unit in {s:?} (use K, M, G or T)")),
+    };
+    Ok((value * mult as f64) as u64)
 }
 
 /// Formats a byte count like `12.3 MiB`.

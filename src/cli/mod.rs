@@ -29,6 +29,8 @@ enum Command {
     Rm(images::RmArgs),
     /// Remove blobs and scratch nothing refers to
     Prune(images::PruneArgs),
+    /// Inspect the step cache
+    Cache(images::CacheArgs),
     /// Mount an image's root filesystem read-only through FUSE
     Mount(mount::MountArgs),
     /// Unmount a `d2v mount`
@@ -48,6 +50,7 @@ pub fn main() -> ExitCode {
         Command::Inspect(a) => images::inspect(a),
         Command::Rm(a) => images::rm(a),
         Command::Prune(a) => images::prune(a),
+        Command::Cache(a) => images::cache(a),
         Command::Mount(a) => mount::mount(a),
         Command::Umount(a) => mount::umount(a),
         Command::Pack(args) => pack::run(args),

@@ -7,6 +7,7 @@
 //!   d2v/lock                      flock guarding every change to the store
 //!   d2v/layers/<hex>.idx          the layer index of each (uncompressed) layer blob
 //!   d2v/compressed/<hex>.json     the compressed form a layer arrived in, for pushing
+//!   d2v/cache/<key>.json          the step cache: what each build step produced
 //!   d2v/tmp/<pid>-<n>/            per-process scratch; renamed into place when complete
 //! ```
 //!
@@ -18,6 +19,7 @@
 //! removes, never a blob or a name that a later run would trust.
 
 mod blobs;
+mod cache;
 mod gc;
 mod images;
 mod layers;
@@ -25,6 +27,7 @@ mod lock;
 pub mod oci;
 
 pub use blobs::BlobWriter;
+pub use cache::{CacheEntry, CacheKey};
 pub use gc::PruneReport;
 pub use images::{validate_name, Image, ImageSummary};
 pub use layers::{Compression, StoredLayer};
