@@ -2,7 +2,8 @@
 
 use anyhow::{bail, Context};
 use clap::Args;
-use d2v::dockerfile::{self, NoBaseImages, PlanOptions};
+use d2v::dockerfile::{self, PlanOptions};
+use d2v::store::Store;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -67,12 +68,12 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
         build_args: build_args(&args.build_args)?,
         target: args.target,
         platform: args.platform,
-        // Only `scratch` is known until the store provides configs, so an
-        // unknown base is planned with an empty config and a warning.
+        // `plan` only describes: a base missing from the store is planned with
+        // an empty config and a warning (`d2v build` fails on it instead).
         lenient_bases: true,
     };
-    // STORE: replace NoBaseImages with the store (`impl BaseImages for Store`).
-    let plan = dockerfile::plan(&text, &opts, &NoBaseImages)?;
+    let store = Store::open_default()?;
+    let plan = dockerfile::plan(&text, &opts, &store)?;
     for w in &plan.warnings {
         eprintln!("d2v: warning: {w}");
     }

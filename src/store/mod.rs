@@ -18,6 +18,7 @@
 //! interrupted write leaves at most unreferenced scratch that [`Store::prune`]
 //! removes, never a blob or a name that a later run would trust.
 
+mod base_images;
 mod blobs;
 mod cache;
 mod gc;
