@@ -72,8 +72,19 @@ impl Buildah {
     /// Builds `dir` and returns the image's Docker config object.
     fn config(&self, dir: &Path, opts: &PlanOptions, tag: &str) -> Map<String, Value> {
         let mut bud = self.cmd();
-        bud.args(["bud", "--isolation", "chroot", "--format", "docker", "--layers=false", "-q", "-t", tag, "-f"])
-            .arg(dir.join("Dockerfile"));
+        bud.args([
+            "bud",
+            "--isolation",
+            "chroot",
+            "--format",
+            "docker",
+            "--layers=false",
+            "-q",
+            "-t",
+            tag,
+            "-f",
+        ])
+        .arg(dir.join("Dockerfile"));
         for (k, v) in &opts.build_args {
             bud.arg("--build-arg").arg(format!("{k}={v}"));
         }
@@ -92,9 +103,16 @@ impl Buildah {
             .args(["inspect", "--type", "image", tag])
             .output()
             .expect("running buildah inspect");
-        assert!(out.status.success(), "buildah inspect: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "buildah inspect: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v: Value = serde_json::from_slice(&out.stdout).expect("buildah inspect JSON");
-        let mut config = v["Docker"]["config"].as_object().cloned().unwrap_or_default();
+        let mut config = v["Docker"]["config"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
         // buildah stamps its own version into every image.
         if let Some(Value::Object(labels)) = config.get_mut("Labels") {
             labels.remove("io.buildah.version");
@@ -127,16 +145,25 @@ fn case_options(dir: &Path) -> PlanOptions {
 
 #[test]
 fn image_config_matches_buildah_or_documented_docker_behaviour() {
-    if which("buildah").is_none() && facility_missing("buildah is not installed (apt-get install buildah)") {
+    if which("buildah").is_none()
+        && facility_missing("buildah is not installed (apt-get install buildah)")
+    {
         return;
     }
     // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 && facility_missing("the test needs root for buildah's chroot isolation") {
+    if unsafe { libc::geteuid() } != 0
+        && facility_missing("the test needs root for buildah's chroot isolation")
+    {
         return;
     }
-    let buildah = Buildah { root: tempfile::tempdir().unwrap() };
+    let buildah = Buildah {
+        root: tempfile::tempdir().unwrap(),
+    };
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/dockerfiles/buildah");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     dirs.sort();
     assert!(dirs.len() >= 20, "only {} differential cases", dirs.len());
     let mut failures = Vec::new();
@@ -165,14 +192,20 @@ fn image_config_matches_buildah_or_documented_docker_behaviour() {
             if ours_v != expected {
                 failures.push(format!(
                     "{name}: {field}: d2v {ours_v}, expected {expected} ({})",
-                    if docker.contains_key(field) { "docker.json" } else { "buildah" }
+                    if docker.contains_key(field) {
+                        "docker.json"
+                    } else {
+                        "buildah"
+                    }
                 ));
             }
         }
         // A hand-written expectation must still differ from buildah, or it is stale.
         for (field, v) in &docker {
             if field != "_why" && normalize(field, Some(v)) == normalize(field, theirs.get(field)) {
-                failures.push(format!("{name}: docker.json {field} now equals buildah's; remove it"));
+                failures.push(format!(
+                    "{name}: docker.json {field} now equals buildah's; remove it"
+                ));
             }
         }
     }

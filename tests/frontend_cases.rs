@@ -4,7 +4,7 @@
 //! `plan.json` (the whole plan). `D2V_BLESS=1` rewrites the expectations;
 //! every rewrite is reviewed by hand against Docker's documentation.
 
-use d2v::dockerfile::{plan, BaseImages, BaseError, ImageConfig, PlanOptions};
+use d2v::dockerfile::{plan, BaseError, BaseImages, ImageConfig, PlanOptions};
 use std::path::{Path, PathBuf};
 
 /// Base images the cases may use: `testdata/dockerfiles/bases/<name>.json`
@@ -13,7 +13,9 @@ struct TestBases(PathBuf);
 
 impl BaseImages for TestBases {
     fn config(&self, name: &str) -> Result<Option<ImageConfig>, BaseError> {
-        let file = self.0.join(format!("{}.json", name.replace(['/', ':'], "_")));
+        let file = self
+            .0
+            .join(format!("{}.json", name.replace(['/', ':'], "_")));
         match std::fs::read(&file) {
             Ok(bytes) => Ok(Some(ImageConfig::from_json(&bytes)?)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -30,7 +32,10 @@ fn root() -> PathBuf {
 pub fn case_options(dir: &Path) -> PlanOptions {
     let mut opts = PlanOptions::default();
     if let Ok(args) = std::fs::read_to_string(dir.join("args")) {
-        for line in args.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
+        for line in args
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        {
             if let Some(t) = line.strip_prefix("--target=") {
                 opts.target = Some(t.to_string());
             } else if let Some(p) = line.strip_prefix("--platform=") {
@@ -65,7 +70,10 @@ fn every_case_plans_to_its_expected_json() {
     let bases = TestBases(root().join("bases"));
     let mut failures = Vec::new();
     let mut count = 0;
-    let mut dirs: Vec<_> = std::fs::read_dir(root().join("cases")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut dirs: Vec<_> = std::fs::read_dir(root().join("cases"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     dirs.sort();
     for dir in dirs {
         let text = std::fs::read_to_string(dir.join("Dockerfile")).unwrap();
@@ -92,7 +100,10 @@ fn every_error_case_renders_its_expected_message() {
     let bless = std::env::var_os("D2V_BLESS").is_some();
     let bases = TestBases(root().join("bases"));
     let mut failures = Vec::new();
-    let mut dirs: Vec<_> = std::fs::read_dir(root().join("errors")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut dirs: Vec<_> = std::fs::read_dir(root().join("errors"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     dirs.sort();
     assert!(dirs.len() >= 10, "only {} error cases", dirs.len());
     for dir in dirs {
@@ -101,8 +112,17 @@ fn every_error_case_renders_its_expected_message() {
         match plan(&text, &opts, &bases) {
             Ok(_) => failures.push(format!("{}: planned without error", dir.display())),
             Err(e) => {
-                assert!(e.location.is_some() || opts.target.is_some() || opts.platform.is_some(), "{}: no location", dir.display());
-                check(&dir.join("error.txt"), &format!("{e}\n"), bless, &mut failures);
+                assert!(
+                    e.location.is_some() || opts.target.is_some() || opts.platform.is_some(),
+                    "{}: no location",
+                    dir.display()
+                );
+                check(
+                    &dir.join("error.txt"),
+                    &format!("{e}\n"),
+                    bless,
+                    &mut failures,
+                );
             }
         }
     }

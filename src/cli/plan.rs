@@ -28,7 +28,7 @@ pub struct PlanArgs {
 }
 
 /// Parses `--build-arg` values the way `docker build` does.
-fn build_args(raw: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+pub(super) fn build_args(raw: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for a in raw {
         match a.split_once('=') {

@@ -2,16 +2,14 @@
 //! BuildKit's `dispatch*` functions.
 
 use super::config::{
-    default_shell, parse_duration, parse_port_spec, set_env, validate_signal, Healthcheck,
-    History, ImageConfig,
+    default_shell, parse_duration, parse_port_spec, set_env, validate_signal, Healthcheck, History,
+    ImageConfig,
 };
 use super::error::{FrontendError, Location, SourceMap};
 use super::flags::{self, FlagValue};
 use super::heredoc::RawHeredoc;
 use super::lex::{expand_heredoc, expand_word, expand_words, split_words, Vars};
-use super::steps::{
-    CopyFrom, CopyStep, Heredoc, Network, RunStep, Step, StepKind, StepState,
-};
+use super::steps::{CopyFrom, CopyStep, Heredoc, Network, RunStep, Step, StepKind, StepState};
 use parse_dockerfile::{Command, HealthcheckArguments, Instruction, JsonOrStringArray, Source};
 use std::collections::HashMap;
 
@@ -36,7 +34,10 @@ impl Origin<'_> {
         match &self.fixed {
             Some(loc) => {
                 let trigger = first_line(self.map.text, pos, self.escape);
-                let msg = format!("ONBUILD trigger from the base image ({trigger}): {}", msg.into());
+                let msg = format!(
+                    "ONBUILD trigger from the base image ({trigger}): {}",
+                    msg.into()
+                );
                 self.map.error_at(loc.clone(), Some(inst), msg)
             }
             None => self.map.error(pos, Some(inst), msg),
@@ -212,10 +213,21 @@ impl<'r> Dispatcher<'r> {
     }
 
     fn shell(&self) -> Vec<String> {
-        self.config.config.shell.clone().unwrap_or_else(default_shell)
+        self.config
+            .config
+            .shell
+            .clone()
+            .unwrap_or_else(default_shell)
     }
 
-    fn push(&mut self, origin: &Origin<'_>, pos: usize, kind: StepKind, state: StepState, created_by: String) {
+    fn push(
+        &mut self,
+        origin: &Origin<'_>,
+        pos: usize,
+        kind: StepKind,
+        state: StepState,
+        created_by: String,
+    ) {
         let empty_layer = matches!(kind, StepKind::Config);
         self.config.history.push(History {
             created: None,
@@ -232,7 +244,11 @@ impl<'r> Dispatcher<'r> {
     }
 
     /// Dispatches one instruction.
-    pub(crate) fn dispatch(&mut self, origin: &Origin<'_>, inst: &Instruction<'_>) -> Result<(), FrontendError> {
+    pub(crate) fn dispatch(
+        &mut self,
+        origin: &Origin<'_>,
+        inst: &Instruction<'_>,
+    ) -> Result<(), FrontendError> {
         let (name, pos) = keyword(inst);
         let esc = origin.escape;
         let state = self.state();
@@ -250,15 +266,22 @@ impl<'r> Dispatcher<'r> {
                     };
                     let key = word(&key, i.arguments.span.start)?;
                     if key.is_empty() {
-                        return Err(err(i.arguments.span.start, "ARG names can not be blank".into()));
+                        return Err(err(
+                            i.arguments.span.start,
+                            "ARG names can not be blank".into(),
+                        ));
                     }
                     let default = match default {
                         Some(d) => Some(word(&d, i.arguments.span.start)?),
                         None => None,
                     };
-                    let value = lookup(self.build_args, &key)
-                        .or(default)
-                        .or_else(|| self.global_args.iter().rev().find(|(k, _)| *k == key).and_then(|(_, v)| v.clone()));
+                    let value = lookup(self.build_args, &key).or(default).or_else(|| {
+                        self.global_args
+                            .iter()
+                            .rev()
+                            .find(|(k, _)| *k == key)
+                            .and_then(|(_, v)| v.clone())
+                    });
                     new_args.push((key, value));
                 }
                 for (k, v) in new_args {
@@ -269,12 +292,16 @@ impl<'r> Dispatcher<'r> {
                 self.push(origin, pos, StepKind::Config, state, text);
             }
             Instruction::Env(i) => {
-                let pairs = name_values(&i.arguments.value, esc, "ENV").map_err(|m| err(i.arguments.span.start, m))?;
+                let pairs = name_values(&i.arguments.value, esc, "ENV")
+                    .map_err(|m| err(i.arguments.span.start, m))?;
                 let mut expanded = Vec::new();
                 for (k, v) in pairs {
                     let k = word(&k, i.arguments.span.start)?;
                     if k.is_empty() {
-                        return Err(err(i.arguments.span.start, "ENV names can not be blank".into()));
+                        return Err(err(
+                            i.arguments.span.start,
+                            "ENV names can not be blank".into(),
+                        ));
                     }
                     expanded.push((k, word(&v, i.arguments.span.start)?));
                 }
@@ -284,21 +311,41 @@ impl<'r> Dispatcher<'r> {
                     set_env(env, &k, &v);
                     by.push(format!("{k}={v}"));
                 }
-                self.push(origin, pos, StepKind::Config, state, format!("ENV {}", by.join(" ")));
+                self.push(
+                    origin,
+                    pos,
+                    StepKind::Config,
+                    state,
+                    format!("ENV {}", by.join(" ")),
+                );
             }
             Instruction::Label(i) => {
-                let pairs = name_values(&i.arguments.value, esc, "LABEL").map_err(|m| err(i.arguments.span.start, m))?;
+                let pairs = name_values(&i.arguments.value, esc, "LABEL")
+                    .map_err(|m| err(i.arguments.span.start, m))?;
                 let mut by = Vec::new();
                 for (k, v) in pairs {
                     let k = word(&k, i.arguments.span.start)?;
                     let v = word(&v, i.arguments.span.start)?;
                     if k.is_empty() {
-                        return Err(err(i.arguments.span.start, "LABEL names can not be blank".into()));
+                        return Err(err(
+                            i.arguments.span.start,
+                            "LABEL names can not be blank".into(),
+                        ));
                     }
                     by.push(format!("{k}={v}"));
-                    self.config.config.labels.get_or_insert_with(Default::default).insert(k, v);
+                    self.config
+                        .config
+                        .labels
+                        .get_or_insert_with(Default::default)
+                        .insert(k, v);
                 }
-                self.push(origin, pos, StepKind::Config, state, format!("LABEL {}", by.join(" ")));
+                self.push(
+                    origin,
+                    pos,
+                    StepKind::Config,
+                    state,
+                    format!("LABEL {}", by.join(" ")),
+                );
             }
             Instruction::Maintainer(i) => {
                 self.config.author = Some(i.name.value.to_string());
@@ -306,10 +353,15 @@ impl<'r> Dispatcher<'r> {
             }
             Instruction::Expose(i) => {
                 for arg in &i.arguments {
-                    let words = expand_words(&arg.value, esc, &vars).map_err(|e| err(arg.span.start, e.0))?;
+                    let words = expand_words(&arg.value, esc, &vars)
+                        .map_err(|e| err(arg.span.start, e.0))?;
                     for w in words {
                         let ports = parse_port_spec(&w).map_err(|m| err(arg.span.start, m))?;
-                        let map = self.config.config.exposed_ports.get_or_insert_with(Default::default);
+                        let map = self
+                            .config
+                            .config
+                            .exposed_ports
+                            .get_or_insert_with(Default::default);
                         for p in ports {
                             map.insert(p, Default::default());
                         }
@@ -320,7 +372,10 @@ impl<'r> Dispatcher<'r> {
             Instruction::User(i) => {
                 let user = word(&i.arguments.value, i.arguments.span.start)?;
                 if user.is_empty() {
-                    return Err(err(i.arguments.span.start, "USER requires a user name or uid".into()));
+                    return Err(err(
+                        i.arguments.span.start,
+                        "USER requires a user name or uid".into(),
+                    ));
                 }
                 self.config.config.user = Some(user);
                 self.push(origin, pos, StepKind::Config, state, text);
@@ -328,7 +383,10 @@ impl<'r> Dispatcher<'r> {
             Instruction::Workdir(i) => {
                 let dir = word(&i.arguments.value, i.arguments.span.start)?;
                 if dir.is_empty() {
-                    return Err(err(i.arguments.span.start, "WORKDIR can not be blank".into()));
+                    return Err(err(
+                        i.arguments.span.start,
+                        "WORKDIR can not be blank".into(),
+                    ));
                 }
                 // BuildKit's NormalizeWorkdir: relative paths are joined to
                 // the current one (and cleaned); absolute ones are kept as written.
@@ -339,7 +397,13 @@ impl<'r> Dispatcher<'r> {
                     clean_path(&format!("/{current}/{dir}"))
                 };
                 self.config.config.working_dir = Some(joined.clone());
-                self.push(origin, pos, StepKind::Workdir(joined), state, format!("{text} # buildkit"));
+                self.push(
+                    origin,
+                    pos,
+                    StepKind::Workdir(joined),
+                    state,
+                    format!("{text} # buildkit"),
+                );
             }
             Instruction::Volume(i) => {
                 let mut paths = Vec::new();
@@ -351,16 +415,24 @@ impl<'r> Dispatcher<'r> {
                     }
                     JsonOrStringArray::String(a) => {
                         for v in a {
-                            let words = expand_words(&v.value, esc, &vars).map_err(|e| err(v.span.start, e.0))?;
+                            let words = expand_words(&v.value, esc, &vars)
+                                .map_err(|e| err(v.span.start, e.0))?;
                             paths.extend(words.into_iter().map(|w| (w, v.span.start)));
                         }
                     }
                 }
                 for (p, at) in paths {
                     if p.trim().is_empty() {
-                        return Err(err(at, "VOLUME specified can not be an empty string".into()));
+                        return Err(err(
+                            at,
+                            "VOLUME specified can not be an empty string".into(),
+                        ));
                     }
-                    self.config.config.volumes.get_or_insert_with(Default::default).insert(p, Default::default());
+                    self.config
+                        .config
+                        .volumes
+                        .get_or_insert_with(Default::default)
+                        .insert(p, Default::default());
                 }
                 self.push(origin, pos, StepKind::Config, state, text);
             }
@@ -371,7 +443,8 @@ impl<'r> Dispatcher<'r> {
                 self.push(origin, pos, StepKind::Config, state, text);
             }
             Instruction::Shell(i) => {
-                self.config.config.shell = Some(i.arguments.iter().map(|a| a.value.to_string()).collect());
+                self.config.config.shell =
+                    Some(i.arguments.iter().map(|a| a.value.to_string()).collect());
                 self.push(origin, pos, StepKind::Config, state, text);
             }
             Instruction::Cmd(i) => {
@@ -387,17 +460,27 @@ impl<'r> Dispatcher<'r> {
                 if !self.cmd_set {
                     self.config.config.cmd = None;
                 }
-                let by = format!("ENTRYPOINT {}", serde_json::to_string(&argv).unwrap_or_default());
+                let by = format!(
+                    "ENTRYPOINT {}",
+                    serde_json::to_string(&argv).unwrap_or_default()
+                );
                 self.push(origin, pos, StepKind::Config, state, by);
             }
             Instruction::Healthcheck(i) => {
-                let flags = flags::check("HEALTHCHECK", &i.options).map_err(|(at, m)| err(at, m))?;
+                let flags =
+                    flags::check("HEALTHCHECK", &i.options).map_err(|(at, m)| err(at, m))?;
                 let hc = match &i.arguments {
                     HealthcheckArguments::None { .. } => {
                         if let Some(f) = flags.first() {
-                            return Err(err(f.pos, "options are not allowed with HEALTHCHECK NONE".into()));
+                            return Err(err(
+                                f.pos,
+                                "options are not allowed with HEALTHCHECK NONE".into(),
+                            ));
                         }
-                        Healthcheck { test: vec!["NONE".into()], ..Default::default() }
+                        Healthcheck {
+                            test: vec!["NONE".into()],
+                            ..Default::default()
+                        }
                     }
                     HealthcheckArguments::Cmd { arguments, .. } => {
                         let test = match arguments {
@@ -420,24 +503,49 @@ impl<'r> Dispatcher<'r> {
             Instruction::Onbuild(i) => {
                 let (inner, inner_pos) = keyword(&i.instruction);
                 if matches!(inner, "ONBUILD" | "FROM" | "MAINTAINER") {
-                    return Err(err(inner_pos, format!("{inner} isn't allowed as an ONBUILD trigger")));
+                    return Err(err(
+                        inner_pos,
+                        format!("{inner} isn't allowed as an ONBUILD trigger"),
+                    ));
                 }
                 let trigger = first_line(origin.map.text, inner_pos, esc);
-                self.config.config.on_build.get_or_insert_with(Vec::new).push(trigger);
+                self.config
+                    .config
+                    .on_build
+                    .get_or_insert_with(Vec::new)
+                    .push(trigger);
                 self.push(origin, pos, StepKind::Config, state, text);
             }
             Instruction::Run(i) => {
-                let run = self.run_step(origin, i, &vars).map_err(|(at, m)| err(at, m))?;
+                let run = self
+                    .run_step(origin, i, &vars)
+                    .map_err(|(at, m)| err(at, m))?;
                 let by = format!("RUN {} # buildkit", run.argv.join(" "));
                 self.push(origin, pos, StepKind::Run(run), state, by);
             }
             Instruction::Copy(i) => {
-                let step = self.copy_step(origin, false, &i.options, &i.src, &i.dest, pos, &vars).map_err(|(at, m)| err(at, m))?;
-                self.push(origin, pos, StepKind::Copy(step), state, format!("{text} # buildkit"));
+                let step = self
+                    .copy_step(origin, false, &i.options, &i.src, &i.dest, pos, &vars)
+                    .map_err(|(at, m)| err(at, m))?;
+                self.push(
+                    origin,
+                    pos,
+                    StepKind::Copy(step),
+                    state,
+                    format!("{text} # buildkit"),
+                );
             }
             Instruction::Add(i) => {
-                let step = self.copy_step(origin, true, &i.options, &i.src, &i.dest, pos, &vars).map_err(|(at, m)| err(at, m))?;
-                self.push(origin, pos, StepKind::Copy(step), state, format!("{text} # buildkit"));
+                let step = self
+                    .copy_step(origin, true, &i.options, &i.src, &i.dest, pos, &vars)
+                    .map_err(|(at, m)| err(at, m))?;
+                self.push(
+                    origin,
+                    pos,
+                    StepKind::Copy(step),
+                    state,
+                    format!("{text} # buildkit"),
+                );
             }
             Instruction::From(_) => return Err(err(pos, "FROM inside a stage".into())),
             _ => return Err(err(pos, "unsupported instruction".into())),
@@ -489,7 +597,8 @@ impl<'r> Dispatcher<'r> {
             match f.name.as_str() {
                 "mount" => {
                     let expand = |s: &str| expand_word(s, esc, vars).map_err(|e| e.0);
-                    let (mut m, from) = flags::mount(&value, &expand).map_err(|m| (f.value_pos, m))?;
+                    let (mut m, from) =
+                        flags::mount(&value, &expand).map_err(|m| (f.value_pos, m))?;
                     if let Some(from) = from {
                         m.from = Some(self.resolve(&from, f.value_pos)?);
                     }
@@ -500,7 +609,12 @@ impl<'r> Dispatcher<'r> {
                     run.insecure = match value.as_str() {
                         "insecure" => true,
                         "sandbox" => false,
-                        _ => return Err((f.value_pos, format!("unsupported security mode {value:?}"))),
+                        _ => {
+                            return Err((
+                                f.value_pos,
+                                format!("unsupported security mode {value:?}"),
+                            ))
+                        }
                     }
                 }
                 _ => {}
@@ -518,7 +632,19 @@ impl<'r> Dispatcher<'r> {
                 let docs = if docs.is_empty() && !i.here_docs.is_empty() {
                     i.here_docs
                         .iter()
-                        .map(|h| RawHeredoc { name: line.trim_start_matches('<').trim_start_matches('-').split_whitespace().next().unwrap_or_default().trim_matches(['"', '\'']).to_string(), content: h.value.to_string(), expand: h.expand, word: String::new() })
+                        .map(|h| RawHeredoc {
+                            name: line
+                                .trim_start_matches('<')
+                                .trim_start_matches('-')
+                                .split_whitespace()
+                                .next()
+                                .unwrap_or_default()
+                                .trim_matches(['"', '\''])
+                                .to_string(),
+                            content: h.value.to_string(),
+                            expand: h.expand,
+                            word: String::new(),
+                        })
                         .collect()
                 } else {
                     docs
@@ -529,7 +655,11 @@ impl<'r> Dispatcher<'r> {
                 } else if docs.len() == 1 && line.trim() == docs[0].word.as_str() {
                     let doc = &docs[0];
                     if doc.content.starts_with("#!") {
-                        run.script = Some(Heredoc { name: doc.name.clone(), content: doc.content.clone(), expand: doc.expand });
+                        run.script = Some(Heredoc {
+                            name: doc.name.clone(),
+                            content: doc.content.clone(),
+                            expand: doc.expand,
+                        });
                         argv.push(format!("/dev/pipes/{}", doc.name));
                     } else {
                         argv.push(doc.content.clone());
@@ -545,7 +675,11 @@ impl<'r> Dispatcher<'r> {
                 }
                 run.heredocs = docs
                     .iter()
-                    .map(|d| Heredoc { name: d.name.clone(), content: d.content.clone(), expand: d.expand })
+                    .map(|d| Heredoc {
+                        name: d.name.clone(),
+                        content: d.content.clone(),
+                        expand: d.expand,
+                    })
                     .collect();
                 run.argv = argv;
             }
@@ -619,7 +753,11 @@ impl<'r> Dispatcher<'r> {
                     } else {
                         h.value.to_string()
                     };
-                    step.heredocs.push(Heredoc { name, content, expand: h.expand });
+                    step.heredocs.push(Heredoc {
+                        name,
+                        content,
+                        expand: h.expand,
+                    });
                 }
                 _ => {}
             }
@@ -639,11 +777,19 @@ fn heredoc_name(word: &str) -> Option<String> {
         return None;
     }
     let none: Vec<(String, String)> = Vec::new();
-    expand_word(rest, '\\', &none).ok().filter(|n| !n.is_empty())
+    expand_word(rest, '\\', &none)
+        .ok()
+        .filter(|n| !n.is_empty())
 }
 
-fn healthcheck_flags(test: Vec<String>, flags: &[FlagValue]) -> Result<Healthcheck, (usize, String)> {
-    let mut hc = Healthcheck { test, ..Default::default() };
+fn healthcheck_flags(
+    test: Vec<String>,
+    flags: &[FlagValue],
+) -> Result<Healthcheck, (usize, String)> {
+    let mut hc = Healthcheck {
+        test,
+        ..Default::default()
+    };
     for f in flags {
         let v = f.value.clone().unwrap_or_default();
         let dur = || {
@@ -662,7 +808,9 @@ fn healthcheck_flags(test: Vec<String>, flags: &[FlagValue]) -> Result<Healthche
             "start-period" => hc.start_period = dur()?,
             "start-interval" => hc.start_interval = dur()?,
             "retries" => {
-                hc.retries = v.parse().map_err(|_| (f.value_pos, format!("invalid --retries value {v:?}")))?;
+                hc.retries = v
+                    .parse()
+                    .map_err(|_| (f.value_pos, format!("invalid --retries value {v:?}")))?;
                 if hc.retries < 0 {
                     return Err((f.value_pos, "--retries cannot be negative".into()));
                 }
@@ -686,19 +834,27 @@ fn name_values(rest: &str, escape: char, inst: &str) -> Result<Vec<(String, Stri
         let Some(split) = split else {
             return Err(format!("{inst} must have two arguments"));
         };
-        return Ok(vec![(rest[..split].to_string(), rest[split..].trim_start().to_string())]);
+        return Ok(vec![(
+            rest[..split].to_string(),
+            rest[split..].trim_start().to_string(),
+        )]);
     }
     words
         .into_iter()
         .map(|w| match w.split_once('=') {
             Some((k, v)) => Ok((k.to_string(), v.to_string())),
-            None => Err(format!("Syntax error - can't find = in {w:?}. Must be of the form: name=value")),
+            None => Err(format!(
+                "Syntax error - can't find = in {w:?}. Must be of the form: name=value"
+            )),
         })
         .collect()
 }
 
 fn lookup(list: &[(String, String)], key: &str) -> Option<String> {
-    list.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+    list.iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
 }
 
 /// `path.Clean` for absolute paths.
@@ -728,7 +884,10 @@ mod tests {
     #[test]
     fn joins_continuations_and_drops_comment_lines() {
         let text = "apt-get update && \\\n# a comment\n    apt-get install -y curl\nNEXT";
-        assert_eq!(join_continuations(text, '\\', true), "apt-get update &&     apt-get install -y curl");
+        assert_eq!(
+            join_continuations(text, '\\', true),
+            "apt-get update &&     apt-get install -y curl"
+        );
     }
 
     #[test]
@@ -739,7 +898,10 @@ mod tests {
 
     #[test]
     fn name_values_support_both_forms() {
-        assert_eq!(name_values("A 1 2", '\\', "ENV").unwrap(), vec![("A".into(), "1 2".into())]);
+        assert_eq!(
+            name_values("A 1 2", '\\', "ENV").unwrap(),
+            vec![("A".into(), "1 2".into())]
+        );
         assert_eq!(
             name_values("A=1 B=\"x y\"", '\\', "ENV").unwrap(),
             vec![("A".into(), "1".into()), ("B".into(), "\"x y\"".into())]

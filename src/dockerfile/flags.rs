@@ -54,7 +54,10 @@ fn allowed(instruction: &str) -> &'static [(&'static str, Option<bool>, bool)] {
 }
 
 /// Checks `flags` against what `instruction` accepts. On error: (offset, message).
-pub(crate) fn check(instruction: &str, flags: &[Flag<'_>]) -> Result<Vec<FlagValue>, (usize, String)> {
+pub(crate) fn check(
+    instruction: &str,
+    flags: &[Flag<'_>],
+) -> Result<Vec<FlagValue>, (usize, String)> {
     let table = allowed(instruction);
     let mut out: Vec<FlagValue> = Vec::new();
     for flag in flags {
@@ -180,7 +183,10 @@ pub(crate) fn mount(
             Some(v) => Some(expand(v)?),
             None => None,
         };
-        let need = || val.clone().ok_or_else(|| format!("mount option {key} needs a value"));
+        let need = || {
+            val.clone()
+                .ok_or_else(|| format!("mount option {key} needs a value"))
+        };
         let flag_bool = |v: &Option<String>| match v.as_deref() {
             None | Some("true") => Ok(true),
             Some("false") => Ok(false),
@@ -207,13 +213,19 @@ pub(crate) fn mount(
             "gid" => m.gid = Some(parse_u32("gid", &need()?, 10)?),
             "size" => {
                 let v = need()?;
-                m.size = Some(v.parse().map_err(|_| format!("invalid value for size: {v:?}"))?);
+                m.size = Some(
+                    v.parse()
+                        .map_err(|_| format!("invalid value for size: {v:?}"))?,
+                );
             }
             "env" => m.env = Some(need()?),
             _ => return Err(format!("unexpected key {key:?} in mount {value:?}")),
         }
     }
-    let needs_target = matches!(m.kind, MountKind::Bind | MountKind::Cache | MountKind::Tmpfs);
+    let needs_target = matches!(
+        m.kind,
+        MountKind::Bind | MountKind::Cache | MountKind::Tmpfs
+    );
     if needs_target && m.target.is_none() {
         return Err(format!("mount {value:?} has no target"));
     }

@@ -201,9 +201,8 @@ pub(crate) fn prepare(text: &str) -> Result<Prepared, Unterminated> {
         }
     }
     // Only ASCII spaces and underscores replaced ASCII bytes or whole lines.
-    let text = String::from_utf8(bytes).unwrap_or_else(|e| {
-        String::from_utf8_lossy(e.as_bytes()).into_owned()
-    });
+    let text = String::from_utf8(bytes)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
     Ok(Prepared { text, run_heredocs })
 }
 
@@ -228,14 +227,14 @@ fn parse_marker(word: &str) -> Option<(String, String, bool, bool)> {
     Some((word.to_string(), name, chomp, expand))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn finds_several_heredocs_and_blanks_them() {
-        let text = "FROM scratch\nRUN cat <<A >a && cat <<-'B' >b\nline a\nA\n\tline b\n\tB\nENV X=1\n";
+        let text =
+            "FROM scratch\nRUN cat <<A >a && cat <<-'B' >b\nline a\nA\n\tline b\n\tB\nENV X=1\n";
         let p = prepare(text).unwrap();
         assert_eq!(p.text.len(), text.len());
         let docs = &p.run_heredocs[&13];
@@ -270,7 +269,10 @@ mod tests {
     #[test]
     fn reads_backtick_escape_directive() {
         assert_eq!(escape_directive("# escape=`\nFROM x"), '`');
-        assert_eq!(escape_directive("# syntax=docker/dockerfile:1\n#escape = `\n"), '`');
+        assert_eq!(
+            escape_directive("# syntax=docker/dockerfile:1\n#escape = `\n"),
+            '`'
+        );
         assert_eq!(escape_directive("FROM x\n# escape=`"), '\\');
     }
 }

@@ -403,14 +403,26 @@ impl<'a> Lexer<'a> {
         })?;
         let unset = value.is_none() || (null_is_unset && value.as_deref() == Some(""));
         match ch {
-            '-' => Ok(if unset { word } else { value.unwrap_or_default() }),
+            '-' => Ok(if unset {
+                word
+            } else {
+                value.unwrap_or_default()
+            }),
             '+' => Ok(if unset { String::new() } else { word }),
             '?' => {
                 if value.is_none() {
-                    let msg = if word.is_empty() { "is not allowed to be unset" } else { &word };
+                    let msg = if word.is_empty() {
+                        "is not allowed to be unset"
+                    } else {
+                        &word
+                    };
                     Err(LexError(format!("{name}: {msg}")))
                 } else if unset {
-                    let msg = if word.is_empty() { "is not allowed to be empty" } else { &word };
+                    let msg = if word.is_empty() {
+                        "is not allowed to be empty"
+                    } else {
+                        &word
+                    };
                     Err(LexError(format!("{name}: {msg}")))
                 } else {
                     Ok(value.unwrap_or_default())

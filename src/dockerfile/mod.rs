@@ -299,7 +299,9 @@ pub fn plan(
             .iter()
             .position(|n| n.as_deref() == Some(t.to_lowercase().as_str()))
             .or_else(|| t.parse::<usize>().ok().filter(|&i| i < stages.len()))
-            .ok_or_else(|| FrontendError::general(format!("target stage {t:?} could not be found")))?,
+            .ok_or_else(|| {
+                FrontendError::general(format!("target stage {t:?} could not be found"))
+            })?,
         None => stages.len() - 1,
     };
 
@@ -320,7 +322,10 @@ pub fn plan(
         let image_at = st.from.image.span.start;
         let base_config = match &bases_of[idx] {
             Base::Scratch => Ok(scratch_config()),
-            Base::Stage(j) => results[*j].as_ref().map(|o| o.config.clone()).map_err(Clone::clone),
+            Base::Stage(j) => results[*j]
+                .as_ref()
+                .map(|o| o.config.clone())
+                .map_err(Clone::clone),
             Base::Image(r) => match bases.config(r) {
                 Ok(Some(c)) => Ok(c),
                 Ok(None) if opts.lenient_bases => {
@@ -329,14 +334,27 @@ pub fn plan(
                     ));
                     Ok(ImageConfig::default())
                 }
-                Ok(None) => Err(map.error(image_at, Some("FROM"), format!("image not found in the store: {r}"))),
-                Err(e) => Err(map.error(image_at, Some("FROM"), format!("reading the config of {r}: {e}"))),
+                Ok(None) => Err(map.error(
+                    image_at,
+                    Some("FROM"),
+                    format!("image not found in the store: {r}"),
+                )),
+                Err(e) => Err(map.error(
+                    image_at,
+                    Some("FROM"),
+                    format!("reading the config of {r}: {e}"),
+                )),
             },
         };
         let result = base_config.and_then(|config| {
             let resolve = |v: &str| resolve_from(v, idx, &names);
-            let (mut d, triggers) =
-                Dispatcher::new(config, &opts.build_args, &global_args, proxy.clone(), &resolve);
+            let (mut d, triggers) = Dispatcher::new(
+                config,
+                &opts.build_args,
+                &global_args,
+                proxy.clone(),
+                &resolve,
+            );
             let from_loc = map.location(from_at);
             for trigger in triggers {
                 run_trigger(&mut d, &map, &from_loc, &trigger)?;
@@ -415,7 +433,9 @@ pub fn plan(
 /// Resolves `COPY --from` / `--mount from=` for stage `idx`.
 fn resolve_from(value: &str, idx: usize, names: &[Option<String>]) -> Result<CopyFrom, String> {
     let lower = value.to_lowercase();
-    let by_name = names.iter().position(|n| n.as_deref() == Some(lower.as_str()));
+    let by_name = names
+        .iter()
+        .position(|n| n.as_deref() == Some(lower.as_str()));
     let by_index = value.parse::<usize>().ok().filter(|_| by_name.is_none());
     match by_name.or(by_index) {
         Some(j) if j < idx => Ok(CopyFrom::Stage(j)),
@@ -443,7 +463,8 @@ fn run_trigger(
             format!("ONBUILD trigger from the base image ({trigger}): {m}"),
         )
     };
-    let prepared = heredoc::prepare(&text).map_err(|u| fail(format!("unterminated heredoc {}", u.name)))?;
+    let prepared =
+        heredoc::prepare(&text).map_err(|u| fail(format!("unterminated heredoc {}", u.name)))?;
     let parsed = parse_dockerfile::parse(&prepared.text).map_err(|e| fail(format!("{e:#}")))?;
     let origin = Origin {
         map: SourceMap {
