@@ -144,20 +144,19 @@ impl Mount {
         let Some(s) = self.session.take() else {
             return Ok(());
         };
+        // Unmount ourselves first: fusermount3's auto_unmount watcher only
+        // unmounts once the server is dead, so merely closing its socket (what
+        // fuser does) would leave the mount up and `join` waiting forever.
+        let first = match unmount(&self.dir) {
+            Ok(()) | Err(MountError::NotMounted(_)) => Ok(()),
+            Err(e) => Err(e),
+        };
         s.umount_and_join().map_err(|source| MountError::Io {
             op: "unmount",
             path: self.dir.clone(),
             source,
         })?;
-        // With auto_unmount, fusermount3 performs the unmount asynchronously
-        // after we close its socket; wait until the kernel shows it gone.
-        for _ in 0..500 {
-            if !is_mountpoint(&self.dir) {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        Ok(())
+        first
     }
 }
 

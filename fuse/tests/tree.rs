@@ -10,11 +10,11 @@ fn merged_tree_matches_reference_extraction() {
     if !require_root_and(&["tar", "setcap"]) {
         return;
     }
-    let work = tempfile::tempdir().unwrap();
-    let blobs = build_stack(work.path());
-    let expected = scan_dir(&reference(&blobs, work.path()));
-    let tree = tree(&blobs);
-    assert_same(&expected, &scan_tree(&tree));
+    let f = fixture();
+    let tree = tree(&f.blobs);
+    let actual = scan_tree(&tree);
+    assert!(actual.len() > 10_000, "fixture too small: {}", actual.len());
+    assert_same(&f.expected, &actual);
 }
 
 #[test]
@@ -22,9 +22,8 @@ fn whiteouts_opaque_dirs_and_replacements_follow_oci_rules() {
     if !require_root_and(&["tar", "setcap"]) {
         return;
     }
-    let work = tempfile::tempdir().unwrap();
-    let blobs = build_stack(work.path());
-    let t = tree(&blobs);
+    let blobs = &fixture().blobs;
+    let t = tree(blobs);
     let find = |path: &str| -> Option<u64> {
         let mut ino = t.root();
         for c in path.split('/') {
@@ -79,9 +78,8 @@ fn inode_numbers_are_deterministic() {
     if !require_root_and(&["tar", "setcap"]) {
         return;
     }
-    let work = tempfile::tempdir().unwrap();
-    let blobs = build_stack(work.path());
-    let a: Vec<_> = tree(&blobs).walk().collect();
+    let blobs = &fixture().blobs;
+    let a: Vec<_> = tree(blobs).walk().collect();
     let b: Vec<_> = MergedTree::new(blobs.iter().map(|p| index(p)).collect())
         .unwrap()
         .walk()

@@ -230,7 +230,9 @@ impl LayerIndex {
 
 fn tmp_path(p: &Path) -> PathBuf {
     let mut name = p.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".{}.tmp", std::process::id()));
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    name.push(format!(".{}-{seq}.tmp", std::process::id()));
     p.with_file_name(name)
 }
 

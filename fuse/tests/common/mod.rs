@@ -112,6 +112,8 @@ pub fn mknod(p: &Path, kind: libc::mode_t, perm: u32, major: u32, minor: u32) {
         p.display(),
         std::io::Error::last_os_error()
     );
+    // mknod is subject to the umask; set the exact mode asked for.
+    fs::set_permissions(p, fs::Permissions::from_mode(perm)).unwrap();
 }
 
 pub fn lchown(p: &Path, uid: u32, gid: u32) {
@@ -790,4 +792,30 @@ pub fn crate_layer(out: &Path) {
     let mut h = crate_header(tar::EntryType::Regular, 0o644, 4);
     b.append_data(&mut h, long, &b"long"[..]).unwrap();
     b.finish().unwrap();
+}
+
+/// The fixture stack and its reference scan, built once per test binary in
+/// a fixed directory under Cargo's test tmpdir (wiped at the start of a run).
+pub struct Fixture {
+    pub work: PathBuf,
+    pub blobs: Vec<PathBuf>,
+    pub expected: BTreeMap<Vec<u8>, Meta>,
+}
+
+pub fn fixture() -> &'static Fixture {
+    static F: std::sync::OnceLock<Fixture> = std::sync::OnceLock::new();
+    F.get_or_init(|| {
+        let exe = std::env::current_exe().unwrap();
+        let name = exe.file_stem().unwrap().to_string_lossy().into_owned();
+        let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-stack"));
+        let _ = fs::remove_dir_all(&work);
+        fs::create_dir_all(&work).unwrap();
+        let blobs = build_stack(&work);
+        let expected = scan_dir(&reference(&blobs, &work));
+        Fixture {
+            work,
+            blobs,
+            expected,
+        }
+    })
 }
