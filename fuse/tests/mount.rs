@@ -295,7 +295,7 @@ fn bad_mountpoints_give_clear_errors() {
     }
     let work = tempfile::tempdir().unwrap();
     let blob = small_layer(work.path());
-    let t = Arc::new(tree(&[blob.clone()]));
+    let t = Arc::new(tree(std::slice::from_ref(&blob)));
     let o = MountOptions::default();
     let missing = work.path().join("missing");
     assert!(matches!(

@@ -36,6 +36,10 @@ pub(crate) struct RawEntry {
     pub group: u32,
 }
 
+/// A sparse file's (logical offset, length) runs, its real size and the blob
+/// offset where its stored data starts.
+type SparseMap = (Vec<(u64, u64)>, u64, usize);
+
 /// Extension state that applies to the next real entry.
 #[derive(Default)]
 struct Pending {
@@ -323,7 +327,7 @@ fn build_entry(
         return Ok(e);
     }
     // Work out the sparse map, if any, and where each stored chunk lives.
-    let mut map: Option<(Vec<(u64, u64)>, u64, usize)> = None; // (pairs, real size, data start)
+    let mut map: Option<SparseMap> = None;
     if let Some((pairs, real)) = gnu_sparse {
         map = Some((pairs, real, data_off));
     } else if sparse_major == Some(1) {
