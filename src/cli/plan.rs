@@ -64,7 +64,11 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("reading the Dockerfile {}", path.display()))?
     };
     let opts = PlanOptions {
-        dockerfile_path: path,
+        dockerfile_path: if path.as_os_str() == "-" {
+            PathBuf::from("<stdin>")
+        } else {
+            path
+        },
         build_args: build_args(&args.build_args)?,
         target: args.target,
         platform: args.platform,
