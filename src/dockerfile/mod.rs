@@ -18,7 +18,8 @@
 //!
 //! Modules: [`lex`] (word expansion), `heredoc` (RUN here-documents),
 //! `flags` (instruction flags), `dispatch` (instructions → steps/config),
-//! [`config`] (the image config), [`steps`] (the plan types), `error`.
+//! `text` (logical lines), [`config`] (the image config), [`steps`] (the plan
+//! types), `error` (located errors).
 
 pub mod config;
 mod dispatch;
@@ -27,6 +28,7 @@ mod flags;
 mod heredoc;
 pub mod lex;
 pub mod steps;
+mod text;
 
 pub use config::{ContainerConfig, Healthcheck, ImageConfig};
 pub use error::{FrontendError, Location};

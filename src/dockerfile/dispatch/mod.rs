@@ -1,5 +1,8 @@
 //! Instructions → steps and config changes, one stage at a time, following
-//! BuildKit's `dispatch*` functions.
+//! BuildKit's `dispatch*` functions. Config instructions live here; RUN and
+//! COPY/ADD in [`commands`].
+
+mod commands;
 
 use super::config::{
     default_shell, parse_duration, parse_port_spec, set_env, validate_signal, Healthcheck, History,
@@ -8,9 +11,10 @@ use super::config::{
 use super::error::{FrontendError, Location, SourceMap};
 use super::flags::{self, FlagValue};
 use super::heredoc::RawHeredoc;
-use super::lex::{expand_heredoc, expand_word, expand_words, split_words, Vars};
-use super::steps::{CopyFrom, CopyStep, Heredoc, Network, RunStep, Step, StepKind, StepState};
-use parse_dockerfile::{Command, HealthcheckArguments, Instruction, JsonOrStringArray, Source};
+use super::lex::{expand_word, expand_words, split_words, Vars};
+use super::steps::{CopyFrom, Step, StepKind, StepState};
+use super::text::{clean_path, first_line, join_continuations, name_values};
+use parse_dockerfile::{Command, HealthcheckArguments, Instruction, JsonOrStringArray};
 use std::collections::HashMap;
 
 /// Where an instruction's text comes from, for spans and error locations.
@@ -69,40 +73,6 @@ pub(crate) fn keyword(inst: &Instruction<'_>) -> (&'static str, usize) {
         _ => ("UNKNOWN", &(0..0)),
     };
     (name, span.start)
-}
-
-/// The logical line starting at `pos`: continuation lines joined, comment
-/// lines inside the continuation dropped, trailing blanks trimmed.
-pub(crate) fn first_line(text: &str, pos: usize, escape: char) -> String {
-    join_continuations(text.get(pos..).unwrap_or_default(), escape, true)
-}
-
-/// Removes line continuations (escape + newline) and comment lines inside
-/// them, as BuildKit does before handing shell forms to the shell. With
-/// `stop_at_line_end`, stops at the first unescaped newline.
-pub(crate) fn join_continuations(text: &str, escape: char, stop_at_line_end: bool) -> String {
-    let mut out = String::new();
-    let mut lines = text.split('\n').peekable();
-    let mut continuing = false;
-    while let Some(line) = lines.next() {
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        if continuing && (line.trim_start().starts_with('#') || line.trim().is_empty()) {
-            continue;
-        }
-        let trimmed = line.trim_end();
-        if let Some(cont) = trimmed.strip_suffix(escape) {
-            out.push_str(cont);
-            continuing = true;
-            continue;
-        }
-        out.push_str(line);
-        continuing = false;
-        if stop_at_line_end || lines.peek().is_none() {
-            break;
-        }
-        out.push('\n');
-    }
-    out.trim_end().to_string()
 }
 
 /// Args (with values) then env: env wins, as in BuildKit's `getEnv`.
@@ -565,221 +535,6 @@ impl<'r> Dispatcher<'r> {
             _ => Vec::new(),
         }
     }
-
-    fn resolve(&mut self, value: &str, at: usize) -> Result<CopyFrom, (usize, String)> {
-        let from = (self.resolve_from)(value).map_err(|m| (at, m))?;
-        if let CopyFrom::Stage(i) = from {
-            if !self.deps.contains(&i) {
-                self.deps.push(i);
-            }
-        }
-        Ok(from)
-    }
-
-    fn run_step(
-        &mut self,
-        origin: &Origin<'_>,
-        i: &parse_dockerfile::RunInstruction<'_>,
-        vars: &ScopeVars,
-    ) -> Result<RunStep, (usize, String)> {
-        let esc = origin.escape;
-        let flags = flags::check("RUN", &i.options)?;
-        let mut run = RunStep {
-            argv: Vec::new(),
-            heredocs: Vec::new(),
-            script: None,
-            mounts: Vec::new(),
-            network: Network::Default,
-            insecure: false,
-        };
-        for f in &flags {
-            let value = f.value.clone().unwrap_or_default();
-            match f.name.as_str() {
-                "mount" => {
-                    let expand = |s: &str| expand_word(s, esc, vars).map_err(|e| e.0);
-                    let (mut m, from) =
-                        flags::mount(&value, &expand).map_err(|m| (f.value_pos, m))?;
-                    if let Some(from) = from {
-                        m.from = Some(self.resolve(&from, f.value_pos)?);
-                    }
-                    run.mounts.push(m);
-                }
-                "network" => run.network = flags::network(&value).map_err(|m| (f.value_pos, m))?,
-                "security" => {
-                    run.insecure = match value.as_str() {
-                        "insecure" => true,
-                        "sandbox" => false,
-                        _ => {
-                            return Err((
-                                f.value_pos,
-                                format!("unsupported security mode {value:?}"),
-                            ))
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        let (_, pos) = (0, i.run.span.start);
-        match &i.arguments {
-            Command::Exec(a) => run.argv = a.value.iter().map(|s| s.value.to_string()).collect(),
-            Command::Shell(s) => {
-                let raw = origin.map.text.get(s.span.clone()).unwrap_or(s.value);
-                let line = join_continuations(raw, esc, false);
-                let docs = origin.heredocs.get(&pos).cloned().unwrap_or_default();
-                // Heredocs the parser itself read (`RUN <<EOF` when the
-                // pre-pass did not run, e.g. in ONBUILD triggers).
-                let docs = if docs.is_empty() && !i.here_docs.is_empty() {
-                    i.here_docs
-                        .iter()
-                        .map(|h| RawHeredoc {
-                            name: line
-                                .trim_start_matches('<')
-                                .trim_start_matches('-')
-                                .split_whitespace()
-                                .next()
-                                .unwrap_or_default()
-                                .trim_matches(['"', '\''])
-                                .to_string(),
-                            content: h.value.to_string(),
-                            expand: h.expand,
-                            word: String::new(),
-                        })
-                        .collect()
-                } else {
-                    docs
-                };
-                let mut argv = self.shell();
-                if docs.is_empty() {
-                    argv.push(line);
-                } else if docs.len() == 1 && line.trim() == docs[0].word.as_str() {
-                    let doc = &docs[0];
-                    if doc.content.starts_with("#!") {
-                        run.script = Some(Heredoc {
-                            name: doc.name.clone(),
-                            content: doc.content.clone(),
-                            expand: doc.expand,
-                        });
-                        argv.push(format!("/dev/pipes/{}", doc.name));
-                    } else {
-                        argv.push(doc.content.clone());
-                    }
-                } else {
-                    let mut full = line;
-                    for d in &docs {
-                        full.push('\n');
-                        full.push_str(&d.content);
-                        full.push_str(&d.name);
-                    }
-                    argv.push(full);
-                }
-                run.heredocs = docs
-                    .iter()
-                    .map(|d| Heredoc {
-                        name: d.name.clone(),
-                        content: d.content.clone(),
-                        expand: d.expand,
-                    })
-                    .collect();
-                run.argv = argv;
-            }
-            _ => {}
-        }
-        Ok(run)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn copy_step(
-        &mut self,
-        origin: &Origin<'_>,
-        is_add: bool,
-        options: &[parse_dockerfile::Flag<'_>],
-        src: &[Source<'_>],
-        dest: &parse_dockerfile::UnescapedString<'_>,
-        pos: usize,
-        vars: &ScopeVars,
-    ) -> Result<CopyStep, (usize, String)> {
-        let esc = origin.escape;
-        let flags = flags::check(if is_add { "ADD" } else { "COPY" }, options)?;
-        let word = |s: &str, at: usize| expand_word(s, esc, vars).map_err(|e| (at, e.0));
-        let mut step = CopyStep {
-            is_add,
-            sources: Vec::new(),
-            heredocs: Vec::new(),
-            dest: word(&dest.value, dest.span.start)?,
-            from: None,
-            chown: None,
-            chmod: None,
-            link: false,
-            parents: false,
-            exclude: Vec::new(),
-            checksum: None,
-            keep_git_dir: false,
-            unpack: None,
-        };
-        let value = |f: &FlagValue| word(f.value.as_deref().unwrap_or_default(), f.value_pos);
-        for f in &flags {
-            let boolean = || flags::boolean(f).map_err(|m| (f.pos, m));
-            match f.name.as_str() {
-                "from" => {
-                    let v = value(f)?;
-                    if v.is_empty() {
-                        return Err((f.value_pos, "--from can not be empty".into()));
-                    }
-                    step.from = Some(self.resolve(&v, f.value_pos)?);
-                }
-                "chown" => step.chown = Some(value(f)?),
-                "chmod" => step.chmod = Some(value(f)?),
-                "link" => step.link = boolean()?,
-                "parents" => step.parents = boolean()?,
-                "exclude" => step.exclude.push(value(f)?),
-                "checksum" => step.checksum = Some(value(f)?),
-                "keep-git-dir" => step.keep_git_dir = boolean()?,
-                "unpack" => step.unpack = Some(boolean()?),
-                _ => {}
-            }
-        }
-        let line = first_line(origin.map.text, pos, esc);
-        let mut names = split_words(&line, '\\')
-            .into_iter()
-            .filter_map(|w| heredoc_name(&w));
-        for s in src {
-            match s {
-                Source::Path(p) => step.sources.push(word(&p.value, p.span.start)?),
-                Source::HereDoc(h) => {
-                    let name = names.next().unwrap_or_else(|| "heredoc".into());
-                    let content = if h.expand {
-                        expand_heredoc(&h.value, vars).map_err(|e| (h.span.start, e.0))?
-                    } else {
-                        h.value.to_string()
-                    };
-                    step.heredocs.push(Heredoc {
-                        name,
-                        content,
-                        expand: h.expand,
-                    });
-                }
-                _ => {}
-            }
-        }
-        if step.sources.iter().any(String::is_empty) {
-            return Err((pos, "source can not be empty".into()));
-        }
-        Ok(step)
-    }
-}
-
-/// The file name of a COPY here-document marker word.
-fn heredoc_name(word: &str) -> Option<String> {
-    let rest = word.strip_prefix("<<")?;
-    let rest = rest.strip_prefix('-').unwrap_or(rest);
-    if rest.is_empty() || rest.contains('<') {
-        return None;
-    }
-    let none: Vec<(String, String)> = Vec::new();
-    expand_word(rest, '\\', &none)
-        .ok()
-        .filter(|n| !n.is_empty())
 }
 
 fn healthcheck_flags(
@@ -821,35 +576,6 @@ fn healthcheck_flags(
     Ok(hc)
 }
 
-/// Splits ENV/LABEL arguments into raw (unexpanded) pairs, BuildKit's
-/// `parseNameVal`: `KEY value…` (legacy) or `K=V K2="v 2"`.
-fn name_values(rest: &str, escape: char, inst: &str) -> Result<Vec<(String, String)>, String> {
-    let words = split_words(rest, escape);
-    let Some(first) = words.first() else {
-        return Err(format!("{inst} requires at least one argument"));
-    };
-    if !first.contains('=') {
-        let rest = rest.trim_start();
-        let split = rest.find(char::is_whitespace);
-        let Some(split) = split else {
-            return Err(format!("{inst} must have two arguments"));
-        };
-        return Ok(vec![(
-            rest[..split].to_string(),
-            rest[split..].trim_start().to_string(),
-        )]);
-    }
-    words
-        .into_iter()
-        .map(|w| match w.split_once('=') {
-            Some((k, v)) => Ok((k.to_string(), v.to_string())),
-            None => Err(format!(
-                "Syntax error - can't find = in {w:?}. Must be of the form: name=value"
-            )),
-        })
-        .collect()
-}
-
 fn lookup(list: &[(String, String)], key: &str) -> Option<String> {
     list.iter()
         .rev()
@@ -857,56 +583,7 @@ fn lookup(list: &[(String, String)], key: &str) -> Option<String> {
         .map(|(_, v)| v.clone())
 }
 
-/// `path.Clean` for absolute paths.
-pub(crate) fn clean_path(p: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in p.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            x => parts.push(x),
-        }
-    }
-    format!("/{}", parts.join("/"))
-}
-
 /// Parses an ONBUILD trigger into an instruction list (with its own text).
 pub(crate) fn parse_trigger(trigger: &str) -> String {
     format!("FROM scratch\n{trigger}\n")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn joins_continuations_and_drops_comment_lines() {
-        let text = "apt-get update && \\\n# a comment\n    apt-get install -y curl\nNEXT";
-        assert_eq!(
-            join_continuations(text, '\\', true),
-            "apt-get update &&     apt-get install -y curl"
-        );
-    }
-
-    #[test]
-    fn cleans_workdir_paths() {
-        assert_eq!(clean_path("//a/./b/../c/"), "/a/c");
-        assert_eq!(clean_path("/"), "/");
-    }
-
-    #[test]
-    fn name_values_support_both_forms() {
-        assert_eq!(
-            name_values("A 1 2", '\\', "ENV").unwrap(),
-            vec![("A".into(), "1 2".into())]
-        );
-        assert_eq!(
-            name_values("A=1 B=\"x y\"", '\\', "ENV").unwrap(),
-            vec![("A".into(), "1".into()), ("B".into(), "\"x y\"".into())]
-        );
-        assert!(name_values("A=1 B", '\\', "ENV").is_err());
-        assert!(name_values("A", '\\', "ENV").is_err());
-    }
 }
