@@ -167,8 +167,7 @@ impl Pattern {
             MatchType::Prefix => path.starts_with(&self.cleaned[..self.cleaned.len() - 2]),
             MatchType::Suffix => {
                 let suffix = &self.cleaned[2..];
-                path.ends_with(suffix)
-                    || (suffix.starts_with('/') && path == &suffix[1..])
+                path.ends_with(suffix) || (suffix.starts_with('/') && path == &suffix[1..])
             }
             MatchType::Regexp => self.regex.as_ref().is_some_and(|r| r.is_match(path)),
         }
@@ -199,7 +198,11 @@ fn read_lines(text: &str) -> Vec<String> {
                 cleaned.remove(0);
             }
         }
-        out.push(if invert { format!("!{cleaned}") } else { cleaned });
+        out.push(if invert {
+            format!("!{cleaned}")
+        } else {
+            cleaned
+        });
     }
     out
 }

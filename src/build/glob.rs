@@ -41,7 +41,7 @@ pub fn matches(pattern: &str, name: &str) -> Result<bool, BadPattern> {
             let mut i = 0;
             while i < name.len() && name[i] != '/' {
                 if let Some(t) = match_chunk(chunk, &name[i + 1..]).map_err(|()| bad())? {
-                    if !(pat.is_empty() && !t.is_empty()) {
+                    if !pat.is_empty() || t.is_empty() {
                         name = t;
                         continue 'pattern;
                     }
@@ -71,11 +71,7 @@ fn scan_chunk(mut pat: &[char]) -> (bool, &[char], &[char]) {
     let mut i = 0;
     while i < pat.len() {
         match pat[i] {
-            '\\' => {
-                if i + 1 < pat.len() {
-                    i += 1;
-                }
-            }
+            '\\' if i + 1 < pat.len() => i += 1,
             '[' => in_range = true,
             ']' => in_range = false,
             '*' if !in_range => break,
@@ -176,7 +172,13 @@ fn get_esc(chunk: &[char]) -> Result<(char, &[char]), ()> {
         },
         Some(&c) => Ok((c, &chunk[1..])),
     }
-    .and_then(|(c, rest)| if rest.is_empty() { Err(()) } else { Ok((c, rest)) })
+    .and_then(|(c, rest)| {
+        if rest.is_empty() {
+            Err(())
+        } else {
+            Ok((c, rest))
+        }
+    })
 }
 
 /// Go's lexical `filepath.Clean`: collapse `//`, drop `.`, resolve `..`

@@ -296,7 +296,10 @@ impl<W: Write> LayerWriter<W> {
             ph.set_mode(0o644);
             ph.set_size(body.len() as u64);
             ph.set_mtime(header.mtime().unwrap_or(0));
-            let pax_name = format!("PaxHeaders.0/{}", name.rsplit('/').find(|s| !s.is_empty()).unwrap_or(name));
+            let pax_name = format!(
+                "PaxHeaders.0/{}",
+                name.rsplit('/').find(|s| !s.is_empty()).unwrap_or(name)
+            );
             let pax_name = &pax_name.as_bytes()[..pax_name.len().min(99)];
             set_truncated_name(&mut ph, pax_name);
             ph.set_cksum();
@@ -381,8 +384,7 @@ pub(crate) fn read_xattr(path: &Path, key: &str) -> Option<Vec<u8>> {
             buf.truncate(n as usize);
             return Some(buf);
         }
-        if io::Error::last_os_error().raw_os_error() == Some(libc::ERANGE) && buf.len() < 1 << 20
-        {
+        if io::Error::last_os_error().raw_os_error() == Some(libc::ERANGE) && buf.len() < 1 << 20 {
             buf.resize(buf.len() * 8, 0);
             continue;
         }
@@ -400,7 +402,11 @@ mod tests {
 
     #[test]
     fn pax_record_length_counts_itself() {
-        for (k, v) in [("path", "a".repeat(5)), ("path", "b".repeat(200)), ("k", "x".repeat(4))] {
+        for (k, v) in [
+            ("path", "a".repeat(5)),
+            ("path", "b".repeat(200)),
+            ("k", "x".repeat(4)),
+        ] {
             let rec = pax_record(k, v.as_bytes());
             let text = String::from_utf8(rec.clone()).unwrap();
             let len: usize = text.split(' ').next().unwrap().parse().unwrap();
