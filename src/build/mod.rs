@@ -3,7 +3,7 @@
 //! * [`sandbox`]: RUN inside new mount/PID/UTS/IPC (and optionally network)
 //!   namespaces, over a kernel overlayfs whose upper dir becomes the layer.
 //! * [`layer`]: an overlay upper dir turned into a deterministic OCI layer tar.
-//! * [`copy`]: COPY/ADD into an overlay's merged dir, every destination
+//! * `copy`: COPY/ADD into an overlay's merged dir, every destination
 //!   resolved inside the rootfs (`openat2(RESOLVE_IN_ROOT)`).
 //! * [`dockerignore`]: Docker's `.dockerignore` rules.
 //! * [`checksum`]: content checksums of COPY sources for the step cache.
@@ -11,14 +11,10 @@
 //! Each piece takes plain directory paths for the read-only lower layer, so it
 //! works the same over a d2v-fuse mount and over a directory in a test.
 
-pub mod checksum;
-pub mod copy;
 pub mod dockerignore;
-pub mod executor;
 pub mod glob;
 pub mod inroot;
 pub mod layer;
 pub mod overlay;
-pub mod progress;
 pub mod sandbox;
 pub mod user;
