@@ -17,16 +17,19 @@
 //! ```
 //!
 //! Modules: [`lex`] (word expansion), `heredoc` (RUN here-documents),
-//! `flags` (instruction flags), `dispatch` (instructions → steps/config),
-//! `text` (logical lines), [`config`] (the image config), [`steps`] (the plan
-//! types), `error` (located errors).
+//! `args` (ARG scopes), `stages` (the stage graph), `flags` (instruction
+//! flags), `dispatch` (instructions → steps/config), `text` (logical lines),
+//! [`config`] (the image config), [`steps`] (the plan types), `error`
+//! (located errors).
 
+mod args;
 pub mod config;
 mod dispatch;
 mod error;
 mod flags;
 mod heredoc;
 pub mod lex;
+mod stages;
 pub mod steps;
 mod text;
 
@@ -39,8 +42,6 @@ pub use steps::{
 
 use dispatch::{Dispatcher, Origin, StageOutput};
 use error::SourceMap;
-use lex::{expand_word, split_words};
-use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
 
 /// The only platform d2v builds for.
@@ -108,58 +109,12 @@ pub struct Plan {
     pub warnings: Vec<String>,
 }
 
-/// Proxy build args: usable without an ARG, never in the image config.
-const PROXY_ARGS: &[&str] = &[
-    "HTTP_PROXY",
-    "http_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "FTP_PROXY",
-    "ftp_proxy",
-    "NO_PROXY",
-    "no_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-];
-
-/// The predefined platform args, valued for linux/amd64.
-fn predefined_args() -> Vec<(String, Option<String>)> {
-    [
-        ("TARGETPLATFORM", PLATFORM),
-        ("TARGETOS", "linux"),
-        ("TARGETARCH", "amd64"),
-        ("TARGETVARIANT", ""),
-        ("BUILDPLATFORM", PLATFORM),
-        ("BUILDOS", "linux"),
-        ("BUILDARCH", "amd64"),
-        ("BUILDVARIANT", ""),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), Some(v.to_string())))
-    .collect()
-}
-
-fn with_values(args: &[(String, Option<String>)]) -> Vec<(String, String)> {
-    args.iter()
-        .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
-        .collect()
-}
-
 /// The config of `FROM scratch` (BuildKit's empty image).
 fn scratch_config() -> ImageConfig {
     let mut c = ImageConfig::default();
     c.config.working_dir = Some("/".into());
     c.config.env = Some(vec![format!("PATH={}", config::DEFAULT_PATH)]);
     c
-}
-
-fn check_platform(value: &str) -> Result<(), String> {
-    match value {
-        "linux/amd64" | "linux/x86_64" | "amd64" => Ok(()),
-        other => Err(format!(
-            "unsupported platform {other:?}: d2v builds only {PLATFORM}"
-        )),
-    }
 }
 
 /// Converts a parser error (line known; column only reliable on line 1).
@@ -203,7 +158,7 @@ pub fn plan(
         text,
     };
     if let Some(p) = &opts.platform {
-        check_platform(p).map_err(FrontendError::general)?;
+        stages::check_platform(p).map_err(FrontendError::general)?;
     }
     let prepared = heredoc::prepare(text).map_err(|u| {
         let line = map.location(u.pos).line;
@@ -225,94 +180,16 @@ pub fn plan(
         .map_or('\\', |d| d.value.value);
 
     // Global scope: predefined platform args, then ARGs before the first FROM.
-    let mut global_args = predefined_args();
-    let mut declared: HashSet<String> = HashSet::new();
-    for arg in parsed.global_args() {
-        let at = arg.arguments.span.start;
-        for w in split_words(&arg.arguments.value, escape) {
-            let vars = with_values(&global_args);
-            let (key, default) = match w.split_once('=') {
-                Some((k, v)) => (k.to_string(), Some(v.to_string())),
-                None => (w.clone(), None),
-            };
-            let lex_err = |e: lex::LexError| map.error(at, Some("ARG"), e.0);
-            let key = expand_word(&key, escape, &vars).map_err(lex_err)?;
-            let default = match default {
-                Some(d) => Some(expand_word(&d, escape, &vars).map_err(lex_err)?),
-                None => None,
-            };
-            let value = opts
-                .build_args
-                .iter()
-                .rev()
-                .find(|(k, _)| *k == key)
-                .map(|(_, v)| v.clone())
-                .or(default);
-            declared.insert(key.clone());
-            global_args.retain(|(k, _)| *k != key);
-            global_args.push((key, value));
-        }
-    }
-    let global_vars = with_values(&global_args);
+    let (global_args, mut declared) = args::global_scope(&parsed, escape, &opts.build_args, &map)?;
+    let global_vars = args::with_values(&global_args);
 
     // Stage headers: names, bases.
     let stages: Vec<_> = parsed.stages().collect();
-    let names: Vec<Option<String>> = stages
-        .iter()
-        .map(|s| s.from.as_.as_ref().map(|(_, n)| n.value.to_lowercase()))
-        .collect();
-    let mut bases_of = Vec::new();
-    for (idx, st) in stages.iter().enumerate() {
-        let from = st.from;
-        let ferr = |at: usize, m: String| map.error(at, Some("FROM"), m);
-        let fl = flags::check("FROM", &from.options).map_err(|(at, m)| ferr(at, m))?;
-        for f in &fl {
-            let v = expand_word(f.value.as_deref().unwrap_or_default(), escape, &global_vars)
-                .map_err(|e| ferr(f.value_pos, e.0))?;
-            check_platform(&v).map_err(|m| ferr(f.value_pos, m))?;
-        }
-        let image = expand_word(&from.image.value, escape, &global_vars)
-            .map_err(|e| ferr(from.image.span.start, e.0))?;
-        if image.trim().is_empty() {
-            return Err(ferr(
-                from.image.span.start,
-                format!(
-                    "base name ({}) should not be blank after expansion",
-                    from.image.value
-                ),
-            ));
-        }
-        let lower = image.to_lowercase();
-        let base = if let Some(j) = names[..idx]
-            .iter()
-            .position(|n| n.as_deref() == Some(lower.as_str()))
-        {
-            Base::Stage(j)
-        } else if lower == "scratch" {
-            Base::Scratch
-        } else {
-            Base::Image(image)
-        };
-        bases_of.push(base);
-    }
+    let (names, bases_of) = stages::headers(&stages, escape, &global_vars, &map)?;
 
-    let target = match &opts.target {
-        Some(t) => names
-            .iter()
-            .position(|n| n.as_deref() == Some(t.to_lowercase().as_str()))
-            .or_else(|| t.parse::<usize>().ok().filter(|&i| i < stages.len()))
-            .ok_or_else(|| {
-                FrontendError::general(format!("target stage {t:?} could not be found"))
-            })?,
-        None => stages.len() - 1,
-    };
+    let target = stages::target_index(opts.target.as_deref(), &names)?;
 
-    let proxy: Vec<(String, Option<String>)> = opts
-        .build_args
-        .iter()
-        .filter(|(k, _)| PROXY_ARGS.contains(&k.as_str()))
-        .map(|(k, v)| (k.clone(), Some(v.clone())))
-        .collect();
+    let proxy = args::proxy_args(&opts.build_args);
 
     // Dispatch every stage in order; errors stay with their stage and only
     // count if the target needs it (BuildKit does not resolve unused stages).
@@ -349,7 +226,7 @@ pub fn plan(
             },
         };
         let result = base_config.and_then(|config| {
-            let resolve = |v: &str| resolve_from(v, idx, &names);
+            let resolve = |v: &str| stages::resolve_from(v, idx, &names);
             let (mut d, triggers) = Dispatcher::new(
                 config,
                 &opts.build_args,
@@ -376,24 +253,15 @@ pub fn plan(
         stage_warnings.push(warnings);
     }
 
-    // The stages the target needs.
-    let mut needed = BTreeSet::new();
-    let mut todo = vec![target];
-    while let Some(i) = todo.pop() {
-        if !needed.insert(i) {
-            continue;
-        }
-        let out = results[i].as_ref().map_err(Clone::clone)?;
-        if let Base::Stage(j) = bases_of[i] {
-            todo.push(j);
-        }
-        todo.extend(out.deps.iter().copied());
-    }
-    // Report the earliest failing needed stage first.
-    for &i in &needed {
-        if let Err(e) = &results[i] {
-            return Err(e.clone());
-        }
+    // The stages the target needs; report the earliest failing one.
+    let needed = stages::needed(target, &bases_of, |i| {
+        results[i]
+            .as_ref()
+            .map(|o| o.deps.clone())
+            .unwrap_or_default()
+    });
+    if let Some(e) = needed.iter().find_map(|&i| results[i].as_ref().err()) {
+        return Err(e.clone());
     }
 
     let mut warnings = Vec::new();
@@ -412,14 +280,7 @@ pub fn plan(
             config: out.config,
         });
     }
-    let mut reported = HashSet::new();
-    for (k, _) in &opts.build_args {
-        if !declared.contains(k) && !PROXY_ARGS.contains(&k.as_str()) && reported.insert(k) {
-            warnings.push(format!(
-                "build arg {k} was not consumed: no ARG in the target's stages declares it"
-            ));
-        }
-    }
+    warnings.extend(args::unused_build_args(&opts.build_args, &declared));
     let config = plan_stages
         .last()
         .map(|s| s.config.clone())
@@ -430,24 +291,6 @@ pub fn plan(
         config,
         warnings,
     })
-}
-
-/// Resolves `COPY --from` / `--mount from=` for stage `idx`.
-fn resolve_from(value: &str, idx: usize, names: &[Option<String>]) -> Result<CopyFrom, String> {
-    let lower = value.to_lowercase();
-    let by_name = names
-        .iter()
-        .position(|n| n.as_deref() == Some(lower.as_str()));
-    let by_index = value.parse::<usize>().ok().filter(|_| by_name.is_none());
-    match by_name.or(by_index) {
-        Some(j) if j < idx => Ok(CopyFrom::Stage(j)),
-        Some(j) if j == idx => Err(format!("circular dependency detected on stage: {value}")),
-        Some(j) if j < names.len() => Err(format!(
-            "stage {value:?} (stage {j}) is defined later; only earlier stages can be used"
-        )),
-        Some(_) if by_index.is_some() => Err(format!("stage index {value} does not exist")),
-        _ => Ok(CopyFrom::Image(value.to_string())),
-    }
 }
 
 /// Runs one ONBUILD trigger of the base image at the start of the stage.

@@ -1,0 +1,130 @@
+//! The stage graph: stage names and bases (FROM resolution with the global
+//! args), the target, `--from` resolution, and the stages a target needs.
+
+use super::error::{FrontendError, SourceMap};
+use super::flags;
+use super::lex::{expand_word, Vars};
+use super::steps::{Base, CopyFrom};
+use super::PLATFORM;
+use std::collections::BTreeSet;
+
+/// Checks a `--platform` value: only linux/amd64 is built.
+pub(crate) fn check_platform(value: &str) -> Result<(), String> {
+    match value {
+        "linux/amd64" | "linux/x86_64" | "amd64" => Ok(()),
+        other => Err(format!(
+            "unsupported platform {other:?}: d2v builds only {PLATFORM}"
+        )),
+    }
+}
+
+/// Names (lower-cased) and bases of every stage, in Dockerfile order. A FROM
+/// naming an earlier stage (case-insensitively) refers to it; `scratch` is
+/// the empty image; anything else is an image reference.
+pub(crate) fn headers(
+    stages: &[parse_dockerfile::Stage<'_, '_>],
+    escape: char,
+    global_vars: &dyn Vars,
+    map: &SourceMap<'_>,
+) -> Result<(Vec<Option<String>>, Vec<Base>), FrontendError> {
+    let names: Vec<Option<String>> = stages
+        .iter()
+        .map(|s| s.from.as_.as_ref().map(|(_, n)| n.value.to_lowercase()))
+        .collect();
+    let mut bases_of = Vec::new();
+    for (idx, st) in stages.iter().enumerate() {
+        let from = st.from;
+        let ferr = |at: usize, m: String| map.error(at, Some("FROM"), m);
+        let fl = flags::check("FROM", &from.options).map_err(|(at, m)| ferr(at, m))?;
+        for f in &fl {
+            let v = expand_word(f.value.as_deref().unwrap_or_default(), escape, global_vars)
+                .map_err(|e| ferr(f.value_pos, e.0))?;
+            check_platform(&v).map_err(|m| ferr(f.value_pos, m))?;
+        }
+        let image = expand_word(&from.image.value, escape, global_vars)
+            .map_err(|e| ferr(from.image.span.start, e.0))?;
+        if image.trim().is_empty() {
+            return Err(ferr(
+                from.image.span.start,
+                format!(
+                    "base name ({}) should not be blank after expansion",
+                    from.image.value
+                ),
+            ));
+        }
+        let lower = image.to_lowercase();
+        let base = if let Some(j) = names[..idx]
+            .iter()
+            .position(|n| n.as_deref() == Some(lower.as_str()))
+        {
+            Base::Stage(j)
+        } else if lower == "scratch" {
+            Base::Scratch
+        } else {
+            Base::Image(image)
+        };
+        bases_of.push(base);
+    }
+    Ok((names, bases_of))
+}
+
+/// The Dockerfile index of `--target` (a stage name, any case, or an
+/// index), or the last stage.
+pub(crate) fn target_index(
+    target: Option<&str>,
+    names: &[Option<String>],
+) -> Result<usize, FrontendError> {
+    match target {
+        Some(t) => names
+            .iter()
+            .position(|n| n.as_deref() == Some(t.to_lowercase().as_str()))
+            .or_else(|| t.parse::<usize>().ok().filter(|&i| i < names.len()))
+            .ok_or_else(|| {
+                FrontendError::general(format!("target stage {t:?} could not be found"))
+            }),
+        None => Ok(names.len().saturating_sub(1)),
+    }
+}
+
+/// Resolves `COPY --from` / `--mount from=` for stage `idx`.
+pub(crate) fn resolve_from(
+    value: &str,
+    idx: usize,
+    names: &[Option<String>],
+) -> Result<CopyFrom, String> {
+    let lower = value.to_lowercase();
+    let by_name = names
+        .iter()
+        .position(|n| n.as_deref() == Some(lower.as_str()));
+    let by_index = value.parse::<usize>().ok().filter(|_| by_name.is_none());
+    match by_name.or(by_index) {
+        Some(j) if j < idx => Ok(CopyFrom::Stage(j)),
+        Some(j) if j == idx => Err(format!("circular dependency detected on stage: {value}")),
+        Some(j) if j < names.len() => Err(format!(
+            "stage {value:?} (stage {j}) is defined later; only earlier stages can be used"
+        )),
+        Some(_) if by_index.is_some() => Err(format!("stage index {value} does not exist")),
+        _ => Ok(CopyFrom::Image(value.to_string())),
+    }
+}
+
+/// The stages `target` needs: itself, its base stages and the stages its
+/// steps read from (`deps`), transitively.
+pub(crate) fn needed(
+    target: usize,
+    bases: &[Base],
+    deps: impl Fn(usize) -> Vec<usize>,
+) -> BTreeSet<usize> {
+    let mut needed = BTreeSet::new();
+    let mut todo = vec![target];
+    while let Some(i) = todo.pop() {
+        if !needed.insert(i) {
+            continue;
+        }
+        if let Base::Stage(j) = bases[i] {
+            todo.push(j);
+        }
+        todo.extend(deps(i));
+    }
+    needed
+}
