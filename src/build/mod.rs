@@ -11,10 +11,14 @@
 //! Each piece takes plain directory paths for the read-only lower layer, so it
 //! works the same over a d2v-fuse mount and over a directory in a test.
 
+pub mod checksum;
+pub mod copy;
 pub mod dockerignore;
+pub mod executor;
 pub mod glob;
 pub mod inroot;
 pub mod layer;
 pub mod overlay;
+pub mod progress;
 pub mod sandbox;
 pub mod user;

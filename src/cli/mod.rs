@@ -1,5 +1,6 @@
 //! Subcommand definitions and dispatch. Each subcommand lives in its own module.
 
+mod build;
 mod images;
 mod mount;
 
@@ -19,6 +20,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Build a Dockerfile into an image in the store
+    Build(build::BuildArgs),
     /// Import a base image: oci:DIR[:TAG], docker-archive:FILE[:REF] or rootfs:PATH
     Import(images::ImportArgs),
     /// List the images in the store
@@ -45,6 +48,7 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<ExitCode> = match cli.command {
+        Command::Build(a) => build::run(a),
         Command::Import(a) => images::import(a),
         Command::Images(a) => images::images(a),
         Command::Inspect(a) => images::inspect(a),

@@ -6,20 +6,6 @@ use crate::store::{Image, Store};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-/// The `created` timestamp: `SOURCE_DATE_EPOCH` when set, else now.
-pub(crate) fn created_now() -> String {
-    let secs = std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|s| s.parse::<i64>().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0)
-        });
-    crate::timefmt::rfc3339(secs)
-}
-
 pub(super) fn import(store: &Store, path: &Path, name: &str) -> Result<Image> {
     let source_name = format!("rootfs:{}", path.display());
     let meta = std::fs::metadata(path).map_err(io_err("stat", path))?;
@@ -66,12 +52,12 @@ pub(super) fn import(store: &Store, path: &Path, name: &str) -> Result<Image> {
         store.put_layer(file, None)?
     };
     let config = serde_json::json!({
-        "created": created_now(),
+        "created": crate::timefmt::created_now(),
         "architecture": "amd64",
         "os": "linux",
         "config": {},
         "rootfs": { "type": "layers", "diff_ids": [layer.digest.as_str()] },
-        "history": [{ "created": created_now(), "created_by": format!("d2v import {source_name}") }],
+        "history": [{ "created": crate::timefmt::created_now(), "created_by": format!("d2v import {source_name}") }],
     });
     let bytes = serde_json::to_vec(&config).expect("serializes");
     Ok(store.commit_image(name, &bytes, &[(layer.digest, layer.size)])?)

@@ -1,0 +1,737 @@
+//! The build executor: runs a [`Plan`]'s stages step by step on the store's
+//! layers, reusing the step cache, and records the result as an image.
+//!
+//! Each step that touches the filesystem works on the stage's layers so far,
+//! mounted read-only through d2v-fuse, under a kernel overlayfs whose upper dir
+//! becomes the step's layer (RUN in the sandbox; COPY/ADD and WORKDIR from here).
+//! Cache keys chain: a step's key covers its parent's key, the expanded
+//! instruction, the state it runs in, and for COPY/ADD the content of its sources.
+
+use super::progress::{Progress, StepStatus};
+use crate::dockerfile::{
+    Base, CopyFrom, ImageConfig, MountKind, Network as PlanNetwork, Plan, RunMount as PlanMount,
+    Stage, Step, StepKind,
+};
+use crate::store::oci::Digest;
+use crate::store::{CacheEntry, CacheKey, Image, Store, StoreError};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Errors that end a build.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A RUN step exited non-zero.
+    #[error("{location}: `{text}` failed with exit code {code}")]
+    RunFailed {
+        /// file:line:col of the step.
+        location: String,
+        /// The instruction.
+        text: String,
+        /// Its exit code.
+        code: i32,
+    },
+    /// A step could not be carried out.
+    #[error("{location}: `{text}`: {message}")]
+    Step {
+        /// file:line:col of the step.
+        location: String,
+        /// The instruction.
+        text: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The build was interrupted.
+    #[error("build interrupted")]
+    Cancelled,
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What to build and how.
+#[derive(Clone, Debug, Default)]
+pub struct BuildOptions {
+    /// The build context directory.
+    pub context: PathBuf,
+    /// The Dockerfile's path relative to the context, when inside it (kept in
+    /// the context even if `.dockerignore` excludes it).
+    pub dockerfile_in_context: Option<String>,
+    /// The name to give the result.
+    pub tag: String,
+    /// Ignore the step cache (results are still recorded in it).
+    pub no_cache: bool,
+    /// `--secret id=ID,src=PATH`.
+    pub secrets: HashMap<String, PathBuf>,
+}
+
+/// What a build did.
+#[derive(Clone, Debug)]
+pub struct BuildReport {
+    /// The image recorded under the tag.
+    pub image: Image,
+    /// Steps executed.
+    pub executed: usize,
+    /// Steps reused from the cache.
+    pub cached: usize,
+    /// Whether the image already under the tag was kept because nothing changed.
+    pub unchanged: bool,
+}
+
+/// A stage's filesystem and identity as the build goes.
+#[derive(Clone, Debug)]
+struct StageResult {
+    layers: Vec<(Digest, u64)>,
+    key: CacheKey,
+    /// For each step of this stage and the stages it is built on (not base
+    /// images): `None` for config-only steps, else whether it added a layer.
+    /// The config's last history entries line up with these.
+    added: Vec<Option<bool>>,
+}
+
+/// Runs `plan` and records the target stage's image under `opts.tag`.
+pub fn build(
+    store: &Store,
+    plan: &Plan,
+    opts: &BuildOptions,
+    progress: &mut Progress,
+    cancel: &AtomicBool,
+) -> Result<BuildReport, BuildError> {
+    let mut ex = Executor {
+        store,
+        opts,
+        progress,
+        cancel,
+        stages: HashMap::new(),
+        executed: 0,
+        cached: 0,
+        context_sums: HashMap::new(),
+    };
+    for stage in &plan.stages {
+        let result = ex.stage(plan, stage)?;
+        ex.stages.insert(stage.index, result);
+    }
+    let target = plan
+        .stages
+        .iter()
+        .find(|s| s.index == plan.target)
+        .ok_or_else(|| BuildError::Other("the plan has no target stage".into()))?;
+    let result = ex.stages[&target.index].clone();
+    let (executed, cached) = (ex.executed, ex.cached);
+    let (image, unchanged) = commit(store, &opts.tag, target, &plan.config, &result)?;
+    Ok(BuildReport {
+        image,
+        executed,
+        cached,
+        unchanged,
+    })
+}
+
+struct Executor<'a> {
+    store: &'a Store,
+    opts: &'a BuildOptions,
+    progress: &'a mut Progress,
+    cancel: &'a AtomicBool,
+    stages: HashMap<usize, StageResult>,
+    executed: usize,
+    cached: usize,
+    context_sums: HashMap<String, String>,
+}
+
+fn stage_label(stage: &Stage, n: usize, total: usize) -> String {
+    match &stage.name {
+        Some(name) => format!("[{name} {n}/{total}]"),
+        None => format!("[stage-{} {n}/{total}]", stage.index),
+    }
+}
+
+fn step_err(step: &Step, message: impl std::fmt::Display) -> BuildError {
+    BuildError::Step {
+        location: step.location.to_string(),
+        text: step.text.clone(),
+        message: message.to_string(),
+    }
+}
+
+impl Executor<'_> {
+    fn check_cancel(&self) -> Result<(), BuildError> {
+        if self.cancel.load(Ordering::SeqCst) {
+            return Err(BuildError::Cancelled);
+        }
+        Ok(())
+    }
+
+    fn stage(&mut self, plan: &Plan, stage: &Stage) -> Result<StageResult, BuildError> {
+        // Like BuildKit, count FROM and the steps that touch the filesystem.
+        let total = 1 + stage
+            .steps
+            .iter()
+            .filter(|s| !matches!(s.kind, StepKind::Config))
+            .count();
+        let label = stage_label(stage, 1, total);
+        let mut state = match &stage.base {
+            Base::Scratch => {
+                self.progress.step_start(&label, "FROM scratch");
+                StageResult {
+                    layers: Vec::new(),
+                    key: CacheKey::derive([b"scratch".as_slice()]),
+                    added: Vec::new(),
+                }
+            }
+            Base::Image(name) => {
+                self.progress.step_start(&label, &format!("FROM {name}"));
+                let image = self.store.image(name).map_err(|e| {
+                    BuildError::Other(format!(
+                        "stage {}: base image {name:?}: {e} (import it with `d2v import`)",
+                        stage.name.as_deref().unwrap_or(&stage.index.to_string())
+                    ))
+                })?;
+                StageResult {
+                    layers: image
+                        .manifest
+                        .layers
+                        .iter()
+                        .map(|l| (l.digest.clone(), l.size))
+                        .collect(),
+                    key: CacheKey::derive([
+                        b"image".as_slice(),
+                        image.manifest_digest.as_str().as_bytes(),
+                    ]),
+                    added: Vec::new(),
+                }
+            }
+            Base::Stage(i) => {
+                self.progress
+                    .step_start(&label, &format!("FROM stage {}", stage_name(plan, *i)));
+                self.stages
+                    .get(i)
+                    .cloned()
+                    .ok_or_else(|| BuildError::Other(format!("stage {i} was not built")))?
+            }
+        };
+        self.progress.step_end(StepStatus::Done);
+        let mut n = 1;
+        for step in &stage.steps {
+            self.check_cancel()?;
+            if !matches!(step.kind, StepKind::Config) {
+                n += 1;
+            }
+            let label = stage_label(stage, n, total);
+            state = self.step(plan, &label, step, state)?;
+        }
+        Ok(state)
+    }
+
+    fn step(
+        &mut self,
+        plan: &Plan,
+        label: &str,
+        step: &Step,
+        parent: StageResult,
+    ) -> Result<StageResult, BuildError> {
+        let kind_json = serde_json::to_vec(&step.kind).expect("steps serialize");
+        let key = match &step.kind {
+            StepKind::Config => {
+                // No filesystem change: only the chain identity moves on.
+                let state = serde_json::to_vec(&step.state).expect("serializes");
+                let mut added = parent.added;
+                added.push(None);
+                return Ok(StageResult {
+                    layers: parent.layers,
+                    key: CacheKey::derive([parent.key.0.as_bytes(), &kind_json, &state]),
+                    added,
+                });
+            }
+            StepKind::Run(run) => {
+                let state = serde_json::to_vec(&step.state).expect("serializes");
+                let mut parts = vec![parent.key.0.clone().into_bytes(), kind_json, state];
+                for m in &run.mounts {
+                    if m.kind == MountKind::Bind {
+                        parts.push(self.bind_source_sum(step, m)?.into_bytes());
+                    }
+                }
+                CacheKey::derive(parts.iter().map(|p| p.as_slice()))
+            }
+            StepKind::Workdir(_) => CacheKey::derive([
+                parent.key.0.as_bytes(),
+                &kind_json,
+                step.state.user.as_bytes(),
+            ]),
+            StepKind::Copy(copy) => {
+                let sources = match &copy.from {
+                    None => self.context_sum(step, &copy.sources)?,
+                    Some(CopyFrom::Stage(i)) => self
+                        .stages
+                        .get(i)
+                        .map(|s| s.key.0.clone())
+                        .ok_or_else(|| step_err(step, format!("stage {i} was not built")))?,
+                    Some(CopyFrom::Image(name)) => self
+                        .store
+                        .image(name)
+                        .map_err(|e| step_err(step, e))?
+                        .manifest_digest
+                        .to_string(),
+                };
+                CacheKey::derive([
+                    parent.key.0.as_bytes(),
+                    &kind_json,
+                    step.state.workdir.as_bytes(),
+                    sources.as_bytes(),
+                ])
+            }
+        };
+
+        self.progress.step_start(label, &step.text);
+        if !self.opts.no_cache {
+            if let Some(hit) = self.store.cache_get(&key)? {
+                self.progress.step_end(StepStatus::Cached);
+                self.cached += 1;
+                let mut added = parent.added;
+                added.push(Some(hit.layer.is_some()));
+                let mut layers = parent.layers;
+                layers.extend(hit.layer);
+                return Ok(StageResult { layers, key, added });
+            }
+        }
+        let layer = match self.execute(plan, step, &parent) {
+            Ok(layer) => layer,
+            Err(e) => {
+                self.progress.step_end(StepStatus::Failed);
+                return Err(e);
+            }
+        };
+        self.store.cache_put(&CacheEntry {
+            key: key.clone(),
+            layer: layer.clone(),
+            description: step.text.clone(),
+            created: crate::timefmt::created_now(),
+            extra: serde_json::Value::Null,
+        })?;
+        self.progress.step_end(StepStatus::Done);
+        self.executed += 1;
+        let mut added = parent.added;
+        added.push(Some(layer.is_some()));
+        let mut layers = parent.layers;
+        layers.extend(layer);
+        Ok(StageResult { layers, key, added })
+    }
+
+    /// Runs one filesystem step over the parent's layers; returns its layer
+    /// (or none when it changed nothing).
+    fn execute(
+        &mut self,
+        plan: &Plan,
+        step: &Step,
+        parent: &StageResult,
+    ) -> Result<Option<(Digest, u64)>, BuildError> {
+        let scratch = self.store.scratch_dir()?;
+        let lower = mount_layers(self.store, &parent.layers, &scratch.path().join("lower"))
+            .map_err(|e| step_err(step, e))?;
+        let work = scratch.path().join("step");
+        std::fs::create_dir(&work).map_err(|e| step_err(step, e))?;
+        let upper = match &step.kind {
+            StepKind::Run(_) => self.run(plan, step, lower.dir(), &work, scratch.path())?,
+            StepKind::Workdir(dir) => {
+                let ov = super::overlay::Overlay::create(&work, vec![lower.dir().to_path_buf()])
+                    .map_err(|e| step_err(step, e))?;
+                let user = step.state.user.clone();
+                let dir = dir.clone();
+                ov.with_mounted(move |merged| -> Result<(), String> {
+                    let root = super::inroot::Root::open(merged).map_err(|e| e.to_string())?;
+                    let (uid, gid) = if user.is_empty() {
+                        (0, 0)
+                    } else {
+                        let db = super::user::UserDb::load(&root);
+                        let u = db.exec_user(&user).map_err(|e| e.to_string())?;
+                        (u.uid, u.gid)
+                    };
+                    root.mkdir_all(Path::new(&dir), 0o755, uid, gid)
+                        .map_err(|e| format!("creating {dir}: {e}"))?;
+                    Ok(())
+                })
+                .map_err(|e| step_err(step, e))?
+                .map_err(|e| step_err(step, e))?;
+                ov.upper.clone()
+            }
+            StepKind::Copy(_) => self.copy(plan, step, lower.dir(), &work, scratch.path())?,
+            StepKind::Config => unreachable!("config steps have no filesystem"),
+        };
+        drop(lower);
+        self.store_layer(step, &upper)
+    }
+
+    fn store_layer(&self, step: &Step, upper: &Path) -> Result<Option<(Digest, u64)>, BuildError> {
+        let empty = std::fs::read_dir(upper)
+            .map_err(|e| step_err(step, e))?
+            .next()
+            .is_none();
+        if empty {
+            return Ok(None);
+        }
+        let mut blob = self.store.blob_writer()?;
+        super::layer::write_layer_to(upper, &mut blob).map_err(|e| step_err(step, e))?;
+        let (digest, size) = blob.commit_sized(None)?;
+        self.store.ensure_layer_index(&digest)?;
+        Ok(Some((digest, size)))
+    }
+
+    fn run(
+        &mut self,
+        plan: &Plan,
+        step: &Step,
+        lower: &Path,
+        work: &Path,
+        scratch: &Path,
+    ) -> Result<PathBuf, BuildError> {
+        use super::sandbox;
+        let StepKind::Run(run) = &step.kind else {
+            unreachable!()
+        };
+        let mut spec = sandbox::RunSpec::new(
+            run.argv.clone(),
+            vec![lower.to_path_buf()],
+            work.to_path_buf(),
+        );
+        let mut env = step.state.env.clone();
+        for (k, v) in &step.state.args {
+            if !env.iter().any(|e| e.split('=').next() == Some(k.as_str())) {
+                env.push(format!("{k}={v}"));
+            }
+        }
+        spec.env = env;
+        spec.user = step.state.user.clone();
+        spec.workdir = if step.state.workdir.is_empty() {
+            "/".into()
+        } else {
+            step.state.workdir.clone()
+        };
+        spec.network = match run.network {
+            PlanNetwork::None => sandbox::Network::None,
+            _ => sandbox::Network::Host,
+        };
+        let mut stage_mounts = Vec::new();
+        for m in &run.mounts {
+            spec.mounts
+                .push(self.run_mount(plan, step, m, scratch, &mut stage_mounts)?);
+        }
+        if let Some(script) = &run.script {
+            let dir = scratch.join("pipes");
+            std::fs::create_dir_all(&dir).map_err(|e| step_err(step, e))?;
+            let file = dir.join(&script.name);
+            std::fs::write(&file, &script.content).map_err(|e| step_err(step, e))?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| step_err(step, e))?;
+            spec.mounts.push(sandbox::RunMount::Bind {
+                target: format!("/dev/pipes/{}", script.name),
+                root: dir,
+                source: PathBuf::from(&script.name),
+                readwrite: false,
+            });
+        }
+        let progress = &mut *self.progress;
+        let outcome = sandbox::run(
+            &spec,
+            &mut |bytes| progress.output(bytes),
+            Some(self.cancel),
+        )
+        .map_err(|e| match e {
+            sandbox::SandboxError::Cancelled => BuildError::Cancelled,
+            e => step_err(step, e),
+        })?;
+        drop(stage_mounts);
+        if outcome.exit_code != 0 {
+            return Err(BuildError::RunFailed {
+                location: step.location.to_string(),
+                text: step.text.clone(),
+                code: outcome.exit_code,
+            });
+        }
+        Ok(outcome.upper)
+    }
+
+    fn run_mount(
+        &mut self,
+        plan: &Plan,
+        step: &Step,
+        m: &PlanMount,
+        scratch: &Path,
+        keep: &mut Vec<LayersMount>,
+    ) -> Result<super::sandbox::RunMount, BuildError> {
+        use super::sandbox::RunMount;
+        let _ = plan;
+        let target = m.target.clone().unwrap_or_default();
+        Ok(match m.kind {
+            MountKind::Cache => {
+                let id = m.id.clone().unwrap_or_else(|| target.clone());
+                let dir = self
+                    .store
+                    .root()
+                    .join("d2v/run-cache")
+                    .join(hex::encode(sha2_256(id.as_bytes())));
+                RunMount::Cache {
+                    target,
+                    host_dir: dir,
+                    readonly: m.readonly.unwrap_or(false),
+                }
+            }
+            MountKind::Tmpfs => RunMount::Tmpfs {
+                target,
+                size: m.size,
+            },
+            MountKind::Secret => {
+                let id =
+                    m.id.clone()
+                        .or_else(|| {
+                            m.target
+                                .as_deref()
+                                .and_then(|t| t.rsplit('/').next())
+                                .map(str::to_string)
+                        })
+                        .unwrap_or_default();
+                let Some(src) = self.opts.secrets.get(&id) else {
+                    if m.required {
+                        return Err(step_err(step, format!("secret {id:?} is required but was not given (--secret id={id},src=PATH)")));
+                    }
+                    return Ok(RunMount::Tmpfs {
+                        target: format!("/run/secrets/{id}.absent"),
+                        size: Some(4096),
+                    });
+                };
+                RunMount::Secret {
+                    target: m
+                        .target
+                        .clone()
+                        .unwrap_or_else(|| format!("/run/secrets/{id}")),
+                    source: src.clone(),
+                }
+            }
+            MountKind::Bind => {
+                let source = PathBuf::from(m.source.clone().unwrap_or_else(|| ".".into()));
+                let root = match &m.from {
+                    None => self.opts.context.clone(),
+                    Some(from) => {
+                        let layers = self.layers_of(step, from)?;
+                        let mnt = mount_layers(
+                            self.store,
+                            &layers,
+                            &scratch.join(format!("bind-from-{}", keep.len())),
+                        )
+                        .map_err(|e| step_err(step, e))?;
+                        let dir = mnt.dir().to_path_buf();
+                        keep.push(mnt);
+                        dir
+                    }
+                };
+                RunMount::Bind {
+                    target,
+                    root,
+                    source,
+                    readwrite: m.readonly == Some(false),
+                }
+            }
+            MountKind::Ssh => return Err(step_err(step, "RUN --mount=type=ssh is not supported")),
+        })
+    }
+
+    fn layers_of(&self, step: &Step, from: &CopyFrom) -> Result<Vec<(Digest, u64)>, BuildError> {
+        match from {
+            CopyFrom::Stage(i) => self
+                .stages
+                .get(i)
+                .map(|s| s.layers.clone())
+                .ok_or_else(|| step_err(step, format!("stage {i} was not built"))),
+            CopyFrom::Image(name) => Ok(self
+                .store
+                .image(name)
+                .map_err(|e| step_err(step, e))?
+                .manifest
+                .layers
+                .iter()
+                .map(|l| (l.digest.clone(), l.size))
+                .collect()),
+        }
+    }
+
+    fn copy(
+        &mut self,
+        plan: &Plan,
+        step: &Step,
+        lower: &Path,
+        work: &Path,
+        scratch: &Path,
+    ) -> Result<PathBuf, BuildError> {
+        let StepKind::Copy(copy) = &step.kind else {
+            unreachable!()
+        };
+        let _ = plan;
+        let (src_root, _src_mount) = match &copy.from {
+            None => (self.opts.context.clone(), None),
+            Some(from) => {
+                let layers = self.layers_of(step, from)?;
+                let mnt = mount_layers(self.store, &layers, &scratch.join("from"))
+                    .map_err(|e| step_err(step, e))?;
+                (mnt.dir().to_path_buf(), Some(mnt))
+            }
+        };
+        let ov = super::overlay::Overlay::create(work, vec![lower.to_path_buf()])
+            .map_err(|e| step_err(step, e))?;
+        let request = super::copy::CopyRequest {
+            step: copy.clone(),
+            src_root,
+            from_context: copy.from.is_none(),
+            dockerfile_in_context: self.opts.dockerfile_in_context.clone(),
+            workdir: step.state.workdir.clone(),
+        };
+        ov.with_mounted(|merged| super::copy::copy(&request, merged))
+            .map_err(|e| step_err(step, e))?
+            .map_err(|e| step_err(step, e))?;
+        Ok(ov.upper.clone())
+    }
+
+    /// Checksum of COPY sources in the context (content, modes, owners; not mtimes).
+    fn context_sum(&mut self, step: &Step, sources: &[String]) -> Result<String, BuildError> {
+        let cache_key = sources.join("\0");
+        if let Some(sum) = self.context_sums.get(&cache_key) {
+            return Ok(sum.clone());
+        }
+        let sum = super::checksum::sources_checksum(
+            &self.opts.context,
+            sources,
+            self.opts.dockerfile_in_context.as_deref(),
+        )
+        .map_err(|e| step_err(step, e))?;
+        self.context_sums.insert(cache_key, sum.clone());
+        Ok(sum)
+    }
+
+    fn bind_source_sum(&mut self, step: &Step, m: &PlanMount) -> Result<String, BuildError> {
+        match &m.from {
+            None => self.context_sum(step, &[m.source.clone().unwrap_or_else(|| ".".into())]),
+            Some(CopyFrom::Stage(i)) => Ok(self
+                .stages
+                .get(i)
+                .map(|s| s.key.0.clone())
+                .unwrap_or_default()),
+            Some(CopyFrom::Image(name)) => Ok(name.clone()),
+        }
+    }
+}
+
+fn sha2_256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).into()
+}
+
+fn stage_name(plan: &Plan, index: usize) -> String {
+    plan.stages
+        .iter()
+        .find(|s| s.index == index)
+        .and_then(|s| s.name.clone())
+        .unwrap_or_else(|| index.to_string())
+}
+
+/// A read-only FUSE mount of a layer stack, unmounted when dropped.
+pub struct LayersMount {
+    mount: Option<d2v_fuse::Mount>,
+    dir: PathBuf,
+}
+
+impl LayersMount {
+    /// Where it is mounted.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for LayersMount {
+    fn drop(&mut self) {
+        if let Some(m) = self.mount.take() {
+            let _ = m.unmount();
+        }
+    }
+}
+
+/// Mounts `layers` read-only at `dir` (created).
+pub fn mount_layers(
+    store: &Store,
+    layers: &[(Digest, u64)],
+    dir: &Path,
+) -> Result<LayersMount, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let indexes = layers
+        .iter()
+        .map(|(d, _)| store.open_layer(d))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let tree = d2v_fuse::MergedTree::new(indexes).map_err(|e| e.to_string())?;
+    let opts = d2v_fuse::MountOptions {
+        threads: 2,
+        auto_unmount: false,
+        ..Default::default()
+    };
+    let mount = d2v_fuse::mount(Arc::new(tree), dir, &opts).map_err(|e| e.to_string())?;
+    Ok(LayersMount {
+        mount: Some(mount),
+        dir: dir.to_path_buf(),
+    })
+}
+
+/// Records the target stage as image `tag`, unless an identical image (but for
+/// its creation time) is already there.
+fn commit(
+    store: &Store,
+    tag: &str,
+    stage: &Stage,
+    config: &ImageConfig,
+    result: &StageResult,
+) -> Result<(Image, bool), BuildError> {
+    let mut config = config.clone();
+    config.rootfs.diff_ids = result.layers.iter().map(|(d, _)| d.to_string()).collect();
+    let _ = stage;
+    // Steps that changed nothing are empty layers in the history, as in BuildKit.
+    if config.history.len() >= result.added.len() {
+        let skip = config.history.len() - result.added.len();
+        for (h, added) in config.history[skip..].iter_mut().zip(&result.added) {
+            match added {
+                Some(true) => h.empty_layer = None,
+                Some(false) | None => h.empty_layer = Some(true),
+            }
+        }
+    }
+    let comparable = |c: &ImageConfig| {
+        let mut c = c.clone();
+        c.created = None;
+        for h in &mut c.history {
+            h.created = None;
+        }
+        serde_json::to_value(&c).ok()
+    };
+    if let Ok(existing) = store.image(tag) {
+        if let Ok(old) = ImageConfig::from_json(&existing.config) {
+            if comparable(&old) == comparable(&config)
+                && existing.layers()
+                    == result
+                        .layers
+                        .iter()
+                        .map(|(d, _)| d.clone())
+                        .collect::<Vec<_>>()
+            {
+                return Ok((existing, true));
+            }
+        }
+    }
+    let now = crate::timefmt::created_now();
+    config.created = Some(now.clone());
+    for h in &mut config.history {
+        if h.created.is_none() {
+            h.created = Some(now.clone());
+        }
+    }
+    let bytes = serde_json::to_vec(&config).map_err(|e| BuildError::Other(e.to_string()))?;
+    Ok((store.commit_image(tag, &bytes, &result.layers)?, false))
+}

@@ -1,0 +1,155 @@
+//! `d2v build`: build a Dockerfile natively into an image in the store.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use d2v::build::executor::{self, BuildError, BuildOptions};
+use d2v::build::progress::{Progress, ProgressMode};
+use d2v::dockerfile::{self, PlanOptions};
+use d2v::store::Store;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Arguments of `d2v build`.
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    /// The name to give the image
+    #[arg(short = 't', long = "tag", value_name = "NAME")]
+    pub tag: String,
+    /// The Dockerfile (default: CONTEXT/Dockerfile)
+    #[arg(short = 'f', long = "file", value_name = "DOCKERFILE")]
+    pub file: Option<PathBuf>,
+    /// A build arg; `K` alone takes the value of the environment variable K
+    #[arg(long = "build-arg", value_name = "K=V")]
+    pub build_args: Vec<String>,
+    /// The stage to build (default: the last)
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Target platform (only linux/amd64)
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Run every step, ignoring the step cache
+    #[arg(long)]
+    pub no_cache: bool,
+    /// A secret for RUN --mount=type=secret: id=ID,src=PATH
+    #[arg(long, value_name = "id=ID,src=PATH")]
+    pub secret: Vec<String>,
+    /// Progress output
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+    /// The build context directory
+    pub context: PathBuf,
+}
+
+static CANCEL: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_: libc::c_int) {
+    CANCEL.store(true, Ordering::SeqCst);
+}
+
+fn parse_secret(raw: &str) -> Result<(String, PathBuf)> {
+    let mut id = None;
+    let mut src = None;
+    for part in raw.split(',') {
+        match part.split_once('=') {
+            Some(("id", v)) => id = Some(v.to_string()),
+            Some(("src" | "source", v)) => src = Some(PathBuf::from(v)),
+            Some(("type", "file")) => {}
+            _ => bail!("invalid --secret {raw:?}: expected id=ID,src=PATH"),
+        }
+    }
+    match (id, src) {
+        (Some(id), Some(src)) => {
+            if !src.is_file() {
+                bail!("--secret {id}: {} is not a readable file", src.display());
+            }
+            Ok((id, src))
+        }
+        _ => bail!("invalid --secret {raw:?}: expected id=ID,src=PATH"),
+    }
+}
+
+/// Runs `d2v build`.
+pub fn run(args: BuildArgs) -> Result<ExitCode> {
+    let path = args
+        .file
+        .clone()
+        .unwrap_or_else(|| args.context.join("Dockerfile"));
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("couldn't read the Dockerfile {}", path.display()))?;
+    if !args.context.is_dir() {
+        bail!(
+            "the build context {} is not a directory",
+            args.context.display()
+        );
+    }
+    let context = args.context.canonicalize()?;
+    let dockerfile_in_context = path.canonicalize().ok().and_then(|p| {
+        p.strip_prefix(&context)
+            .ok()
+            .map(|r| r.to_string_lossy().into_owned())
+    });
+    let secrets: HashMap<_, _> = args
+        .secret
+        .iter()
+        .map(|s| parse_secret(s))
+        .collect::<Result<_>>()?;
+    d2v::store::validate_name(&args.tag)?;
+
+    let store = Store::open_default()?;
+    let opts = PlanOptions {
+        dockerfile_path: path.clone(),
+        build_args: super::plan::build_args(&args.build_args)?,
+        target: args.target.clone(),
+        platform: args.platform.clone(),
+        lenient_bases: false,
+    };
+    let plan = dockerfile::plan(&text, &opts, &store)?;
+    let mut progress = Progress::new(args.progress);
+    for w in &plan.warnings {
+        progress.note(&format!("warning: {w}"));
+    }
+
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(
+            libc::SIGINT,
+            on_interrupt as *const () as libc::sighandler_t,
+        );
+        libc::signal(
+            libc::SIGTERM,
+            on_interrupt as *const () as libc::sighandler_t,
+        );
+    }
+    let build_opts = BuildOptions {
+        context,
+        dockerfile_in_context,
+        tag: args.tag.clone(),
+        no_cache: args.no_cache,
+        secrets,
+    };
+    match executor::build(&store, &plan, &build_opts, &mut progress, &CANCEL) {
+        Ok(report) => {
+            progress.finish(&format!(
+                "built {} ({}): {} steps run, {} cached{}",
+                args.tag,
+                report.image.id().short(),
+                report.executed,
+                report.cached,
+                if report.unchanged {
+                    ", image unchanged"
+                } else {
+                    ""
+                }
+            ));
+            println!("{}", report.image.id());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(BuildError::Cancelled) => {
+            eprintln!("d2v: build interrupted; nothing was recorded for the unfinished step");
+            Ok(ExitCode::from(130))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
