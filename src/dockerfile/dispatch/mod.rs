@@ -229,12 +229,16 @@ impl<'r> Dispatcher<'r> {
         match inst {
             Instruction::Arg(i) => {
                 let mut new_args = Vec::new();
+                let mut cursor = i.arguments.span.start;
                 for w in split_words(&i.arguments.value, esc) {
                     let (key, default) = match w.split_once('=') {
                         Some((k, v)) => (k.to_string(), Some(v.to_string())),
                         None => (w.clone(), None),
                     };
-                    let key = word(&key, i.arguments.span.start)?;
+                    let kpos = find_from(origin.map.text, cursor, i.arguments.span.end, &key);
+                    let vpos = kpos + key.len() + 1;
+                    cursor = vpos.min(i.arguments.span.end);
+                    let key = word(&key, kpos)?;
                     if key.is_empty() {
                         return Err(err(
                             i.arguments.span.start,
@@ -242,7 +246,7 @@ impl<'r> Dispatcher<'r> {
                         ));
                     }
                     let default = match default {
-                        Some(d) => Some(word(&d, i.arguments.span.start)?),
+                        Some(d) => Some(word(&d, vpos)?),
                         None => None,
                     };
                     let value = lookup(self.build_args, &key).or(default).or_else(|| {
@@ -265,15 +269,17 @@ impl<'r> Dispatcher<'r> {
                 let pairs = name_values(&i.arguments.value, esc, "ENV")
                     .map_err(|m| err(i.arguments.span.start, m))?;
                 let mut expanded = Vec::new();
+                let (text, end) = (origin.map.text, i.arguments.span.end);
+                let mut cursor = i.arguments.span.start;
                 for (k, v) in pairs {
-                    let k = word(&k, i.arguments.span.start)?;
+                    let kpos = find_from(text, cursor, end, &k);
+                    let vpos = find_from(text, kpos + k.len(), end, &v);
+                    cursor = (vpos + v.len()).min(end);
+                    let k = word(&k, kpos)?;
                     if k.is_empty() {
-                        return Err(err(
-                            i.arguments.span.start,
-                            "ENV names can not be blank".into(),
-                        ));
+                        return Err(err(kpos, "ENV names can not be blank".into()));
                     }
-                    expanded.push((k, word(&v, i.arguments.span.start)?));
+                    expanded.push((k, word(&v, vpos)?));
                 }
                 let env = self.config.config.env.get_or_insert_with(Vec::new);
                 let mut by = Vec::new();
@@ -293,14 +299,16 @@ impl<'r> Dispatcher<'r> {
                 let pairs = name_values(&i.arguments.value, esc, "LABEL")
                     .map_err(|m| err(i.arguments.span.start, m))?;
                 let mut by = Vec::new();
+                let (text, end) = (origin.map.text, i.arguments.span.end);
+                let mut cursor = i.arguments.span.start;
                 for (k, v) in pairs {
-                    let k = word(&k, i.arguments.span.start)?;
-                    let v = word(&v, i.arguments.span.start)?;
+                    let kpos = find_from(text, cursor, end, &k);
+                    let vpos = find_from(text, kpos + k.len(), end, &v);
+                    cursor = (vpos + v.len()).min(end);
+                    let k = word(&k, kpos)?;
+                    let v = word(&v, vpos)?;
                     if k.is_empty() {
-                        return Err(err(
-                            i.arguments.span.start,
-                            "LABEL names can not be blank".into(),
-                        ));
+                        return Err(err(kpos, "LABEL names can not be blank".into()));
                     }
                     by.push(format!("{k}={v}"));
                     self.config
@@ -574,6 +582,14 @@ fn healthcheck_flags(
         }
     }
     Ok(hc)
+}
+
+/// Where `needle` starts in `text[from..to]`, for error carets; `from`
+/// when it is not found there verbatim (e.g. split by a line continuation).
+fn find_from(text: &str, from: usize, to: usize, needle: &str) -> usize {
+    text.get(from..to.max(from))
+        .and_then(|t| t.find(needle))
+        .map_or(from, |i| from + i)
 }
 
 fn lookup(list: &[(String, String)], key: &str) -> Option<String> {
