@@ -117,16 +117,20 @@ pub(crate) fn prepare(text: &str) -> Result<Prepared, Unterminated> {
             line_end = e;
             break;
         }
-        let upper: String = logical
-            .split_whitespace()
-            .next()
-            .unwrap_or_default()
-            .to_ascii_uppercase();
-        let is_run = upper == "RUN";
-        if !(is_run || upper == "COPY" || upper == "ADD") {
+        let mut rest = logical.trim_start();
+        let mut upper = first_word_upper(rest);
+        // `ONBUILD RUN <<EOF`: the parser reads that heredoc itself (one, at
+        // the start); the pre-pass only skips its body.
+        let in_onbuild = upper == "ONBUILD";
+        if in_onbuild {
+            rest = rest[upper.len()..].trim_start();
+            upper = first_word_upper(rest);
+        }
+        let is_run = upper == "RUN" && !in_onbuild;
+        if !(upper == "RUN" || upper == "COPY" || upper == "ADD") {
             continue;
         }
-        let args = logical.trim_start()[upper.len()..].trim_start();
+        let args = rest[upper.len()..].trim_start();
         let words: Vec<String> = split_words(args, '\\')
             .into_iter()
             .filter(|w| !w.starts_with("--"))
@@ -204,6 +208,14 @@ pub(crate) fn prepare(text: &str) -> Result<Prepared, Unterminated> {
     let text = String::from_utf8(bytes)
         .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
     Ok(Prepared { text, run_heredocs })
+}
+
+/// The first whitespace-separated word of `s`, upper-cased.
+fn first_word_upper(s: &str) -> String {
+    s.split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_ascii_uppercase()
 }
 
 /// Recognises a here-document marker word: `[n]<<[-]delim` (BuildKit's

@@ -35,6 +35,26 @@ pub(crate) fn headers(
     for (idx, st) in stages.iter().enumerate() {
         let from = st.from;
         let ferr = |at: usize, m: String| map.error(at, Some("FROM"), m);
+        if let (Some((_, raw)), Some(name)) = (&from.as_, &names[idx]) {
+            // BuildKit: stage names are lower-cased and must match
+            // ^[a-z][a-z0-9-_.]*$; two stages may not share one.
+            let valid = name.starts_with(|c: char| c.is_ascii_lowercase())
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
+            if !valid {
+                return Err(ferr(
+                    raw.span.start,
+                    format!("invalid stage name {:?}: use letters, digits, '-', '_' and '.', starting with a letter", raw.value),
+                ));
+            }
+            if names[..idx].contains(&names[idx]) {
+                return Err(ferr(
+                    raw.span.start,
+                    format!("duplicate stage name {name:?}"),
+                ));
+            }
+        }
         let fl = flags::check("FROM", &from.options).map_err(|(at, m)| ferr(at, m))?;
         for f in &fl {
             let v = expand_word(f.value.as_deref().unwrap_or_default(), escape, global_vars)

@@ -486,7 +486,7 @@ impl<'r> Dispatcher<'r> {
                         format!("{inner} isn't allowed as an ONBUILD trigger"),
                     ));
                 }
-                let trigger = first_line(origin.map.text, inner_pos, esc);
+                let trigger = trigger_text(origin.map.text, &i.instruction, inner_pos, esc);
                 self.config
                     .config
                     .on_build
@@ -582,6 +582,31 @@ fn healthcheck_flags(
         }
     }
     Ok(hc)
+}
+
+/// The text of an ONBUILD trigger as written: its first logical line, or
+/// through the last here-document's terminator when it has any.
+fn trigger_text(text: &str, inner: &Instruction<'_>, pos: usize, esc: char) -> String {
+    let heredoc_end = match inner {
+        Instruction::Run(r) => r.here_docs.iter().map(|h| h.span.end).max(),
+        Instruction::Copy(parse_dockerfile::CopyInstruction { src, .. })
+        | Instruction::Add(parse_dockerfile::AddInstruction { src, .. }) => src
+            .iter()
+            .filter_map(|s| match s {
+                parse_dockerfile::Source::HereDoc(h) => Some(h.span.end),
+                _ => None,
+            })
+            .max(),
+        _ => None,
+    };
+    match heredoc_end {
+        Some(end) => {
+            // The terminator line starts at `end`; keep it, without its newline.
+            let line_end = text[end..].find('\n').map_or(text.len(), |i| end + i);
+            text[pos..line_end].trim_end_matches('\r').to_string()
+        }
+        None => first_line(text, pos, esc),
+    }
 }
 
 /// Where `needle` starts in `text[from..to]`, for error carets; `from`
