@@ -38,11 +38,7 @@ impl D2vFs {
                 + Duration::from_nanos(u64::from(n.mtime_nsec))
         };
         let blocks = if n.kind == EntryKind::File {
-            self.tree
-                .data_segments(ino)
-                .iter()
-                .map(|s| s.len.div_ceil(512))
-                .sum()
+            self.tree.stored_bytes(ino).div_ceil(512)
         } else {
             n.size.div_ceil(512)
         };

@@ -427,6 +427,12 @@ impl MergedTree {
             .collect()
     }
 
+    /// Bytes of data a file actually stores (its size minus holes).
+    pub fn stored_bytes(&self, ino: u64) -> u64 {
+        self.entry(ino)
+            .map_or(0, |e| e.segments().map(|s| s.len).sum())
+    }
+
     /// Every path, depth-first, parents before children, names in byte order.
     pub fn walk(&self) -> impl Iterator<Item = WalkEntry> + '_ {
         let mut seen = vec![false; self.nodes.len() + 1];
