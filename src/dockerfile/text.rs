@@ -37,22 +37,26 @@ pub(crate) fn join_continuations(text: &str, escape: char, stop_at_line_end: boo
     out.trim_end().to_string()
 }
 
+/// A `name_values` error: the offending word (when there is one) and why.
+pub(crate) type NameValueError = (Option<String>, String);
+
 /// Splits ENV/LABEL arguments into raw (unexpanded) pairs, BuildKit's
-/// `parseNameVal`: `KEY value…` (legacy) or `K=V K2="v 2"`.
+/// `parseNameVal`: `KEY value…` (legacy) or `K=V K2="v 2"`. An error names
+/// the offending word, when there is one, for the caret.
 pub(crate) fn name_values(
     rest: &str,
     escape: char,
     inst: &str,
-) -> Result<Vec<(String, String)>, String> {
+) -> Result<Vec<(String, String)>, NameValueError> {
     let words = split_words(rest, escape);
     let Some(first) = words.first() else {
-        return Err(format!("{inst} requires at least one argument"));
+        return Err((None, format!("{inst} requires at least one argument")));
     };
     if !first.contains('=') {
         let rest = rest.trim_start();
         let split = rest.find(char::is_whitespace);
         let Some(split) = split else {
-            return Err(format!("{inst} must have two arguments"));
+            return Err((None, format!("{inst} must have two arguments")));
         };
         return Ok(vec![(
             rest[..split].to_string(),
@@ -63,8 +67,9 @@ pub(crate) fn name_values(
         .into_iter()
         .map(|w| match w.split_once('=') {
             Some((k, v)) => Ok((k.to_string(), v.to_string())),
-            None => Err(format!(
-                "Syntax error - can't find = in {w:?}. Must be of the form: name=value"
+            None => Err((
+                Some(w.clone()),
+                format!("Syntax error - can't find = in {w:?}. Must be of the form: name=value"),
             )),
         })
         .collect()

@@ -266,8 +266,13 @@ impl<'r> Dispatcher<'r> {
                 self.push(origin, pos, StepKind::Config, state, text);
             }
             Instruction::Env(i) => {
-                let pairs = name_values(&i.arguments.value, esc, "ENV")
-                    .map_err(|m| err(i.arguments.span.start, m))?;
+                let span = &i.arguments.span;
+                let pairs = name_values(&i.arguments.value, esc, "ENV").map_err(|(word, m)| {
+                    let at = word.map_or(span.start, |w| {
+                        find_from(origin.map.text, span.start, span.end, &w)
+                    });
+                    err(at, m)
+                })?;
                 let mut expanded = Vec::new();
                 let (text, end) = (origin.map.text, i.arguments.span.end);
                 let mut cursor = i.arguments.span.start;
@@ -296,8 +301,14 @@ impl<'r> Dispatcher<'r> {
                 );
             }
             Instruction::Label(i) => {
-                let pairs = name_values(&i.arguments.value, esc, "LABEL")
-                    .map_err(|m| err(i.arguments.span.start, m))?;
+                let span = &i.arguments.span;
+                let pairs =
+                    name_values(&i.arguments.value, esc, "LABEL").map_err(|(word, m)| {
+                        let at = word.map_or(span.start, |w| {
+                            find_from(origin.map.text, span.start, span.end, &w)
+                        });
+                        err(at, m)
+                    })?;
                 let mut by = Vec::new();
                 let (text, end) = (origin.map.text, i.arguments.span.end);
                 let mut cursor = i.arguments.span.start;
