@@ -74,6 +74,20 @@ impl Root {
     /// Create `rel` and its missing parents as directories (`mode`, owned by
     /// `uid:gid`), resolving every step inside the root; the directory's fd.
     pub fn mkdir_all(&self, rel: &Path, mode: u32, uid: u32, gid: u32) -> io::Result<OwnedFd> {
+        self.mkdir_all_depth(rel, mode, uid, gid, 0)
+    }
+
+    fn mkdir_all_depth(
+        &self,
+        rel: &Path,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        depth: u32,
+    ) -> io::Result<OwnedFd> {
+        if depth > 40 {
+            return Err(io::Error::from_raw_os_error(libc::ELOOP));
+        }
         let rel = relative(rel);
         let dir_flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
         let mut parent = openat2(self.fd(), Path::new("."), dir_flags, 0)?;
@@ -93,6 +107,27 @@ impl Root {
                         let err = io::Error::last_os_error();
                         if err.raw_os_error() != Some(libc::EEXIST) {
                             return Err(err);
+                        }
+                        // A dangling symlink: create where it points (inside
+                        // the root), then carry on below it, as Docker's
+                        // root-scoped MkdirAll does.
+                        if let Some(target) = readlinkat(parent.as_raw_fd(), name) {
+                            let rest: PathBuf =
+                                rel.components().skip(sofar.components().count()).collect();
+                            let base = if target.is_absolute() {
+                                PathBuf::from("/")
+                            } else {
+                                Path::new("/").join(sofar.parent().unwrap_or(Path::new("")))
+                            };
+                            let joined = base.join(target).join(rest);
+                            let cleaned = super::glob::clean(&joined.to_string_lossy());
+                            return self.mkdir_all_depth(
+                                Path::new(&cleaned),
+                                mode,
+                                uid,
+                                gid,
+                                depth + 1,
+                            );
                         }
                     } else {
                         // SAFETY: as above; chown of the just-created entry, not following links.
@@ -118,6 +153,19 @@ impl Root {
         }
         Ok(parent)
     }
+}
+
+/// The target of the symlink `name` in `dir`, if it is one.
+fn readlinkat(dir: RawFd, name: &OsStr) -> Option<PathBuf> {
+    let c = cpath(name).ok()?;
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: dir is an open directory, c NUL-terminated, buf valid for its length.
+    let n = unsafe { libc::readlinkat(dir, c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return None;
+    }
+    buf.truncate(n as usize);
+    Some(PathBuf::from(OsStr::from_bytes(&buf)))
 }
 
 /// Turn any path into one relative to the root (`/a/b` → `a/b`, `` → `.`).

@@ -11,8 +11,10 @@
 //! Each piece takes plain directory paths for the read-only lower layer, so it
 //! works the same over a d2v-fuse mount and over a directory in a test.
 
+pub mod archive;
 pub mod checksum;
 pub mod copy;
+pub mod dest;
 pub mod dockerignore;
 pub mod executor;
 pub mod glob;

@@ -1,0 +1,271 @@
+//! Writing entries into a rootfs with every path resolved inside it: parents
+//! are opened with `openat2(RESOLVE_IN_ROOT)` (so image symlinks are followed
+//! but never out of the root) and the final name is created with `*at` calls
+//! that do not follow it.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use super::inroot::{check, cpath, fstat, owned, Root};
+
+/// Metadata for an entry written into the rootfs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryMeta {
+    /// Permission bits (and setuid/setgid/sticky).
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Modification time (seconds, nanoseconds); `None` keeps "now".
+    pub mtime: Option<(i64, i64)>,
+}
+
+/// Writes entries under a [`Root`]; `path`s are absolute image paths.
+pub struct DestWriter<'a> {
+    root: &'a Root,
+    /// Directory mtimes to apply once their children are written.
+    dir_times: Vec<(PathBuf, (i64, i64))>,
+}
+
+const DIR_FLAGS: i32 = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
+
+impl<'a> DestWriter<'a> {
+    /// A writer into `root`.
+    pub fn new(root: &'a Root) -> Self {
+        Self {
+            root,
+            dir_times: Vec::new(),
+        }
+    }
+
+    /// The root written into.
+    pub fn root(&self) -> &Root {
+        self.root
+    }
+
+    /// Whether `path` resolves (following symlinks in-root) to a directory.
+    pub fn is_dir(&self, path: &Path) -> bool {
+        self.root
+            .stat(path, true)
+            .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+            .unwrap_or(false)
+    }
+
+    /// Create the missing parents of `path` (0755, root) and open its parent.
+    fn parent(&self, path: &Path) -> io::Result<(OwnedFd, CString)> {
+        let name = path
+            .file_name()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+        let parent = path.parent().unwrap_or(Path::new("/"));
+        let fd = self.root.mkdir_all(parent, 0o755, 0, 0)?;
+        Ok((fd, cpath(name)?))
+    }
+
+    /// Remove a non-directory at `name` in `dir` (so it can be replaced).
+    fn clear(dir: &OwnedFd, name: &CString) -> io::Result<()> {
+        // SAFETY: dir is an open directory and name a NUL-terminated entry name.
+        let rc = unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::ENOENT) => {}
+                Some(libc::EISDIR) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        "cannot replace a directory with a non-directory",
+                    ))
+                }
+                _ => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Create (or reuse, following in-root symlinks) the directory `path`;
+    /// a new directory gets `meta`, an existing one is left as it is.
+    pub fn dir(&mut self, path: &Path, meta: EntryMeta) -> io::Result<()> {
+        if path.parent().is_none() || self.is_dir(path) {
+            return Ok(());
+        }
+        let (parent, name) = self.parent(path)?;
+        Self::clear(&parent, &name)?;
+        // SAFETY: parent is an open directory, name a NUL-terminated name.
+        check(unsafe { libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), 0o700) })?;
+        set_meta(&parent, &name, meta, true)?;
+        if let Some(t) = meta.mtime {
+            self.dir_times.push((path.to_path_buf(), t));
+        }
+        Ok(())
+    }
+
+    /// Write a regular file at `path` from `data`, replacing a non-directory.
+    pub fn file(
+        &mut self,
+        path: &Path,
+        meta: EntryMeta,
+        data: &mut dyn Read,
+        xattrs: &[(String, Vec<u8>)],
+    ) -> io::Result<()> {
+        let (parent, name) = self.parent(path)?;
+        Self::clear(&parent, &name)?;
+        // SAFETY: as above; O_EXCL|O_NOFOLLOW create a fresh file, never a link target.
+        let fd = owned(unsafe {
+            libc::openat(
+                parent.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                0o600,
+            )
+        })?;
+        let mut file = File::from(fd);
+        io::copy(data, &mut file)?;
+        for (k, v) in xattrs {
+            let key = CString::new(k.as_str())?;
+            // SAFETY: a valid fd, NUL-terminated key and a value buffer of v.len() bytes.
+            let rc = unsafe {
+                libc::fsetxattr(
+                    file.as_raw_fd(),
+                    key.as_ptr(),
+                    v.as_ptr().cast(),
+                    v.len(),
+                    0,
+                )
+            };
+            // xattrs the target filesystem refuses are skipped, as BuildKit does.
+            let _ = rc;
+        }
+        drop(file);
+        set_meta(&parent, &name, meta, true)
+    }
+
+    /// Create a symlink at `path` pointing at `target` (stored verbatim).
+    pub fn symlink(&mut self, path: &Path, target: &Path, meta: EntryMeta) -> io::Result<()> {
+        let (parent, name) = self.parent(path)?;
+        Self::clear(&parent, &name)?;
+        let t = cpath(target.as_os_str())?;
+        // SAFETY: NUL-terminated strings and an open directory fd.
+        check(unsafe { libc::symlinkat(t.as_ptr(), parent.as_raw_fd(), name.as_ptr()) })?;
+        set_meta(&parent, &name, meta, false)
+    }
+
+    /// Create a hard link at `path` to the existing in-root `target`.
+    pub fn hardlink(&mut self, path: &Path, target: &Path) -> io::Result<()> {
+        let (parent, name) = self.parent(path)?;
+        Self::clear(&parent, &name)?;
+        let (tparent, tname) = {
+            let tp = target.parent().unwrap_or(Path::new("/"));
+            let fd = self.root.open_at(tp, DIR_FLAGS, 0)?;
+            let n = cpath(target.file_name().unwrap_or_default())?;
+            (fd, n)
+        };
+        // SAFETY: both dir fds are open and both names NUL-terminated; no flags,
+        // so a symlink target is linked itself, not followed.
+        check(unsafe {
+            libc::linkat(
+                tparent.as_raw_fd(),
+                tname.as_ptr(),
+                parent.as_raw_fd(),
+                name.as_ptr(),
+                0,
+            )
+        })
+    }
+
+    /// Create a device node or fifo (`kind` is `S_IFCHR`, `S_IFBLK` or `S_IFIFO`).
+    pub fn special(
+        &mut self,
+        path: &Path,
+        kind: u32,
+        rdev: u64,
+        meta: EntryMeta,
+    ) -> io::Result<()> {
+        let (parent, name) = self.parent(path)?;
+        Self::clear(&parent, &name)?;
+        // SAFETY: NUL-terminated name in an open directory.
+        check(unsafe { libc::mknodat(parent.as_raw_fd(), name.as_ptr(), kind | 0o600, rdev) })?;
+        set_meta(&parent, &name, meta, true)
+    }
+
+    /// Apply `meta` to an existing directory (used for the copied-onto dest).
+    pub fn set_dir_meta(&mut self, path: &Path, meta: EntryMeta) -> io::Result<()> {
+        if path.parent().is_none() {
+            return Ok(());
+        }
+        let fd = self.root.open_at(path, DIR_FLAGS, 0)?;
+        // SAFETY: fd is an open directory owned here.
+        unsafe {
+            check(libc::fchown(fd.as_raw_fd(), meta.uid, meta.gid))?;
+            check(libc::fchmod(fd.as_raw_fd(), meta.mode & 0o7777))?;
+        }
+        if let Some(t) = meta.mtime {
+            self.dir_times.push((path.to_path_buf(), t));
+        }
+        Ok(())
+    }
+
+    /// Apply the saved directory mtimes (deepest first); call when done.
+    pub fn finish(&mut self) -> io::Result<()> {
+        let mut times = std::mem::take(&mut self.dir_times);
+        times.sort_by_key(|(p, _)| std::cmp::Reverse(p.as_os_str().as_bytes().len()));
+        for (path, (s, ns)) in times {
+            if let Ok(fd) = self.root.open_at(&path, DIR_FLAGS, 0) {
+                let ts = [timespec(s, ns), timespec(s, ns)];
+                // SAFETY: an open fd and a 2-element timespec array; NULL path
+                // with fd means "this file" for utimensat.
+                unsafe { libc::futimens(fd.as_raw_fd(), ts.as_ptr()) };
+            }
+        }
+        Ok(())
+    }
+}
+
+fn timespec(s: i64, ns: i64) -> libc::timespec {
+    libc::timespec {
+        tv_sec: s,
+        tv_nsec: ns,
+    }
+}
+
+/// chown, chmod (not for symlinks) and mtime of `name` in `dir`, never following it.
+fn set_meta(dir: &OwnedFd, name: &CString, meta: EntryMeta, chmod: bool) -> io::Result<()> {
+    // SAFETY: open directory fd, NUL-terminated name, AT_SYMLINK_NOFOLLOW throughout.
+    unsafe {
+        check(libc::fchownat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            meta.uid,
+            meta.gid,
+            libc::AT_SYMLINK_NOFOLLOW,
+        ))?;
+        if chmod {
+            // chown clears setuid bits, so the mode goes on afterwards.
+            check(libc::fchmodat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                meta.mode & 0o7777,
+                0,
+            ))?;
+        }
+        if let Some((s, ns)) = meta.mtime {
+            let ts = [timespec(s, ns), timespec(s, ns)];
+            check(libc::utimensat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                ts.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            ))?;
+        }
+    }
+    Ok(())
+}
+
+/// `fstat` of a path resolved inside `root` without following the last link.
+pub fn lstat_in(root: &Root, path: &Path) -> io::Result<libc::stat> {
+    let fd = root.open_at(path, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
+    fstat(fd.as_raw_fd())
+}
