@@ -151,9 +151,12 @@ pub(crate) fn prepare(text: &str) -> Result<Prepared, Unterminated> {
         let mut heredocs = Vec::new();
         let mut marker_search = keyword_pos;
         for (word, name, chomp, expand) in docs {
-            let marker_pos = text[marker_search..line_end]
+            // The marker as written; not found verbatim only when a line
+            // continuation splits it, and then it is left to the parser.
+            let found = text[marker_search..line_end]
                 .find(&word)
-                .map_or(keyword_pos, |p| marker_search + p);
+                .map(|p| marker_search + p);
+            let marker_pos = found.unwrap_or(keyword_pos);
             marker_search = (marker_pos + word.len()).min(line_end);
             let mut content = String::new();
             let mut terminated = false;
@@ -177,9 +180,6 @@ pub(crate) fn prepare(text: &str) -> Result<Prepared, Unterminated> {
                     break;
                 }
                 content.push_str(body_line);
-                if next == e && !body_line.is_empty() && e == text.len() {
-                    // The last line had no newline: BuildKit's scanner adds none.
-                }
             }
             if !terminated {
                 return Err(Unterminated {
@@ -187,11 +187,9 @@ pub(crate) fn prepare(text: &str) -> Result<Prepared, Unterminated> {
                     name,
                 });
             }
-            if is_run {
-                if let Some(lt) = word.find("<<") {
-                    bytes[marker_pos + lt] = b'_';
-                    bytes[marker_pos + lt + 1] = b'_';
-                }
+            if let (true, Some(pos), Some(lt)) = (is_run, found, word.find("<<")) {
+                bytes[pos + lt] = b'_';
+                bytes[pos + lt + 1] = b'_';
             }
             heredocs.push(RawHeredoc {
                 name,
