@@ -103,19 +103,19 @@ pub struct MergedTree {
     names: Vec<u8>,
 }
 
-/// Composition scratch node.
-struct Tmp {
+/// Composition scratch node; names borrow from the mmapped indexes.
+struct Tmp<'a> {
     src: Src,
     kind: EntryKind,
-    children: BTreeMap<Vec<u8>, u32>,
+    children: BTreeMap<&'a [u8], u32>,
 }
 
 struct Builder<'a> {
     layers: &'a [LayerIndex],
-    tmp: Vec<Tmp>,
+    tmp: Vec<Tmp<'a>>,
 }
 
-impl Builder<'_> {
+impl<'a> Builder<'a> {
     fn new_node(&mut self, src: Src, kind: EntryKind) -> u32 {
         self.tmp.push(Tmp {
             src,
@@ -143,7 +143,7 @@ impl Builder<'_> {
 
     /// Finds or creates (implied) the directory at `path`, replacing any
     /// non-directory in the way.
-    fn ensure_dir(&mut self, path: &[u8]) -> u32 {
+    fn ensure_dir(&mut self, path: &'a [u8]) -> u32 {
         let mut cur = 0u32;
         if path.is_empty() {
             return 0;
@@ -154,7 +154,7 @@ impl Builder<'_> {
                 Some(n) if self.tmp[n as usize].kind == EntryKind::Dir => n,
                 _ => {
                     let n = self.new_node(Src::Implied, EntryKind::Dir);
-                    self.tmp[cur as usize].children.insert(c.to_vec(), n);
+                    self.tmp[cur as usize].children.insert(c, n);
                     n
                 }
             };
@@ -163,7 +163,7 @@ impl Builder<'_> {
     }
 
     fn apply_layer(&mut self, layer: u16) {
-        let idx = &self.layers[layer as usize];
+        let idx: &'a LayerIndex = &self.layers[layer as usize];
         // Whiteouts hide lower layers only, so apply them all before adding
         // this layer's own entries.
         let mut cache: Option<(&[u8], Option<u32>)> = None;
@@ -219,7 +219,7 @@ impl Builder<'_> {
                 }
                 _ => {
                     let n = self.new_node(src, kind);
-                    self.tmp[dir as usize].children.insert(name.to_vec(), n);
+                    self.tmp[dir as usize].children.insert(name, n);
                 }
             }
         }
