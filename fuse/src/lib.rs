@@ -21,6 +21,8 @@
 //! # let _ = etc; Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 mod fs;
 pub mod index;
 mod mount;

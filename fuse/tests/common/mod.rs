@@ -235,9 +235,15 @@ fn kind_of(ft: fs::FileType) -> EntryKind {
     }
 }
 
-pub fn digest_reader(mut r: impl Read) -> u64 {
+pub fn digest_reader(r: impl Read) -> u64 {
+    digest_sized(r, 1 << 20)
+}
+
+/// Digest with a read buffer of at most `cap` bytes (small files must not pay
+/// for zeroing a large buffer).
+pub fn digest_sized(mut r: impl Read, cap: u64) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    let mut buf = vec![0u8; 1 << 20];
+    let mut buf = vec![0u8; cap.clamp(1, 1 << 20) as usize];
     loop {
         let n = r.read(&mut buf).unwrap();
         if n == 0 {
@@ -261,7 +267,7 @@ pub fn scan_dir(root: &Path) -> BTreeMap<Vec<u8>, Meta> {
             Vec::new()
         };
         let digest = if kind == EntryKind::File {
-            digest_reader(fs::File::open(&p).unwrap())
+            digest_sized(fs::File::open(&p).unwrap(), md.size())
         } else {
             0
         };
@@ -325,11 +331,14 @@ pub fn scan_tree(tree: &MergedTree) -> BTreeMap<Vec<u8>, Meta> {
     for w in tree.walk() {
         let n = tree.get(w.ino).unwrap();
         let digest = if n.kind == EntryKind::File {
-            digest_reader(TreeReader {
-                tree,
-                ino: w.ino,
-                off: 0,
-            })
+            digest_sized(
+                TreeReader {
+                    tree,
+                    ino: w.ino,
+                    off: 0,
+                },
+                n.size,
+            )
         } else {
             0
         };
@@ -415,7 +424,7 @@ fn sparse_copy(from: &Path, to: &Path) {
     let mut src = fs::File::open(from).unwrap();
     let mut dst = fs::File::create(to).unwrap();
     let len = src.metadata().unwrap().len();
-    let mut buf = vec![0u8; 1 << 20];
+    let mut buf = vec![0u8; len.clamp(1, 1 << 20) as usize];
     let mut off = 0u64;
     loop {
         let n = src.read(&mut buf).unwrap();
