@@ -7,10 +7,12 @@
 //! * [`build`]: the build executor's machinery (RUN sandbox, layer diff, COPY/ADD).
 //! * [`dockerfile`]: the Dockerfile front end (parse, expand, plan, image config).
 //! * [`runtime_config`]: the runtime config written into images for `d2v-init`.
+//! * [`run`]: `d2v run`, booting an image under QEMU or Firecracker; the embedded init.
 
 pub mod build;
 pub mod dockerfile;
 pub mod import;
+pub mod run;
 pub mod runtime_config;
 pub mod store;
 pub mod timefmt;

@@ -5,6 +5,7 @@ mod images;
 mod mount;
 
 mod pack;
+mod run;
 mod plan;
 
 use clap::{Parser, Subcommand};
@@ -42,6 +43,8 @@ enum Command {
     Pack(pack::PackArgs),
     /// Print the build plan and image config of a Dockerfile as JSON
     Plan(plan::PlanArgs),
+    /// Boot an image in a microVM and exit with its entrypoint's exit code
+    Run(run::RunArgs),
 }
 
 /// Parse the command line, run the subcommand and turn errors into an exit code.
@@ -59,6 +62,7 @@ pub fn main() -> ExitCode {
         Command::Umount(a) => mount::umount(a),
         Command::Pack(args) => pack::run(args),
         Command::Plan(a) => plan::run(a),
+        Command::Run(a) => run::run(a),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,189 @@
+//! USER resolution against the image's own /etc/passwd and /etc/group, the way
+//! runc does it for `docker run` (no NSS: a static glibc must not call it).
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+/// Who the entrypoint runs as.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecUser {
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups (setgroups), without the primary gid unless listed.
+    pub groups: Vec<u32>,
+    /// Home directory from passwd, `/` when unknown (Docker's default).
+    pub home: String,
+}
+
+struct PasswdEntry<'a> {
+    name: &'a str,
+    uid: u32,
+    gid: u32,
+    home: &'a str,
+}
+
+struct GroupEntry<'a> {
+    name: &'a str,
+    gid: u32,
+    members: Vec<&'a str>,
+}
+
+fn lines(file: &[u8]) -> impl Iterator<Item = &str> {
+    file.split(|&b| b == b'\n')
+        .filter_map(|l| core::str::from_utf8(l).ok())
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+}
+
+fn passwd_entries(file: &[u8]) -> impl Iterator<Item = PasswdEntry<'_>> {
+    lines(file).filter_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        if f.len() < 4 {
+            return None;
+        }
+        Some(PasswdEntry {
+            name: f[0],
+            uid: f[2].parse().ok()?,
+            gid: f[3].parse().ok()?,
+            home: f.get(5).copied().unwrap_or(""),
+        })
+    })
+}
+
+fn group_entries(file: &[u8]) -> impl Iterator<Item = GroupEntry<'_>> {
+    lines(file).filter_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        if f.len() < 3 {
+            return None;
+        }
+        Some(GroupEntry {
+            name: f[0],
+            gid: f[2].parse().ok()?,
+            members: f
+                .get(3)
+                .map(|m| {
+                    m.split(',')
+                        .map(str::trim)
+                        .filter(|m| !m.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+    })
+}
+
+/// Resolves a Docker USER value (`name`, `uid`, `name:group`, `uid:gid`, ...).
+/// A numeric user or group missing from the files is used as is; a missing
+/// name is an error. Without an explicit group, the user's supplementary groups
+/// are the /etc/group entries that list the user.
+pub fn resolve(
+    spec: &str,
+    passwd: Option<&[u8]>,
+    group: Option<&[u8]>,
+) -> Result<ExecUser, String> {
+    let (user_arg, group_arg) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let mut out = ExecUser {
+        uid: 0,
+        gid: 0,
+        groups: Vec::new(),
+        home: "/".to_string(),
+    };
+    let user_arg = if user_arg.is_empty() {
+        "root"
+    } else {
+        user_arg
+    };
+    let numeric_uid = user_arg.parse::<u32>().ok();
+    let found = passwd
+        .and_then(|p| passwd_entries(p).find(|e| e.name == user_arg || Some(e.uid) == numeric_uid));
+    let mut name = None;
+    match (found, numeric_uid) {
+        (Some(e), _) => {
+            out.uid = e.uid;
+            out.gid = e.gid;
+            if !e.home.is_empty() {
+                out.home = e.home.to_string();
+            }
+            name = Some(e.name.to_string());
+        }
+        (None, Some(uid)) => out.uid = uid,
+        (None, None) if user_arg == "root" => {}
+        (None, None) => {
+            return Err(alloc::format!(
+                "unable to find user {user_arg}: no matching entries in passwd file"
+            ))
+        }
+    }
+    match group_arg.filter(|g| !g.is_empty()) {
+        Some(g) => {
+            let numeric_gid = g.parse::<u32>().ok();
+            let found = group
+                .and_then(|f| group_entries(f).find(|e| e.name == g || Some(e.gid) == numeric_gid));
+            out.gid = match (found, numeric_gid) {
+                (Some(e), _) => e.gid,
+                (None, Some(gid)) => gid,
+                (None, None) => {
+                    return Err(alloc::format!(
+                        "unable to find group {g}: no matching entries in group file"
+                    ))
+                }
+            };
+        }
+        None => {
+            if let (Some(name), Some(f)) = (name, group) {
+                for e in group_entries(f) {
+                    if e.members.contains(&name.as_str()) && !out.groups.contains(&e.gid) {
+                        out.groups.push(e.gid);
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    const PASSWD: &[u8] = b"root:x:0:0:root:/root:/bin/sh\n# comment\napp:x:1000:1001:App:/home/app:/bin/sh\nbroken:line\nnohome:x:1002:1002::\n";
+    const GROUP: &[u8] =
+        b"root:x:0:\nwheel:x:10:root,app\napp:x:1001:\naudio:x:29:other, app\nstaff:x:50:\n";
+
+    fn r(spec: &str) -> Result<ExecUser, String> {
+        resolve(spec, Some(PASSWD), Some(GROUP))
+    }
+
+    #[test]
+    fn resolves_a_name_with_supplementary_groups() {
+        let u = r("app").unwrap();
+        assert_eq!((u.uid, u.gid, u.home.as_str()), (1000, 1001, "/home/app"));
+        assert_eq!(u.groups, vec![10, 29]);
+    }
+
+    #[test]
+    fn resolves_ids_and_explicit_groups() {
+        assert_eq!(r("1000").unwrap().gid, 1001);
+        let u = r("app:staff").unwrap();
+        assert_eq!((u.uid, u.gid), (1000, 50));
+        assert!(u.groups.is_empty());
+        let u = r("4242:4343").unwrap();
+        assert_eq!((u.uid, u.gid, u.home.as_str()), (4242, 4343, "/"));
+        let u = r("").unwrap();
+        assert_eq!((u.uid, u.gid, u.home.as_str()), (0, 0, "/root"));
+        assert_eq!(r("nohome").unwrap().home, "/");
+    }
+
+    #[test]
+    fn unknown_names_are_errors() {
+        assert!(r("ghost").unwrap_err().contains("ghost"));
+        assert!(r("app:ghosts").unwrap_err().contains("ghosts"));
+        // No passwd at all: root and numeric ids still work.
+        assert_eq!(resolve("root", None, None).unwrap().uid, 0);
+        assert_eq!(resolve("7:8", None, None).unwrap().gid, 8);
+    }
+}

@@ -1,0 +1,200 @@
+//! The guest kernel: the host's own from /boot by default, unpacked from its
+//! bzImage into an ELF vmlinux (QEMU and Firecracker boot it directly through
+//! PVH, much faster than the bzImage under TCG), and cached.
+
+use super::RunError;
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The store directory: `D2V_HOME`, else `/var/lib/d2v` for root, else
+/// `$XDG_DATA_HOME/d2v` (`~/.local/share/d2v`).
+pub fn store_root() -> PathBuf {
+    if let Some(h) = std::env::var_os("D2V_HOME") {
+        return PathBuf::from(h);
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return PathBuf::from("/var/lib/d2v");
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(x).join("d2v");
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/".into());
+    PathBuf::from(home).join(".local/share/d2v")
+}
+
+/// Where unpacked kernels, initramfs images and the KVM probe result are cached.
+pub fn cache_dir() -> PathBuf {
+    store_root().join("kernels")
+}
+
+/// The host kernel image in /boot: the running kernel's when present, else the
+/// newest `vmlinuz-*`. Returns the path and the kernel version (for modules).
+pub fn host_kernel() -> Result<(PathBuf, String), RunError> {
+    let running = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let running = running.trim();
+    let own = Path::new("/boot").join(format!("vmlinuz-{running}"));
+    if !running.is_empty() && own.is_file() {
+        return Ok((own, running.to_string()));
+    }
+    let mut found: Vec<(PathBuf, String)> = std::fs::read_dir("/boot")
+        .map_err(|_| RunError::NoKernel)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let ver = name.strip_prefix("vmlinuz-")?.to_string();
+            Some((e.path(), ver))
+        })
+        .collect();
+    found.sort_by_key(|k| version_key(&k.1));
+    found.pop().ok_or(RunError::NoKernel)
+}
+
+fn version_key(v: &str) -> Vec<u64> {
+    v.split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// Compression formats a bzImage payload can use that we can undo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Gzip,
+    Xz,
+    Zstd,
+}
+
+/// Finds the compressed vmlinux inside a bzImage via the setup header's
+/// `payload_offset`/`payload_length` (boot protocol ≥ 2.08).
+pub fn bzimage_payload(image: &[u8]) -> Option<(Compression, &[u8])> {
+    if image.len() < 0x250 || &image[0x202..0x206] != b"HdrS" {
+        return None;
+    }
+    let setup_sects = match image[0x1f1] {
+        0 => 4,
+        n => n as usize,
+    };
+    let off = u32::from_le_bytes(image[0x248..0x24c].try_into().ok()?) as usize;
+    let len = u32::from_le_bytes(image[0x24c..0x250].try_into().ok()?) as usize;
+    let start = (setup_sects + 1) * 512 + off;
+    let payload = image.get(start..start.checked_add(len)?)?;
+    let kind = if payload.starts_with(&[0x1f, 0x8b]) {
+        Compression::Gzip
+    } else if payload.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        Compression::Xz
+    } else if payload.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Compression::Zstd
+    } else {
+        return None;
+    };
+    Some((kind, payload))
+}
+
+/// Unpacks the ELF vmlinux from a bzImage; `None` when the payload is not one
+/// we can decompress (the caller then boots the bzImage itself).
+pub fn extract_vmlinux(image: &[u8]) -> Option<Vec<u8>> {
+    let (kind, payload) = bzimage_payload(image)?;
+    let out = match kind {
+        Compression::Gzip => {
+            let mut out = Vec::new();
+            let mut d = flate2::read::GzDecoder::new(payload);
+            std::io::Read::read_to_end(&mut d, &mut out).ok()?;
+            out
+        }
+        Compression::Zstd => {
+            let mut out = Vec::new();
+            let mut d = zstd::stream::read::Decoder::new(payload)
+                .ok()?
+                .single_frame();
+            std::io::Read::read_to_end(&mut d, &mut out).ok()?;
+            out
+        }
+        // No xz crate in the tree: xz-utils does it (the kernel appends a size
+        // word after the stream, hence --single-stream).
+        Compression::Xz => {
+            let mut child = Command::new("xz")
+                .args(["-dc", "--single-stream"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .ok()?;
+            let mut stdin = child.stdin.take()?;
+            let data = payload.to_vec();
+            let writer = std::thread::spawn(move || stdin.write_all(&data));
+            let out = child.wait_with_output().ok()?;
+            let _ = writer.join();
+            out.stdout
+        }
+    };
+    out.starts_with(b"\x7fELF").then_some(out)
+}
+
+/// A short content key for cache names: path, size and mtime of the source.
+pub fn file_key(path: &Path) -> Result<String, RunError> {
+    let md = std::fs::metadata(path).map_err(|e| RunError::io(path, e))?;
+    let mut h = Sha256::new();
+    h.update(path.as_os_str().as_encoded_bytes());
+    h.update(md.len().to_le_bytes());
+    if let Ok(m) = md.modified() {
+        if let Ok(d) = m.duration_since(std::time::UNIX_EPOCH) {
+            h.update(d.as_nanos().to_le_bytes());
+        }
+    }
+    Ok(hex::encode(&h.finalize()[..8]))
+}
+
+/// Writes `data` to `path` atomically (temp file + rename).
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), RunError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| RunError::io(dir, e))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| RunError::io(dir, e))?;
+    tmp.write_all(data).map_err(|e| RunError::io(path, e))?;
+    tmp.persist(path).map_err(|e| RunError::io(path, e.error))?;
+    Ok(())
+}
+
+/// The kernel to boot for `kernel` (a bzImage or vmlinux): the cached unpacked
+/// vmlinux when the bzImage can be unpacked, else `kernel` itself.
+pub fn bootable_kernel(kernel: &Path) -> Result<PathBuf, RunError> {
+    let cached = cache_dir().join(format!("vmlinux-{}", file_key(kernel)?));
+    if cached.is_file() {
+        return Ok(cached);
+    }
+    let image = std::fs::read(kernel).map_err(|e| RunError::io(kernel, e))?;
+    if image.starts_with(b"\x7fELF") {
+        return Ok(kernel.to_path_buf());
+    }
+    match extract_vmlinux(&image) {
+        Some(vmlinux) => {
+            write_atomic(&cached, &vmlinux)?;
+            Ok(cached)
+        }
+        None => Ok(kernel.to_path_buf()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_non_bzimages() {
+        assert!(bzimage_payload(b"not a kernel").is_none());
+        let mut fake = vec![0u8; 0x1000];
+        fake[0x202..0x206].copy_from_slice(b"HdrS");
+        fake[0x1f1] = 1;
+        // payload_offset 0, length 4 → at 1024: gzip magic then junk.
+        fake[0x24c..0x250].copy_from_slice(&4u32.to_le_bytes());
+        fake[1024..1028].copy_from_slice(&[0x1f, 0x8b, 8, 0]);
+        assert_eq!(bzimage_payload(&fake).map(|p| p.0), Some(Compression::Gzip));
+        assert!(extract_vmlinux(&fake).is_none());
+    }
+
+    #[test]
+    fn orders_kernel_versions_numerically() {
+        assert!(version_key("6.1.0-56-amd64") > version_key("6.1.0-9-amd64"));
+    }
+}
