@@ -299,7 +299,8 @@ fn cmd_only_image_with_shell_form_runs_through_sh() {
     );
     let b = d2v_run(&img.path, &[]);
     let p = probe_lines(&b.console);
-    assert!(p.contains(&"probe: uid=0 gid=0 groups="), "{p:?}");
+    // root is listed in /etc/group's wheel: a supplementary group, as runc gives it.
+    assert!(p.contains(&"probe: uid=0 gid=0 groups=10"), "{p:?}");
     assert!(p.contains(&"probe: cwd=/"), "{p:?}");
     assert!(p.contains(&"probe: env HOME=/root"), "{p:?}");
     assert_eq!(b.code, Some(4));

@@ -188,6 +188,8 @@ pub struct Cmdline {
     pub root: Option<String>,
     /// `rootfstype=`, for initrd mode.
     pub rootfstype: Option<String>,
+    /// `init=`: what initrd mode execs in the new root (default `/sbin/d2v-init`).
+    pub init: Option<String>,
 }
 
 fn parse_u64(s: &str) -> Option<u64> {
@@ -215,6 +217,7 @@ impl Cmdline {
                 "d2v.grace_ms" => c.grace_ms = parse_u64(v),
                 "root" => c.root = Some(v.to_string()),
                 "rootfstype" => c.rootfstype = Some(v.to_string()),
+                "init" => c.init = Some(v.to_string()),
                 _ => {}
             }
         }

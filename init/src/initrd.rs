@@ -2,7 +2,7 @@
 //! and ext4 drivers are modules. It loads the modules listed in `/d2v-initrd`
 //! (one path per line, already in `modules.dep` dependency order), waits for the
 //! root device, mounts it, moves /dev over, switches root and execs the image's
-//! `/sbin/d2v-init` as PID 1.
+//! `/sbin/d2v-init` (or the command line's `init=`) as PID 1.
 
 use crate::config::Cmdline;
 use crate::pid1::{code, fail, mount_fs};
@@ -130,7 +130,11 @@ pub fn main(_args: &[Vec<u8>]) -> i32 {
     if cmdline.debug {
         say!("[{}] switching root", Micros(sys::boottime()));
     }
-    let init = cstr(b"/sbin/d2v-init");
+    let init_path = cmdline
+        .init
+        .clone()
+        .unwrap_or_else(|| "/sbin/d2v-init".into());
+    let init = cstr(init_path.as_bytes());
     let argv = [init.as_ptr(), core::ptr::null()];
     let envp: [*const libc::c_char; 1] = [core::ptr::null()];
     // SAFETY: argv/envp are NULL-terminated arrays of valid C strings.
