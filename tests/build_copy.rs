@@ -420,3 +420,81 @@ fn heredocs_and_parents() {
     let up = e.run(s, None).unwrap();
     assert_eq!(std::fs::read_to_string(up.join("q/b/c.txt")).unwrap(), "C");
 }
+
+#[test]
+fn add_unpacks_bzip2_and_xz_archives_too() {
+    let Some(e) = env() else { return };
+    let raw = tar_bytes();
+    let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
+    std::io::Write::write_all(&mut bz, &raw).unwrap();
+    std::fs::write(e.ctx.join("a.tar.bz2"), bz.finish().unwrap()).unwrap();
+    let mut xz = Vec::new();
+    lzma_rs::xz_compress(&mut &raw[..], &mut xz).unwrap();
+    std::fs::write(e.ctx.join("a.tar.xz"), xz).unwrap();
+    for name in ["a.tar.bz2", "a.tar.xz"] {
+        let mut s = step(&[name], "/ex/");
+        s.is_add = true;
+        let up = e.run(s, None).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(up.join("ex/pkg/hello.txt")).unwrap(),
+            "hello",
+            "{name}"
+        );
+    }
+}
+
+/// A one-shot HTTP server on localhost answering every request with `body`.
+fn serve(body: &'static [u8], requests: usize) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(requests) {
+            let mut stream = stream.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = std::io::Read::read(&mut stream, &mut buf);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nLast-Modified: Sun, 06 Nov 1994 08:49:37 GMT\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = std::io::Write::write_all(&mut stream, head.as_bytes());
+            let _ = std::io::Write::write_all(&mut stream, body);
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn add_downloads_urls_with_checksum_mtime_and_mode_0600() {
+    let Some(e) = env() else { return };
+    let base = serve(b"downloaded", 3);
+    let mut s = step(&[&format!("{base}/files/tool.tar.gz?v=1")], "/opt/");
+    s.is_add = true;
+    use sha2::Digest;
+    s.checksum = Some(format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(b"downloaded"))
+    ));
+    let up = e.run(s, None).unwrap();
+    let p = up.join("opt/tool.tar.gz");
+    assert_eq!(
+        std::fs::read(&p).unwrap(),
+        b"downloaded",
+        "URLs are not unpacked"
+    );
+    let m = meta(&p);
+    assert_eq!(
+        (m.mode() & 0o7777, m.uid(), m.mtime()),
+        (0o600, 0, 784111777)
+    );
+
+    let mut s = step(&[&format!("{base}/x")], "/y");
+    s.is_add = true;
+    s.checksum = Some(format!("sha256:{}", "0".repeat(64)));
+    assert!(matches!(e.run(s, None), Err(CopyError::Url(_))));
+
+    let s = step(&[&format!("{base}/x")], "/y");
+    assert!(
+        matches!(e.run(s, None), Err(CopyError::Unsupported(_))),
+        "COPY takes no URLs"
+    );
+}

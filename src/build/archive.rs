@@ -1,4 +1,4 @@
-//! ADD's local archives: tar, optionally gzip- or zstd-compressed, detected
+//! ADD's local archives: tar, optionally gzip-, zstd-, bzip2- or xz-compressed, detected
 //! by content (not name) and unpacked through [`DestWriter`], so archive
 //! entries are confined to the rootfs like every other COPY write.
 
@@ -17,9 +17,9 @@ pub enum Compression {
     Gzip,
     /// zstd.
     Zstd,
-    /// bzip2 (recognised, not unpacked: copied as a file).
+    /// bzip2.
     Bzip2,
-    /// xz (recognised, not unpacked: copied as a file).
+    /// xz.
     Xz,
 }
 
@@ -44,7 +44,15 @@ fn open_decoded(path: &Path) -> io::Result<Option<Box<dyn Read>>> {
         Compression::None => Some(Box::new(file)),
         Compression::Gzip => Some(Box::new(flate2::read::GzDecoder::new(file))),
         Compression::Zstd => Some(Box::new(zstd::stream::read::Decoder::with_buffer(file)?)),
-        Compression::Bzip2 | Compression::Xz => None,
+        Compression::Bzip2 => Some(Box::new(bzip2::read::BzDecoder::new(file))),
+        Compression::Xz => {
+            // lzma-rs decodes whole streams only: spill to an anonymous temp file.
+            let mut out = tempfile::tempfile()?;
+            lzma_rs::xz_decompress(&mut file, &mut out)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            io::Seek::rewind(&mut out)?;
+            Some(Box::new(BufReader::new(out)))
+        }
     })
 }
 

@@ -11,7 +11,7 @@
 //! `/etc/passwd` and `/etc/group`); `--chmod` is octal; new destination
 //! parents are 0755 root; `.dockerignore` and `--exclude` filter; `--parents`
 //! keeps source paths (from a `/./` pivot if present); ADD unpacks local tar
-//! archives (plain, gzip, zstd). `--link` copies normally (the result is the
+//! archives (plain, gzip, zstd, bzip2, xz) and downloads URLs (`--checksum`). `--link` copies normally (the result is the
 //! same files; only BuildKit's layer rebasing differs).
 
 use std::fs::{self, File};
@@ -27,6 +27,7 @@ use super::dest::{DestWriter, EntryMeta};
 use super::dockerignore::{DockerIgnore, IgnoreError};
 use super::glob;
 use super::inroot::Root;
+use super::url;
 use super::user::{UserDb, UserError};
 use crate::dockerfile::CopyStep;
 
@@ -51,7 +52,10 @@ pub enum CopyError {
     /// `.dockerignore` / `--exclude` trouble.
     #[error(transparent)]
     Ignore(#[from] IgnoreError),
-    /// Not supported yet (ADD of URLs and git repos).
+    /// Downloading an ADD URL failed.
+    #[error(transparent)]
+    Url(#[from] super::url::UrlError),
+    /// Not supported (ADD of git repos, COPY of URLs).
     #[error("{0} is not supported yet")]
     Unsupported(String),
     /// I/O on a path.
@@ -114,14 +118,21 @@ pub fn copy(req: &CopyRequest, merged: &Path) -> Result<(), CopyError> {
 
     // Match sources first: the count decides what the destination is.
     let mut matched: Vec<Matched> = Vec::new();
+    let mut urls: Vec<&String> = Vec::new();
     for pattern in &step.sources {
-        if pattern.starts_with("http://") || pattern.starts_with("https://") {
-            return Err(CopyError::Unsupported(format!("ADD of a URL ({pattern})")));
-        }
         if pattern.starts_with("git@") || pattern.ends_with(".git") && pattern.contains("://") {
             return Err(CopyError::Unsupported(format!(
                 "ADD of a git repository ({pattern})"
             )));
+        }
+        if url::is_url(pattern) {
+            if !step.is_add {
+                return Err(CopyError::Unsupported(format!(
+                    "COPY of a URL ({pattern}); use ADD"
+                )));
+            }
+            urls.push(pattern);
+            continue;
         }
         let found = match_sources(&src, pattern, &ignore, &exclude)?;
         if found.is_empty() && !glob::has_meta(pattern) {
@@ -131,7 +142,7 @@ pub fn copy(req: &CopyRequest, merged: &Path) -> Result<(), CopyError> {
     }
 
     let dest = dest_path(&step.dest, &req.workdir);
-    let total = matched.len() + step.heredocs.len();
+    let total = matched.len() + step.heredocs.len() + urls.len();
     let mut w = DestWriter::new(&root);
     let explicit_dir = step.dest.ends_with('/')
         || step.dest.ends_with("/.")
@@ -193,6 +204,24 @@ pub fn copy(req: &CopyRequest, merged: &Path) -> Result<(), CopyError> {
                 copy_entry(&mut w, &m.host, &st, &target, &opts)?;
             }
         }
+    }
+    for url in urls {
+        let mut dl = url::fetch(url, step.checksum.as_deref())?;
+        let target = if dest_is_dir {
+            dest.join(&dl.name)
+        } else {
+            dest.clone()
+        };
+        let (uid, gid) = chown.unwrap_or((0, 0));
+        // Docker gives downloaded files mode 0600.
+        let meta = EntryMeta {
+            mode: chmod.unwrap_or(0o600),
+            uid,
+            gid,
+            mtime: dl.mtime.map(|s| (s, 0)),
+        };
+        w.file(&target, meta, &mut dl.file, &[])
+            .map_err(io_at(&target))?;
     }
     for doc in &step.heredocs {
         let target = if dest_is_dir {

@@ -23,4 +23,5 @@ pub mod layer;
 pub mod overlay;
 pub mod progress;
 pub mod sandbox;
+pub mod url;
 pub mod user;
