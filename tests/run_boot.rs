@@ -4,9 +4,9 @@
 //!
 //! The root filesystems are assembled from a directory (busybox-static, the
 //! embedded `d2v-init`, `/etc/d2v/config.json`, a static C probe from
-//! `testdata/run/probe.c`) with `mkfs.ext4 -d`. Needs root-less tools only:
-//! qemu-system-x86_64, a kernel in /boot (Debian linux-image-amd64), gcc,
-//! mkfs.ext4/e2fsck (e2fsprogs), busybox (busybox-static). With `CI=true` a
+//! `testdata/run/probe.c`) and written by `d2v_packer::source::pack_dir`, as
+//! `d2v pack` does. Needs: qemu-system-x86_64, a kernel in /boot (Debian
+//! linux-image-amd64), gcc, e2fsck (e2fsprogs), busybox (busybox-static). With `CI=true` a
 //! missing one fails the test; otherwise the test is skipped with a note.
 
 use d2v::runtime_config::RuntimeConfig;
@@ -20,13 +20,7 @@ use std::time::{Duration, Instant};
 static BOOTS: Mutex<()> = Mutex::new(());
 
 fn facilities_missing() -> Option<String> {
-    for bin in [
-        "qemu-system-x86_64",
-        "gcc",
-        "mkfs.ext4",
-        "e2fsck",
-        "busybox",
-    ] {
+    for bin in ["qemu-system-x86_64", "gcc", "e2fsck", "busybox"] {
         let found = std::env::var_os("PATH")
             .map(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
             .unwrap_or(false);
@@ -131,15 +125,12 @@ fn build_image(config_json: &str, extra: &[(&str, &str)]) -> Image {
     for (path, content) in extra {
         std::fs::write(root.join(path), content).unwrap();
     }
+    // The image is written by d2v's own ext4 writer, as `d2v pack` does.
     let img = dir.path().join("rootfs.ext4");
-    let st = Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-E", "root_owner=0:0", "-d"])
-        .arg(&root)
-        .arg(&img)
-        .arg("48M")
-        .status()
-        .expect("mkfs.ext4");
-    assert!(st.success());
+    let out = std::fs::File::create(&img).unwrap();
+    let mut w = d2v_packer::Ext4Writer::new(out, d2v_packer::Options::default()).unwrap();
+    d2v_packer::source::pack_dir(&root, &mut w).unwrap();
+    w.finish().unwrap();
     Image {
         _dir: dir,
         path: img,
