@@ -357,3 +357,28 @@ fn image_symlinks_cannot_redirect_mount_points_to_the_host() {
         "mount point created on the host"
     );
 }
+
+#[test]
+fn root_gets_dockers_default_capabilities_unless_privileged() {
+    let Some(f) = fixture() else { return };
+    let cmd = "grep -E '^Cap(Eff|Bnd)' /proc/self/status";
+    let (code, out, _) = run_capture(&RunSpec::new(
+        sh(cmd),
+        vec![f.lower.clone()],
+        scratch(&f.base, "s1"),
+    ));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("CapEff:\t00000000a80425fb"), "{out}");
+    assert!(out.contains("CapBnd:\t00000000a80425fb"), "{out}");
+    let mut spec = RunSpec::new(sh(cmd), vec![f.lower.clone()], scratch(&f.base, "s2"));
+    spec.privileged = true;
+    let (_, out, _) = run_capture(&spec);
+    assert!(
+        !out.contains("a80425fb"),
+        "privileged keeps everything: {out}"
+    );
+    let mut spec = RunSpec::new(sh(cmd), vec![f.lower.clone()], scratch(&f.base, "s3"));
+    spec.user = "app".into();
+    let (_, out, _) = run_capture(&spec);
+    assert!(out.contains("CapEff:\t0000000000000000"), "{out}");
+}

@@ -10,6 +10,27 @@ use std::ptr;
 const OPEN_TREE_CLONE: libc::c_uint = 1;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
 
+/// Docker's default capabilities: CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL,
+/// SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, MKNOD,
+/// AUDIT_WRITE, SETFCAP (`CapEff: 00000000a80425fb`).
+pub(super) const DEFAULT_CAPS: u64 = 0xa804_25fb;
+/// The highest capability number the kernel may know (CAP_CHECKPOINT_RESTORE).
+const CAP_LAST: u32 = 40;
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
 /// Which setup step failed (sent to the parent with errno).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
@@ -33,6 +54,7 @@ pub(super) enum Stage {
     Exec,
     ReadOnly,
     Parent,
+    Caps,
 }
 
 impl Stage {
@@ -40,7 +62,7 @@ impl Stage {
         use Stage::*;
         [
             Private, Overlay, PivotRoot, Proc, Sys, Dev, Bind, Tmpfs, Mkdir, Hostname, Network,
-            Groups, Gid, Uid, Workdir, Stdio, Exec, ReadOnly, Parent,
+            Groups, Gid, Uid, Workdir, Stdio, Exec, ReadOnly, Parent, Caps,
         ]
         .into_iter()
         .find(|s| *s as u32 == v)
@@ -68,6 +90,7 @@ impl Stage {
             Exec => "executing the command",
             ReadOnly => "remounting read-only",
             Parent => "watching the parent",
+            Caps => "dropping capabilities",
         }
     }
 }
@@ -100,6 +123,7 @@ pub(super) struct ChildPlan {
     pub mounts: Vec<ChildMount>,
     pub hostname: CString,
     pub net_none: bool,
+    pub privileged: bool,
     pub groups: Vec<libc::gid_t>,
     pub uid: libc::uid_t,
     pub gid: libc::gid_t,
@@ -338,15 +362,54 @@ pub(super) extern "C" fn child_main(arg: *mut c_void) -> libc::c_int {
         ok(plan, mkdir(p, 0o755), Stage::Workdir);
     }
     // SAFETY: identity changes with values and arrays from the plan; order is
-    // groups, gid, uid so that dropping root comes last.
+    // bounding set, groups, gid, uid, capabilities, so dropping root comes last.
     unsafe {
-        ok(
-            plan,
-            libc::setgroups(plan.groups.len(), plan.groups.as_ptr()),
-            Stage::Groups,
-        );
-        ok(plan, libc::setgid(plan.gid), Stage::Gid);
-        ok(plan, libc::setuid(plan.uid), Stage::Uid);
+        // Docker's default capability set: drop the rest from the bounding
+        // set now, and from the process once it is the final user.
+        if !plan.privileged {
+            for cap in 0..=CAP_LAST {
+                if DEFAULT_CAPS & (1u64 << cap) == 0 {
+                    let rc = libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0);
+                    // Caps newer than the running kernel do not exist: EINVAL.
+                    if rc < 0 && *libc::__errno_location() != libc::EINVAL {
+                        fail(plan, Stage::Caps);
+                    }
+                }
+            }
+        }
+        // Raw syscalls: glibc's wrappers would try to signal the parent's
+        // other threads (its setxid broadcast), which do not exist in this
+        // clone, and wait for them forever.
+        let gids = plan.groups.as_ptr();
+        let rc = libc::syscall(libc::SYS_setgroups, plan.groups.len(), gids);
+        ok(plan, rc as libc::c_int, Stage::Groups);
+        let rc = libc::syscall(libc::SYS_setresgid, plan.gid, plan.gid, plan.gid);
+        ok(plan, rc as libc::c_int, Stage::Gid);
+        let rc = libc::syscall(libc::SYS_setresuid, plan.uid, plan.uid, plan.uid);
+        ok(plan, rc as libc::c_int, Stage::Uid);
+        if !plan.privileged && plan.uid == 0 {
+            // A non-root uid has lost its capabilities in setresuid already.
+            let header = CapHeader {
+                version: LINUX_CAPABILITY_VERSION_3,
+                pid: 0,
+            };
+            let low = DEFAULT_CAPS as u32;
+            let high = (DEFAULT_CAPS >> 32) as u32;
+            let data = [
+                CapData {
+                    effective: low,
+                    permitted: low,
+                    inheritable: low,
+                },
+                CapData {
+                    effective: high,
+                    permitted: high,
+                    inheritable: high,
+                },
+            ];
+            let rc = libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr());
+            ok(plan, rc as libc::c_int, Stage::Caps);
+        }
         ok(plan, libc::chdir(plan.workdir.as_ptr()), Stage::Workdir);
         let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
         ok(plan, null, Stage::Stdio);

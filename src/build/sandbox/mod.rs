@@ -8,7 +8,8 @@
 //! nothing is left behind on the host when it exits. Inside: the overlay as
 //! root (`pivot_root`), a new `/proc`, read-only `/sys`, a minimal `/dev`
 //! tmpfs, `/etc/resolv.conf`, `/etc/hosts` and `/etc/hostname` bind-mounted
-//! from generated files, the step's `RUN --mount`s, then the image USER's
+//! from generated files, the step's `RUN --mount`s, Docker's default
+//! capability set (unless privileged), then the image USER's
 //! groups, gid and uid, WORKDIR (created as root if missing) and `execve` with
 //! exactly the environment given. Mount points the sandbox had to create are
 //! removed from the upper dir afterwards, as BuildKit does.
@@ -166,6 +167,9 @@ pub struct RunSpec {
     pub hostname: String,
     /// The network.
     pub network: Network,
+    /// Keep every capability (`RUN --security=insecure`); otherwise the
+    /// command gets Docker's default set.
+    pub privileged: bool,
     /// `RUN --mount`s.
     pub mounts: Vec<RunMount>,
     /// The read-only rootfs layers, topmost first (a d2v-fuse mount in production).
@@ -185,6 +189,7 @@ impl RunSpec {
             workdir: "/".into(),
             hostname: "d2v".into(),
             network: Network::Host,
+            privileged: false,
             mounts: Vec::new(),
             lower,
             scratch,
@@ -414,6 +419,7 @@ pub fn run(
         mounts,
         hostname: cstr(&spec.hostname)?,
         net_none: spec.network == Network::None,
+        privileged: spec.privileged,
         groups: user.additional_gids.clone(),
         uid: user.uid,
         gid: user.gid,
