@@ -42,6 +42,7 @@ mod meta;
 pub mod source;
 mod stream;
 mod superblock;
+mod tarstream;
 pub mod vmconfig;
 mod writer;
 mod xattr;

@@ -12,6 +12,8 @@ use std::path::Path;
 
 use crate::error::PackError;
 use crate::meta::*;
+use crate::tarstream::{SkipBytes, TarReader};
+use crate::writer::show;
 use crate::Ext4Writer;
 
 /// Files smaller than this are read and written rather than copied by range.
@@ -200,29 +202,6 @@ fn walk(
     Ok(())
 }
 
-fn parse_time(s: &[u8]) -> Option<Timestamp> {
-    let s = std::str::from_utf8(s).ok()?;
-    let (neg, s) = match s.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, s),
-    };
-    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
-    let mut sec: i64 = secs.parse().ok()?;
-    let mut digits: String = frac.chars().take(9).collect();
-    while digits.len() < 9 {
-        digits.push('0');
-    }
-    let mut nsec: u32 = digits.parse().ok()?;
-    if neg {
-        sec = -sec;
-        if nsec > 0 {
-            sec -= 1;
-            nsec = 1_000_000_000 - nsec;
-        }
-    }
-    Some(Timestamp { sec, nsec })
-}
-
 /// Create any missing parent directories of `path`, with `meta`.
 fn ensure_parents(w: &mut Ext4Writer, path: &[u8], meta: &Metadata) -> Result<(), PackError> {
     let mut end = 0;
@@ -243,144 +222,151 @@ fn ensure_parents(w: &mut Ext4Writer, path: &[u8], meta: &Metadata) -> Result<()
     Ok(())
 }
 
-/// Pack a tar stream (ustar, GNU or pax; PAX `SCHILY.xattr.*` records become
+/// Where a tar comes from: a stream (read and discard to skip), or a file
+/// (data can be copied by offset and skipped by seeking).
+enum Input<'a> {
+    Stream(Box<dyn Read + 'a>),
+    File(std::io::BufReader<&'a File>),
+}
+
+impl Read for Input<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Input::Stream(r) => r.read(buf),
+            Input::File(r) => r.read(buf),
+        }
+    }
+}
+
+impl SkipBytes for Input<'_> {
+    fn skip_bytes(&mut self, n: u64) -> std::io::Result<()> {
+        match self {
+            Input::Stream(r) => std::io::copy(&mut r.take(n), &mut std::io::sink()).and_then(|k| {
+                if k == n {
+                    Ok(())
+                } else {
+                    Err(std::io::ErrorKind::UnexpectedEof.into())
+                }
+            }),
+            Input::File(r) => r.seek_relative(n as i64),
+        }
+    }
+}
+
+/// Pack a tar stream (ustar, GNU or pax; `SCHILY.xattr.*` records become
 /// xattrs) into `w`. Missing parent directories are created with mode 0755
-/// and `epoch` as their time; all-zero blocks of GNU sparse entries stay holes.
-pub fn pack_tar(input: impl Read, w: &mut Ext4Writer, epoch: i64) -> Result<(), PackError> {
+/// and `epoch` as their time; GNU sparse entries (old and pax 1.0) keep
+/// their holes.
+pub fn pack_tar<'a>(
+    input: impl Read + 'a,
+    w: &mut Ext4Writer,
+    epoch: i64,
+) -> Result<(), PackError> {
     pack_tar_with_progress(input, w, epoch, &mut |_| {})
 }
 
 /// [`pack_tar`], calling `progress` after every entry.
-pub fn pack_tar_with_progress(
-    input: impl Read,
+pub fn pack_tar_with_progress<'a>(
+    input: impl Read + 'a,
+    w: &mut Ext4Writer,
+    epoch: i64,
+    progress: &mut dyn FnMut(&Ext4Writer),
+) -> Result<(), PackError> {
+    pack_tar_input(Input::Stream(Box::new(input)), None, w, epoch, progress)
+}
+
+/// [`pack_tar`] from a tar file: large file data is copied straight out
+/// of the archive by offset (`copy_file_range`), never read into memory.
+pub fn pack_tar_file(
+    file: &File,
+    w: &mut Ext4Writer,
+    epoch: i64,
+    progress: &mut dyn FnMut(&Ext4Writer),
+) -> Result<(), PackError> {
+    let input = Input::File(std::io::BufReader::with_capacity(1 << 20, file));
+    pack_tar_input(input, Some(file), w, epoch, progress)
+}
+
+fn pack_tar_input(
+    input: Input<'_>,
+    file: Option<&File>,
     w: &mut Ext4Writer,
     epoch: i64,
     progress: &mut dyn FnMut(&Ext4Writer),
 ) -> Result<(), PackError> {
     let terr = |e: std::io::Error| PackError::Tar(e.to_string());
-    let mut ar = tar::Archive::new(input);
+    let mut tr = TarReader::new(input);
     let implied = Metadata::new(S_IFDIR | 0o755, Timestamp::from_secs(epoch));
     let mut buf = vec![0u8; 1 << 20];
-    for entry in ar.entries().map_err(terr)? {
-        let mut entry = entry.map_err(terr)?;
-        let path = entry.path_bytes().into_owned();
-        let h = entry.header().clone();
-        let et = h.entry_type();
+    while let Some(e) = tr.next_entry().map_err(terr)? {
+        let path = e.path.clone();
         let mut meta = Metadata {
-            mode: h.mode().map_err(terr)? & 0o7777,
-            uid: h.uid().map_err(terr)? as u32,
-            gid: h.gid().map_err(terr)? as u32,
-            ..Metadata::default()
+            mode: e.mode,
+            uid: e.uid,
+            gid: e.gid,
+            mtime: e.mtime,
+            atime: e.atime.unwrap_or(e.mtime),
+            ctime: e.ctime.unwrap_or(e.mtime),
+            rdev: e.dev,
+            xattrs: e
+                .xattrs
+                .iter()
+                .filter(|(k, _)| storable_xattr(k))
+                .cloned()
+                .collect(),
         };
-        let mtime = Timestamp::from_secs(h.mtime().map_err(terr)? as i64);
-        meta.mtime = mtime;
-        meta.atime = mtime;
-        meta.ctime = mtime;
-        if let Some(pax) = entry.pax_extensions().map_err(terr)? {
-            for ext in pax {
-                let ext = ext.map_err(terr)?;
-                let key = ext.key_bytes();
-                let val = ext.value_bytes();
-                let num = || {
-                    std::str::from_utf8(val)
-                        .ok()
-                        .and_then(|s| s.parse::<u64>().ok())
-                };
-                match key {
-                    b"mtime" => meta.mtime = parse_time(val).unwrap_or(meta.mtime),
-                    b"atime" => meta.atime = parse_time(val).unwrap_or(meta.atime),
-                    b"ctime" => meta.ctime = parse_time(val).unwrap_or(meta.ctime),
-                    b"uid" => meta.uid = num().unwrap_or(meta.uid as u64) as u32,
-                    b"gid" => meta.gid = num().unwrap_or(meta.gid as u64) as u32,
-                    _ => {
-                        if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                            if storable_xattr(name) {
-                                meta.xattrs.push((name.to_vec(), val.to_vec()));
-                            }
-                        }
-                    }
-                }
-            }
-        }
         ensure_parents(w, &path, &implied)?;
-        use tar::EntryType as E;
-        match et {
-            E::Directory => {
+        match e.kind {
+            b'5' => {
                 meta.mode |= S_IFDIR;
                 w.create(&path, &meta, None, 0)?;
             }
-            E::Symlink => {
+            b'2' => {
                 meta.mode |= S_IFLNK;
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| PackError::Tar("symlink without target".into()))?;
-                w.create(&path, &meta, Some(&target), 0)?;
+                w.create(&path, &meta, Some(&e.link), 0)?;
             }
-            E::Link => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| PackError::Tar("hard link without target".into()))?;
-                w.link(&path, &target)?;
-            }
-            E::Char | E::Block | E::Fifo => {
-                meta.mode |= match et {
-                    E::Char => S_IFCHR,
-                    E::Block => S_IFBLK,
+            b'1' => w.link(&path, &e.link)?,
+            b'3' | b'4' | b'6' => {
+                meta.mode |= match e.kind {
+                    b'3' => S_IFCHR,
+                    b'4' => S_IFBLK,
                     _ => S_IFIFO,
                 };
-                let major = h.device_major().map_err(terr)?.unwrap_or(0);
-                let minor = h.device_minor().map_err(terr)?.unwrap_or(0);
-                meta.rdev = (major, minor);
                 w.create(&path, &meta, None, 0)?;
             }
-            E::Regular | E::Continuous | E::GNUSparse => {
+            b'0' => {
                 meta.mode |= S_IFREG;
-                let size = entry.size();
-                w.create(&path, &meta, None, size)?;
-                let sparse = et == E::GNUSparse;
-                let mut off = 0u64;
-                loop {
-                    let n = read_full(&mut entry, &mut buf).map_err(terr)?;
-                    if n == 0 {
-                        break;
-                    }
-                    if sparse {
-                        for chunk in buf[..n].chunks(crate::BLOCK_SIZE) {
-                            if chunk.iter().any(|&b| b != 0) {
-                                w.write_data_at(off, chunk)?;
-                            }
-                            off += chunk.len() as u64;
+                w.create(&path, &meta, None, e.size)?;
+                let segs = e.sparse.clone().unwrap_or_else(|| vec![(0, e.size)]);
+                for (off, len) in segs {
+                    match file {
+                        Some(f) if len >= SMALL_FILE => {
+                            w.copy_range(f, tr.position(), off, len)?;
+                            tr.skip_data(len).map_err(terr)?;
                         }
-                    } else {
-                        w.write_data(&buf[..n])?;
-                        off += n as u64;
+                        _ => {
+                            let mut done = 0u64;
+                            while done < len {
+                                let want = ((len - done) as usize).min(buf.len());
+                                let n = tr.read_data(&mut buf[..want]).map_err(terr)?;
+                                if n == 0 {
+                                    return Err(PackError::Tar(format!(
+                                        "{}: short entry",
+                                        show(&path)
+                                    )));
+                                }
+                                w.write_data_at(off + done, &buf[..n])?;
+                                done += n as u64;
+                            }
+                        }
                     }
-                }
-                if off != size {
-                    return Err(PackError::Tar(format!(
-                        "{}: short entry",
-                        String::from_utf8_lossy(&path)
-                    )));
                 }
             }
-            _ => {} // pax/GNU headers are consumed by the tar crate; others are ignored
+            _ => {} // volume labels, multi-volume continuations and the like
         }
         progress(w);
     }
     Ok(())
-}
-
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// `OsStr` helper for callers building paths from bytes.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use d2v_packer::vmconfig::VmConfig;
 use d2v_packer::{Ext4Writer, Options, Summary};
 
@@ -74,22 +74,37 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok((n * mult as f64) as u64)
 }
 
+/// A tar source: an uncompressed file (data is copied out by offset) or a
+/// stream (stdin, or gzip/zstd, undone on the fly).
+enum TarSource {
+    File(File),
+    Stream(Box<dyn Read>),
+}
+
 /// Open a tar source, undoing gzip or zstd compression if its magic says so.
-fn open_tar(path: &Path) -> anyhow::Result<Box<dyn Read>> {
+fn open_tar(path: &Path) -> anyhow::Result<TarSource> {
     let raw: Box<dyn Read> = if path == Path::new("-") {
         Box::new(std::io::stdin().lock())
     } else {
-        Box::new(File::open(path).with_context(|| format!("opening {}", path.display()))?)
+        let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let mut magic = [0u8; 4];
+        let n = f.read(&mut magic)?;
+        let compressed = magic[..n].starts_with(&[0x1F, 0x8B])
+            || magic[..n].starts_with(&[0x28, 0xB5, 0x2F, 0xFD]);
+        if !compressed && f.metadata()?.is_file() {
+            return Ok(TarSource::File(File::open(path)?));
+        }
+        Box::new(File::open(path)?)
     };
     let mut r = BufReader::with_capacity(1 << 20, raw);
     let head = std::io::BufRead::fill_buf(&mut r)?.to_vec();
-    Ok(if head.starts_with(&[0x1F, 0x8B]) {
+    Ok(TarSource::Stream(if head.starts_with(&[0x1F, 0x8B]) {
         Box::new(flate2::read::MultiGzDecoder::new(r))
     } else if head.starts_with(&[0x28, 0xB5, 0x2F, 0xFD]) {
         Box::new(zstd::stream::read::Decoder::with_buffer(r)?)
     } else {
         Box::new(r)
-    })
+    }))
 }
 
 /// Progress on stderr, only when it is a terminal, at most ten times a second.
@@ -111,6 +126,16 @@ impl Progress {
             w.entries(),
             w.data_bytes_written() as f64 / (1 << 20) as f64
         );
+        let _ = e.flush();
+    }
+
+    fn files(&mut self, files: u64, bytes: u64) {
+        if !self.tty || self.last.elapsed() < Duration::from_millis(100) {
+            return;
+        }
+        self.last = Instant::now();
+        let mut e = std::io::stderr().lock();
+        let _ = write!(e, "\r\x1b[Kpacking: {files} files, {:.1} MiB", mib(bytes));
         let _ = e.flush();
     }
 
@@ -143,12 +168,6 @@ pub fn summary_line(out: &Path, s: &Summary) -> String {
 
 /// Run `d2v pack`.
 pub fn run(args: PackArgs) -> anyhow::Result<ExitCode> {
-    if let Some(name) = &args.name {
-        bail!(
-            "packing the image {name:?} from the store is not wired up yet; \
-             use --from-tar FILE or --from-dir DIR"
-        );
-    }
     let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) => Some(
             v.trim()
@@ -165,18 +184,26 @@ pub fn run(args: PackArgs) -> anyhow::Result<ExitCode> {
         source_date_epoch: epoch,
         ..Options::default()
     };
-    let out = File::create(&args.output)
-        .with_context(|| format!("creating {}", args.output.display()))?;
-    let mut w = Ext4Writer::new(out, opts).context("starting the image")?;
     let mut progress = Progress {
         tty: std::io::stderr().is_terminal(),
         last: Instant::now(),
     };
+    if let Some(name) = &args.name {
+        return pack_store_image(name, &args, opts, &mut progress);
+    }
+    let out = File::create(&args.output)
+        .with_context(|| format!("creating {}", args.output.display()))?;
+    let mut w = Ext4Writer::new(out, opts).context("starting the image")?;
     let mut tick = |w: &Ext4Writer| progress.tick(w);
     if let Some(tar) = &args.from_tar {
-        let input = open_tar(tar)?;
-        d2v_packer::source::pack_tar_with_progress(input, &mut w, epoch.unwrap_or(0), &mut tick)
-            .with_context(|| format!("packing {}", tar.display()))?;
+        let epoch = epoch.unwrap_or(0);
+        match open_tar(tar)? {
+            TarSource::File(f) => d2v_packer::source::pack_tar_file(&f, &mut w, epoch, &mut tick),
+            TarSource::Stream(s) => {
+                d2v_packer::source::pack_tar_with_progress(s, &mut w, epoch, &mut tick)
+            }
+        }
+        .with_context(|| format!("packing {}", tar.display()))?;
     } else if let Some(dir) = &args.from_dir {
         d2v_packer::source::pack_dir_with_progress(dir, &mut w, &mut tick)
             .with_context(|| format!("packing {}", dir.display()))?;
@@ -191,6 +218,50 @@ pub fn run(args: PackArgs) -> anyhow::Result<ExitCode> {
         .write(&vm_json)
         .with_context(|| format!("writing {}", vm_json.display()))?;
     println!("{}", summary_line(&args.output, &summary));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `d2v pack NAME`: the image's merged tree, streamed from the layer blobs, plus
+/// the init and its runtime config; an unchanged earlier pack is reused.
+fn pack_store_image(
+    name: &str,
+    args: &PackArgs,
+    opts: Options,
+    progress: &mut Progress,
+) -> anyhow::Result<ExitCode> {
+    let store = d2v::store::Store::open_default()?;
+    let pack_opts = d2v::pack::PackOptions {
+        writer: opts,
+        init: d2v::run::init_binary(),
+        force: false,
+    };
+    let started = Instant::now();
+    let outcome = d2v::pack::pack_image(
+        &store,
+        name,
+        &args.output,
+        &pack_opts,
+        &mut |files, bytes| progress.files(files, bytes),
+    )
+    .with_context(|| format!("couldn't pack {name} into {}", args.output.display()))?;
+    progress.done();
+    let image = std::path::absolute(&args.output).unwrap_or_else(|_| args.output.clone());
+    let vm_json = image.with_file_name("vm.json");
+    VmConfig::new(&args.kernel, &image, args.read_only)
+        .write(&vm_json)
+        .with_context(|| format!("writing {}", vm_json.display()))?;
+    match outcome.summary {
+        Some(summary) => println!(
+            "{} ({:.2}s)",
+            summary_line(&args.output, &summary),
+            started.elapsed().as_secs_f64()
+        ),
+        None => println!(
+            "{}: unchanged since the last pack of {name}, reused ({:.2}s)",
+            args.output.display(),
+            started.elapsed().as_secs_f64()
+        ),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Pack speed and size: `d2v pack --from-dir` against `mkfs.ext4 -d` at the
+# exact minimal size, and against `cat` of all file data into one file (the
+# physical limit of copying the bytes once). Prints ratios; asserts nothing.
+#
+# usage: benches/pack-vs-mkfs.sh [TREE]   (default: a copy of /usr)
+# env:   D2V=path/to/d2v (default: target/release/d2v, built if missing)
+#        WORK=scratch dir on a real disk (default: /var/tmp)
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+D2V=${D2V:-${CARGO_TARGET_DIR:-$here/target}/release/d2v}
+WORK=$(mktemp -d "${WORK:-/var/tmp}/d2v-bench-XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+
+if [[ ! -x $D2V ]]; then
+    (cd "$here" && cargo build --release -p d2v)
+fi
+
+tree=${1:-}
+if [[ -z $tree ]]; then
+    tree=$WORK/tree
+    echo "copying /usr to $tree ..." >&2
+    cp -a /usr "$tree"
+fi
+
+now() { date +%s.%N; }
+secs() { echo "$2 - $1" | bc -l; }
+drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
+
+files=$(find "$tree" -type f | wc -l)
+data=$(find "$tree" -type f -printf '%s\n' | awk '{s+=$1} END {print s+0}')
+echo "tree: $tree, $files files, $data data bytes"
+
+# Warm the page cache for all three, so they all read from memory.
+find "$tree" -type f -print0 | xargs -0 cat > /dev/null
+
+# 1. cat of every file into one file: the physical limit.
+t0=$(now)
+find "$tree" -type f -print0 | xargs -0 cat > "$WORK/all.bin"
+sync -f "$WORK/all.bin"
+t1=$(now)
+cat_s=$(secs "$t0" "$t1")
+rm -f "$WORK/all.bin"
+
+# 2. d2v pack, no journal, no free space.
+t0=$(now)
+"$D2V" pack --from-dir "$tree" -o "$WORK/d2v.ext4" --no-journal --free 0 > "$WORK/d2v.out"
+sync -f "$WORK/d2v.ext4"
+t1=$(now)
+d2v_s=$(secs "$t0" "$t1")
+d2v_bytes=$(stat -c %s "$WORK/d2v.ext4")
+cat "$WORK/d2v.out"
+e2fsck -fn "$WORK/d2v.ext4" > /dev/null 2>&1 && echo "d2v image: e2fsck -fn clean" || echo "d2v image: e2fsck -fn FAILED"
+
+# 3. mkfs.ext4 -d at the exact minimal size: make it roomy, shrink with
+#    resize2fs -M, then time a fresh mkfs -d at that size.
+big=$(( data * 2 + (256 << 20) ))
+truncate -s "$big" "$WORK/probe.ext4"
+mkfs.ext4 -q -F -O ^has_journal -d "$tree" "$WORK/probe.ext4"
+resize2fs -M "$WORK/probe.ext4" > /dev/null 2>&1
+min_blocks=$(dumpe2fs -h "$WORK/probe.ext4" 2>/dev/null | awk -F: '/^Block count/ {gsub(/ /,"",$2); print $2}')
+rm -f "$WORK/probe.ext4"
+# resize2fs -M is a lower bound; mkfs may need a little more: step up until it fits.
+size=$(( min_blocks * 4096 ))
+for _ in $(seq 1 20); do
+    rm -f "$WORK/mkfs.ext4"
+    truncate -s "$size" "$WORK/mkfs.ext4"
+    t0=$(now)
+    if mkfs.ext4 -q -F -O ^has_journal -d "$tree" "$WORK/mkfs.ext4" 2> /dev/null; then
+        sync -f "$WORK/mkfs.ext4"
+        t1=$(now)
+        break
+    fi
+    size=$(( size + size / 50 + (1 << 20) ))
+done
+mkfs_s=$(secs "$t0" "$t1")
+mkfs_bytes=$(stat -c %s "$WORK/mkfs.ext4")
+
+printf '\n%-28s %10s %14s %12s\n' "" "seconds" "image bytes" "overhead"
+printf '%-28s %10.2f %14s %12s\n' "cat (physical limit)" "$cat_s" "$data" "-"
+printf '%-28s %10.2f %14s %11.2f%%\n' "d2v pack --no-journal" "$d2v_s" "$d2v_bytes" "$(echo "100 * ($d2v_bytes - $data) / $data" | bc -l)"
+printf '%-28s %10.2f %14s %11.2f%%\n' "mkfs.ext4 -d (exact size)" "$mkfs_s" "$mkfs_bytes" "$(echo "100 * ($mkfs_bytes - $data) / $data" | bc -l)"
+echo
+printf 'speed: mkfs.ext4 -d / d2v pack = %.2fx (target >= 2x)\n' "$(echo "$mkfs_s / $d2v_s" | bc -l)"
+printf 'speed: d2v pack / cat          = %.2fx (target <= 1.5x)\n' "$(echo "$d2v_s / $cat_s" | bc -l)"
+printf 'size:  d2v image / mkfs image  = %.4f (target < 1)\n' "$(echo "$d2v_bytes / $mkfs_bytes" | bc -l)"
+printf 'size:  d2v image / data bytes  = %.4f\n' "$(echo "$d2v_bytes / $data" | bc -l)"
