@@ -23,11 +23,19 @@ const BLOCK_SIZE: u32 = 4096;
 
 pub(crate) struct D2vFs {
     tree: Arc<MergedTree>,
+    /// The kernel agreed to skip OPEN/OPENDIR round trips when we answer
+    /// them with ENOSYS (every open of an immutable file is the same).
+    no_open: bool,
+    no_opendir: bool,
 }
 
 impl D2vFs {
     pub(crate) fn new(tree: Arc<MergedTree>) -> D2vFs {
-        D2vFs { tree }
+        D2vFs {
+            tree,
+            no_open: false,
+            no_opendir: false,
+        }
     }
 
     fn attr(&self, ino: u64, n: &Node) -> FileAttr {
@@ -88,6 +96,12 @@ impl Filesystem for D2vFs {
         ] {
             let _ = config.add_capabilities(cap);
         }
+        self.no_open = config
+            .add_capabilities(InitFlags::FUSE_NO_OPEN_SUPPORT)
+            .is_ok();
+        self.no_opendir = config
+            .add_capabilities(InitFlags::FUSE_NO_OPENDIR_SUPPORT)
+            .is_ok();
         let _ = config.set_max_readahead(1 << 20);
         Ok(())
     }
@@ -121,6 +135,7 @@ impl Filesystem for D2vFs {
             Ok(n) if n.kind == EntryKind::Dir => reply.error(Errno::EISDIR),
             Ok(_) if flags.acc_mode() != OpenAccMode::O_RDONLY => reply.error(Errno::EROFS),
             Ok(_) if flags.0 & libc::O_TRUNC != 0 => reply.error(Errno::EROFS),
+            Ok(_) if self.no_open => reply.error(Errno::ENOSYS),
             Ok(_) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
             Err(e) => reply.error(e),
         }
@@ -152,6 +167,7 @@ impl Filesystem for D2vFs {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.node(ino) {
+            Ok(n) if n.kind == EntryKind::Dir && self.no_opendir => reply.error(Errno::ENOSYS),
             Ok(n) if n.kind == EntryKind::Dir => {
                 reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE)
             }
