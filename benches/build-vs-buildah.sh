@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# End-to-end comparison: `d2v build` + `d2v pack` against
+# `buildah bud --isolation chroot --layers` + an ext4 export, on examples/hello
+# (a multi-stage Debian build that compiles a static C program with gcc).
+#
+#   benches/build-vs-buildah.sh            (as root; prints a table and ratios)
+#
+# Environment: D2V=path/to/d2v (default: builds it with `cargo build --release`),
+# D2V_FIXTURES (default /var/tmp/d2v-fixtures), BENCH_TMP (default /var/tmp),
+# RUNS (repetitions of the warm scenarios, median reported; default 3),
+# BUILDAH_DRIVER (buildah storage driver; default overlay, buildah's default for root).
+#
+# Scenarios, each "build, then pack into an ext4 image":
+#   cold     first build of an empty store (downloads gcc from Debian's mirror)
+#   noop     rebuild with nothing changed
+#   onefile  rebuild after editing hello.c (the COPY and everything after it rerun)
+# buildah's export: `buildah from` + `buildah mount` (a plain overlay mount, no
+# copy) then `mkfs.ext4 -d MNT` into a file sized at 1.25 x `du` + 64 MiB, then
+# `resize2fs -M` to shrink it. That is the fastest fair path we found: it reads
+# the merged tree once and writes one image, like `d2v pack`; pushing to an
+# oci-archive first would add a tar+gzip round trip.
+# Asserts nothing: targets (no-op rebuild + pack <= 0.5 s; one-file rebuild +
+# pack <= 1/4 of buildah's) are read off the table.
+set -euo pipefail
+
+[ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
+repo=$(cd "$(dirname "$0")/.." && pwd)
+runs=${RUNS:-3}
+fix=${D2V_FIXTURES:-/var/tmp/d2v-fixtures}
+driver=${BUILDAH_DRIVER:-overlay}
+for tool in buildah mkfs.ext4 resize2fs; do
+  command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 1; }
+done
+[ -e "$fix/debian.tar" ] || "$repo/testdata/fixtures/make-fixtures.sh" "$fix"
+if [ -z "${D2V:-}" ]; then
+  (cd "$repo" && cargo build --release -q -p d2v --bin d2v)
+  D2V=${CARGO_TARGET_DIR:-$repo/target}/release/d2v
+fi
+
+work=$(mktemp -d "${BENCH_TMP:-/var/tmp}/d2v-bench.XXXXXX")
+export D2V_HOME=$work/d2v-store
+B=(buildah --root "$work/buildah/root" --runroot "$work/buildah/runroot" --storage-driver "$driver")
+export BUILDAH_ISOLATION=chroot
+cleanup() {
+  "${B[@]}" rm --all >/dev/null 2>&1 || true
+  "${B[@]}" rmi --all --force >/dev/null 2>&1 || true
+  mountpoint -q "$work/buildah/root/overlay" 2>/dev/null && umount "$work/buildah/root/overlay" || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+cp -r "$repo/examples/hello" "$work/ctx"
+
+# Both tools get the same base image under the name the Dockerfile uses.
+"$D2V" import "oci:$fix/debian-oci:bookworm" --as debian:bookworm >/dev/null
+id=$("${B[@]}" pull -q "oci:$fix/debian-oci:bookworm")
+"${B[@]}" tag "$id" docker.io/library/debian:bookworm
+
+now() { date +%s.%N; }
+elapsed() { echo "$(now) - $1" | bc -l; }
+
+d2v_build() { "$D2V" build -t hello --progress plain "$work/ctx" 2>&1 | tee "$work/d2v-build.log" >>"$work/d2v.log"; }
+d2v_pack() { rm -f "$work/d2v.ext4"; "$D2V" pack hello -o "$work/d2v.ext4" >/dev/null 2>&1; }
+buildah_build() {
+  "${B[@]}" bud --isolation chroot --layers -t hello "$work/ctx" >>"$work/buildah.log" 2>&1
+}
+buildah_export() {
+  local ctr mnt kib
+  ctr=$("${B[@]}" from -q hello)
+  mnt=$("${B[@]}" mount "$ctr")
+  kib=$(du -sk --apparent-size "$mnt" | cut -f1)
+  rm -f "$work/buildah.ext4"
+  mkfs.ext4 -q -F -d "$mnt" "$work/buildah.ext4" "$(( kib * 5 / 4 + 65536 ))k" >/dev/null
+  resize2fs -M "$work/buildah.ext4" >/dev/null 2>&1
+  "${B[@]}" unmount "$ctr" >/dev/null
+  "${B[@]}" rm "$ctr" >/dev/null
+}
+
+declare -A T
+# measure TOOL SCENARIO: times build and pack/export once, stores "build pack".
+measure() {
+  local tool=$1 s t0 b p
+  echo "== $tool $scenario_name" >>"$work/$tool.log"
+  t0=$(now); "${tool}_build" >/dev/null; b=$(elapsed "$t0")
+  t0=$(now); if [ "$tool" = d2v ]; then d2v_pack; else buildah_export; fi >/dev/null; p=$(elapsed "$t0")
+  echo "build $b pack $p" >>"$work/$tool.log"
+  echo "$b $p"
+}
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+edit() { echo "/* edit $1 $RANDOM */" >> "$work/ctx/hello.c"; }
+
+# scenario NAME TOOL: runs it (RUNS times for warm ones) and records medians.
+scenario() {
+  local name=$1 tool=$2 n=$runs i bs=() ps=() r
+  [ "$name" = cold ] && n=1
+  scenario_name=$name
+  for ((i = 0; i < n; i++)); do
+    [ "$name" = onefile ] && edit "$tool$i"
+    r=$(measure "$tool")
+    bs+=("${r% *}"); ps+=("${r#* }")
+  done
+  T[$name.$tool.build]=$(printf '%s\n' "${bs[@]}" | median)
+  T[$name.$tool.pack]=$(printf '%s\n' "${ps[@]}" | median)
+}
+
+for s in cold noop onefile; do
+  scenario "$s" d2v
+  scenario "$s" buildah
+done
+
+printf '\nexamples/hello, %s runs per warm scenario (median), buildah driver %s\n' "$runs" "$driver"
+printf '%-9s %10s %10s %10s   %10s %10s %10s   %7s\n' scenario d2v-build d2v-pack d2v-total \
+  bld-build bld-export bld-total ratio
+for s in cold noop onefile; do
+  db=${T[$s.d2v.build]} dp=${T[$s.d2v.pack]} bb=${T[$s.buildah.build]} bp=${T[$s.buildah.pack]}
+  dt=$(echo "$db + $dp" | bc -l) bt=$(echo "$bb + $bp" | bc -l)
+  printf '%-9s %10.3f %10.3f %10.3f   %10.3f %10.3f %10.3f   %7.3f\n' "$s" "$db" "$dp" "$dt" \
+    "$bb" "$bp" "$bt" "$(echo "$dt / $bt" | bc -l)"
+done
+printf '\nratio = d2v total / buildah total (lower is better for d2v)\n'
+printf 'targets: noop d2v total <= 0.5 s; onefile ratio <= 0.25\n'
+printf 'image sizes: d2v %s bytes, buildah %s bytes\n' \
+  "$(stat -c %s "$work/d2v.ext4")" "$(stat -c %s "$work/buildah.ext4")"
+printf 'last d2v build log:\n'; tail -n 3 "$work/d2v-build.log"
+# BENCH_LOGS=DIR keeps every build's output (d2v's per-step times) for analysis.
+if [ -n "${BENCH_LOGS:-}" ]; then mkdir -p "$BENCH_LOGS" && cp "$work/d2v.log" "$work/buildah.log" "$BENCH_LOGS/"; fi
