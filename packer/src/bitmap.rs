@@ -15,7 +15,7 @@ impl Bitmap {
     /// Set bits `[start, end)`.
     pub fn set_range(&mut self, start: usize, end: usize) {
         let mut i = start;
-        while i < end && i % 8 != 0 {
+        while i < end && i & 7 != 0 {
             self.0[i / 8] |= 1 << (i % 8);
             i += 1;
         }

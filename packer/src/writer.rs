@@ -512,7 +512,7 @@ impl Ext4Writer {
         let mut soff = src_offset;
         let end = logical_offset + len;
         // Unaligned head and short pieces go through the pending block.
-        if off % bs != 0 || end - off < bs {
+        if off & (bs - 1) != 0 || end - off < bs {
             let n = (bs - off % bs).min(end - off);
             let mut tmp = vec![0u8; n as usize];
             read(&mut tmp, soff)?;

@@ -72,7 +72,7 @@ pub fn to_attr(name: &[u8], value: &[u8]) -> Result<Attr, XattrError> {
 /// POSIX ACL xattr (version 2, 8-byte entries) to ext4's version 1 format
 /// (4-byte entries for the owner/group/mask/other tags, 8 bytes otherwise).
 fn acl_to_disk(v: &[u8]) -> Option<Vec<u8>> {
-    if v.len() < 4 || (v.len() - 4) % 8 != 0 || u32::from_le_bytes(v[..4].try_into().ok()?) != 2 {
+    if v.len() < 4 || (v.len() - 4) & 7 != 0 || u32::from_le_bytes(v[..4].try_into().ok()?) != 2 {
         return None;
     }
     let mut out = 1u32.to_le_bytes().to_vec();

@@ -98,7 +98,7 @@ fn large_sparse_and_deep_files_round_trip() {
         expect.push((name, size, hex(&h.finalize()), blocks * 4096));
     }
     // Sparse files: data islands in 8 GiB and at the end of 200 GiB.
-    let mut sparse = |w: &mut Ext4Writer, f: u64, name: &str, size: u64, islands: &[u64]| {
+    let sparse = |w: &mut Ext4Writer, f: u64, name: &str, size: u64, islands: &[u64]| {
         w.create(name.as_bytes(), &meta, None, size).unwrap();
         for &b in islands {
             w.write_data_at(b * 4096, &block_of(f, b)).unwrap();

@@ -68,7 +68,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let n: f64 = num
         .parse()
         .map_err(|_| format!("not a size: {s:?} (try 256M or 1G)"))?;
-    if !(n >= 0.0) {
+    if n.is_nan() || n < 0.0 {
         return Err(format!("not a size: {s:?}"));
     }
     Ok((n * mult as f64) as u64)

@@ -147,7 +147,12 @@ pub fn hex(b: &[u8]) -> String {
 
 /// Facts of every path under `root` (relative, sorted), plus hard-link groups
 /// (sets of paths sharing an inode).
-pub fn scan(root: &Path, skip_lost_found: bool) -> (BTreeMap<Vec<u8>, Facts>, Vec<Vec<Vec<u8>>>) {
+/// Paths and their facts.
+pub type Tree = BTreeMap<Vec<u8>, Facts>;
+/// Hard-link groups: sets of paths sharing an inode.
+pub type LinkGroups = Vec<Vec<Vec<u8>>>;
+
+pub fn scan(root: &Path, skip_lost_found: bool) -> (Tree, LinkGroups) {
     let mut out = BTreeMap::new();
     let mut inodes: HashMap<u64, Vec<Vec<u8>>> = HashMap::new();
     fn rec(
