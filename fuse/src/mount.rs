@@ -89,6 +89,7 @@ pub fn mount(tree: Arc<MergedTree>, dir: &Path, opts: &MountOptions) -> Result<M
         return Err(MountError::InvalidOptions("auto_unmount needs allow_other"));
     }
     let dir = check_mountpoint(dir)?;
+    reap_fusermount();
     let mut config = Config::default();
     config.mount_options = vec![
         MountOption::RO,
@@ -138,6 +139,7 @@ impl Mount {
         if let Some(s) = self.session.take() {
             let _ = s.join();
         }
+        reap_fusermount();
     }
 
     fn shutdown(&mut self) -> Result<(), MountError> {
@@ -156,6 +158,7 @@ impl Mount {
             path: self.dir.clone(),
             source,
         })?;
+        reap_fusermount();
         first
     }
 }
@@ -203,6 +206,40 @@ pub fn unmount(dir: &Path) -> Result<(), MountError> {
         path: canon,
         source: err,
     })
+}
+
+/// fuser never waits for the `fusermount3` it leaves watching an
+/// auto-unmount mount; once that watcher exits it would stay a zombie for the
+/// life of this process (one per RUN step in a long build). Reap exited
+/// `fusermount3` children only, leaving every other child alone. Called on
+/// every mount and unmount, so at most a few zombies exist at any time.
+fn reap_fusermount() {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return;
+    };
+    for task in tasks.flatten() {
+        let Ok(children) = std::fs::read_to_string(task.path().join("children")) else {
+            continue;
+        };
+        for pid in children
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            // "<pid> (<comm>) <state> ..."
+            let Some((comm, rest)) = stat.split_once(") ") else {
+                continue;
+            };
+            if comm.ends_with("(fusermount3") && rest.starts_with('Z') {
+                let mut status = 0;
+                // SAFETY: waitpid on a specific exited child we spawned (via
+                // fuser); WNOHANG never blocks; `status` is a valid out pointer.
+                unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            }
+        }
+    }
 }
 
 fn check_mountpoint(dir: &Path) -> Result<PathBuf, MountError> {
