@@ -6,12 +6,14 @@
 //! * [`import`]: getting base images in (`oci:`, `docker-archive:`, `rootfs:`).
 //! * [`build`]: the build executor's machinery (RUN sandbox, layer diff, COPY/ADD).
 //! * [`dockerfile`]: the Dockerfile front end (parse, expand, plan, image config).
+//! * [`pack`]: an image of the store packed into a bootable ext4 image.
 //! * [`runtime_config`]: the runtime config written into images for `d2v-init`.
 //! * [`run`]: `d2v run`, booting an image under QEMU or Firecracker; the embedded init.
 
 pub mod build;
 pub mod dockerfile;
 pub mod import;
+pub mod pack;
 pub mod run;
 pub mod runtime_config;
 pub mod store;

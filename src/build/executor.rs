@@ -7,7 +7,7 @@
 //! Cache keys chain: a step's key covers its parent's key, the expanded
 //! instruction, the state it runs in, and for COPY/ADD the content of its sources.
 
-use super::progress::{Progress, StepStatus};
+use super::progress::{Progress, StepRun, StepStatus};
 use crate::dockerfile::{
     Base, CopyFrom, ImageConfig, MountKind, Network as PlanNetwork, Plan, RunMount as PlanMount,
     Stage, Step, StepKind,
@@ -16,8 +16,8 @@ use crate::store::oci::Digest;
 use crate::store::{CacheEntry, CacheKey, Image, Store, StoreError};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Errors that end a build.
 #[derive(Debug, thiserror::Error)]
@@ -94,52 +94,129 @@ struct StageResult {
 }
 
 /// Runs `plan` and records the target stage's image under `opts.tag`.
+///
+/// Stages whose dependencies are built run in parallel, as many at once as the
+/// machine has cores. The first failure stops the others at their next step
+/// (or kills their running RUN) and is the error returned.
 pub fn build(
     store: &Store,
     plan: &Plan,
     opts: &BuildOptions,
-    progress: &mut Progress,
+    progress: &Progress,
     cancel: &AtomicBool,
 ) -> Result<BuildReport, BuildError> {
-    let mut ex = Executor {
+    let ex = Executor {
         store,
         opts,
         progress,
         cancel,
-        stages: HashMap::new(),
-        executed: 0,
-        cached: 0,
-        context_sums: HashMap::new(),
+        stages: Mutex::new(HashMap::new()),
+        executed: AtomicUsize::new(0),
+        cached: AtomicUsize::new(0),
+        context_sums: Mutex::new(HashMap::new()),
     };
-    for stage in &plan.stages {
-        let result = ex.stage(plan, stage)?;
-        ex.stages.insert(stage.index, result);
+    let lanes = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut remaining: Vec<&Stage> = plan.stages.iter().collect();
+    while !remaining.is_empty() {
+        let done: Vec<usize> = ex.lock_stages().keys().copied().collect();
+        let (ready, blocked): (Vec<&Stage>, Vec<&Stage>) = remaining
+            .into_iter()
+            .partition(|s| stage_deps(s).iter().all(|d| done.contains(d)));
+        if ready.is_empty() {
+            return Err(BuildError::Other(
+                "the stages depend on each other in a cycle".into(),
+            ));
+        }
+        let (now, later) = ready.split_at(ready.len().min(lanes));
+        remaining = later.iter().copied().chain(blocked).collect();
+        let results: Vec<(usize, Result<StageResult, BuildError>)> = if now.len() == 1 {
+            vec![(now[0].index, ex.stage(plan, now[0]))]
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = now
+                    .iter()
+                    .map(|stage| {
+                        let ex = &ex;
+                        scope.spawn(move || {
+                            let r = ex.stage(plan, stage);
+                            if r.is_err() {
+                                // Stop the sibling stages too.
+                                ex.cancel.store(true, Ordering::SeqCst);
+                            }
+                            (stage.index, r)
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("a stage thread panicked"))
+                    .collect()
+            })
+        };
+        let mut first_err = None;
+        for (index, r) in results {
+            match r {
+                Ok(result) => {
+                    ex.lock_stages().insert(index, result);
+                }
+                // A real failure beats the cancellation it caused in a sibling.
+                Err(e) => match (&first_err, &e) {
+                    (None, _) | (Some(BuildError::Cancelled), _) => first_err = Some(e),
+                    _ => {}
+                },
+            }
+        }
+        if let Some(e) = first_err {
+            return Err(e);
+        }
     }
     let target = plan
         .stages
         .iter()
         .find(|s| s.index == plan.target)
         .ok_or_else(|| BuildError::Other("the plan has no target stage".into()))?;
-    let result = ex.stages[&target.index].clone();
-    let (executed, cached) = (ex.executed, ex.cached);
+    let result = ex.lock_stages()[&target.index].clone();
     let (image, unchanged) = commit(store, &opts.tag, target, &plan.config, &result)?;
     Ok(BuildReport {
         image,
-        executed,
-        cached,
+        executed: ex.executed.load(Ordering::SeqCst),
+        cached: ex.cached.load(Ordering::SeqCst),
         unchanged,
     })
+}
+
+/// The stages a stage needs built first.
+fn stage_deps(stage: &Stage) -> Vec<usize> {
+    let mut deps = Vec::new();
+    if let Base::Stage(i) = stage.base {
+        deps.push(i);
+    }
+    for step in &stage.steps {
+        match &step.kind {
+            StepKind::Copy(c) => {
+                if let Some(CopyFrom::Stage(i)) = c.from {
+                    deps.push(i);
+                }
+            }
+            StepKind::Run(r) => deps.extend(r.mounts.iter().filter_map(|m| match m.from {
+                Some(CopyFrom::Stage(i)) => Some(i),
+                _ => None,
+            })),
+            _ => {}
+        }
+    }
+    deps
 }
 
 struct Executor<'a> {
     store: &'a Store,
     opts: &'a BuildOptions,
-    progress: &'a mut Progress,
+    progress: &'a Progress,
     cancel: &'a AtomicBool,
-    stages: HashMap<usize, StageResult>,
-    executed: usize,
-    cached: usize,
-    context_sums: HashMap<String, String>,
+    stages: Mutex<HashMap<usize, StageResult>>,
+    executed: AtomicUsize,
+    cached: AtomicUsize,
+    context_sums: Mutex<HashMap<String, String>>,
 }
 
 fn stage_label(stage: &Stage, n: usize, total: usize) -> String {
@@ -158,6 +235,14 @@ fn step_err(step: &Step, message: impl std::fmt::Display) -> BuildError {
 }
 
 impl Executor<'_> {
+    fn lock_stages(&self) -> MutexGuard<'_, HashMap<usize, StageResult>> {
+        self.stages.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn stage_result(&self, index: usize) -> Option<StageResult> {
+        self.lock_stages().get(&index).cloned()
+    }
+
     fn check_cancel(&self) -> Result<(), BuildError> {
         if self.cancel.load(Ordering::SeqCst) {
             return Err(BuildError::Cancelled);
@@ -165,7 +250,7 @@ impl Executor<'_> {
         Ok(())
     }
 
-    fn stage(&mut self, plan: &Plan, stage: &Stage) -> Result<StageResult, BuildError> {
+    fn stage(&self, plan: &Plan, stage: &Stage) -> Result<StageResult, BuildError> {
         // Like BuildKit, count FROM and the steps that touch the filesystem.
         let total = 1 + stage
             .steps
@@ -173,17 +258,19 @@ impl Executor<'_> {
             .filter(|s| !matches!(s.kind, StepKind::Config))
             .count();
         let label = stage_label(stage, 1, total);
+        let from = match &stage.base {
+            Base::Scratch => "FROM scratch".to_string(),
+            Base::Image(name) => format!("FROM {name}"),
+            Base::Stage(i) => format!("FROM stage {}", stage_name(plan, *i)),
+        };
+        let from_run = self.progress.step_start(&label, &from);
         let mut state = match &stage.base {
-            Base::Scratch => {
-                self.progress.step_start(&label, "FROM scratch");
-                StageResult {
-                    layers: Vec::new(),
-                    key: CacheKey::derive([b"scratch".as_slice()]),
-                    added: Vec::new(),
-                }
-            }
+            Base::Scratch => StageResult {
+                layers: Vec::new(),
+                key: CacheKey::derive([b"scratch".as_slice()]),
+                added: Vec::new(),
+            },
             Base::Image(name) => {
-                self.progress.step_start(&label, &format!("FROM {name}"));
                 let image = self.store.image(name).map_err(|e| {
                     BuildError::Other(format!(
                         "stage {}: base image {name:?}: {e} (import it with `d2v import`)",
@@ -204,16 +291,11 @@ impl Executor<'_> {
                     added: Vec::new(),
                 }
             }
-            Base::Stage(i) => {
-                self.progress
-                    .step_start(&label, &format!("FROM stage {}", stage_name(plan, *i)));
-                self.stages
-                    .get(i)
-                    .cloned()
-                    .ok_or_else(|| BuildError::Other(format!("stage {i} was not built")))?
-            }
+            Base::Stage(i) => self
+                .stage_result(*i)
+                .ok_or_else(|| BuildError::Other(format!("stage {i} was not built")))?,
         };
-        self.progress.step_end(StepStatus::Done);
+        self.progress.step_end(from_run, StepStatus::Done);
         let mut n = 1;
         for step in &stage.steps {
             self.check_cancel()?;
@@ -227,7 +309,7 @@ impl Executor<'_> {
     }
 
     fn step(
-        &mut self,
+        &self,
         plan: &Plan,
         label: &str,
         step: &Step,
@@ -265,9 +347,8 @@ impl Executor<'_> {
                 let sources = match &copy.from {
                     None => self.context_sum(step, &copy.sources)?,
                     Some(CopyFrom::Stage(i)) => self
-                        .stages
-                        .get(i)
-                        .map(|s| s.key.0.clone())
+                        .stage_result(*i)
+                        .map(|s| s.key.0)
                         .ok_or_else(|| step_err(step, format!("stage {i} was not built")))?,
                     Some(CopyFrom::Image(name)) => self
                         .store
@@ -285,11 +366,11 @@ impl Executor<'_> {
             }
         };
 
-        self.progress.step_start(label, &step.text);
+        let mut run = self.progress.step_start(label, &step.text);
         if !self.opts.no_cache {
             if let Some(hit) = self.store.cache_get(&key)? {
-                self.progress.step_end(StepStatus::Cached);
-                self.cached += 1;
+                self.progress.step_end(run, StepStatus::Cached);
+                self.cached.fetch_add(1, Ordering::SeqCst);
                 let mut added = parent.added;
                 added.push(Some(hit.layer.is_some()));
                 let mut layers = parent.layers;
@@ -297,10 +378,10 @@ impl Executor<'_> {
                 return Ok(StageResult { layers, key, added });
             }
         }
-        let layer = match self.execute(plan, step, &parent) {
+        let layer = match self.execute(plan, step, &parent, &mut run) {
             Ok(layer) => layer,
             Err(e) => {
-                self.progress.step_end(StepStatus::Failed);
+                self.progress.step_end(run, StepStatus::Failed);
                 return Err(e);
             }
         };
@@ -311,8 +392,8 @@ impl Executor<'_> {
             created: crate::timefmt::created_now(),
             extra: serde_json::Value::Null,
         })?;
-        self.progress.step_end(StepStatus::Done);
-        self.executed += 1;
+        self.progress.step_end(run, StepStatus::Done);
+        self.executed.fetch_add(1, Ordering::SeqCst);
         let mut added = parent.added;
         added.push(Some(layer.is_some()));
         let mut layers = parent.layers;
@@ -323,10 +404,11 @@ impl Executor<'_> {
     /// Runs one filesystem step over the parent's layers; returns its layer
     /// (or none when it changed nothing).
     fn execute(
-        &mut self,
+        &self,
         plan: &Plan,
         step: &Step,
         parent: &StageResult,
+        progress: &mut StepRun,
     ) -> Result<Option<(Digest, u64)>, BuildError> {
         let scratch = self.store.scratch_dir()?;
         let lower = mount_layers(self.store, &parent.layers, &scratch.path().join("lower"))
@@ -334,7 +416,9 @@ impl Executor<'_> {
         let work = scratch.path().join("step");
         std::fs::create_dir(&work).map_err(|e| step_err(step, e))?;
         let upper = match &step.kind {
-            StepKind::Run(_) => self.run(plan, step, lower.dir(), &work, scratch.path())?,
+            StepKind::Run(_) => {
+                self.run(plan, step, lower.dir(), &work, scratch.path(), progress)?
+            }
             StepKind::Workdir(dir) => {
                 let ov = super::overlay::Overlay::create(&work, vec![lower.dir().to_path_buf()])
                     .map_err(|e| step_err(step, e))?;
@@ -380,12 +464,13 @@ impl Executor<'_> {
     }
 
     fn run(
-        &mut self,
+        &self,
         plan: &Plan,
         step: &Step,
         lower: &Path,
         work: &Path,
         scratch: &Path,
+        run_progress: &mut StepRun,
     ) -> Result<PathBuf, BuildError> {
         use super::sandbox;
         let StepKind::Run(run) = &step.kind else {
@@ -433,10 +518,10 @@ impl Executor<'_> {
                 readwrite: false,
             });
         }
-        let progress = &mut *self.progress;
+        let progress = self.progress;
         let outcome = sandbox::run(
             &spec,
-            &mut |bytes| progress.output(bytes),
+            &mut |bytes| progress.output(run_progress, bytes),
             Some(self.cancel),
         )
         .map_err(|e| match e {
@@ -455,7 +540,7 @@ impl Executor<'_> {
     }
 
     fn run_mount(
-        &mut self,
+        &self,
         plan: &Plan,
         step: &Step,
         m: &PlanMount,
@@ -541,9 +626,8 @@ impl Executor<'_> {
     fn layers_of(&self, step: &Step, from: &CopyFrom) -> Result<Vec<(Digest, u64)>, BuildError> {
         match from {
             CopyFrom::Stage(i) => self
-                .stages
-                .get(i)
-                .map(|s| s.layers.clone())
+                .stage_result(*i)
+                .map(|s| s.layers)
                 .ok_or_else(|| step_err(step, format!("stage {i} was not built"))),
             CopyFrom::Image(name) => Ok(self
                 .store
@@ -558,7 +642,7 @@ impl Executor<'_> {
     }
 
     fn copy(
-        &mut self,
+        &self,
         plan: &Plan,
         step: &Step,
         lower: &Path,
@@ -594,9 +678,14 @@ impl Executor<'_> {
     }
 
     /// Checksum of COPY sources in the context (content, modes, owners; not mtimes).
-    fn context_sum(&mut self, step: &Step, sources: &[String]) -> Result<String, BuildError> {
+    fn context_sum(&self, step: &Step, sources: &[String]) -> Result<String, BuildError> {
         let cache_key = sources.join("\0");
-        if let Some(sum) = self.context_sums.get(&cache_key) {
+        if let Some(sum) = self
+            .context_sums
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&cache_key)
+        {
             return Ok(sum.clone());
         }
         let sum = super::checksum::sources_checksum(
@@ -605,18 +694,19 @@ impl Executor<'_> {
             self.opts.dockerfile_in_context.as_deref(),
         )
         .map_err(|e| step_err(step, e))?;
-        self.context_sums.insert(cache_key, sum.clone());
+        self.context_sums
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(cache_key, sum.clone());
         Ok(sum)
     }
 
-    fn bind_source_sum(&mut self, step: &Step, m: &PlanMount) -> Result<String, BuildError> {
+    fn bind_source_sum(&self, step: &Step, m: &PlanMount) -> Result<String, BuildError> {
         match &m.from {
             None => self.context_sum(step, &[m.source.clone().unwrap_or_else(|| ".".into())]),
-            Some(CopyFrom::Stage(i)) => Ok(self
-                .stages
-                .get(i)
-                .map(|s| s.key.0.clone())
-                .unwrap_or_default()),
+            Some(CopyFrom::Stage(i)) => {
+                Ok(self.stage_result(*i).map(|s| s.key.0).unwrap_or_default())
+            }
             Some(CopyFrom::Image(name)) => Ok(name.clone()),
         }
     }

@@ -2,6 +2,7 @@
 //! output (streamed in `plain`, a tail on failure in `auto`), JSON events for machines.
 
 use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How progress is shown (`--progress`).
@@ -30,14 +31,18 @@ pub enum StepStatus {
     Failed,
 }
 
-/// Prints build progress to stderr.
+/// Prints build progress to stderr. Shared by the stages that build at once.
 pub struct Progress {
     mode: ProgressMode,
-    tty: bool,
     started: Instant,
-    step_started: Instant,
+    out: Mutex<()>,
+}
+
+/// A step in progress (from [`Progress::step_start`] to [`Progress::step_end`]).
+pub struct StepRun {
+    label: String,
+    started: Instant,
     tail: Vec<u8>,
-    current: String,
 }
 
 const TAIL_BYTES: usize = 64 * 1024;
@@ -52,106 +57,114 @@ impl Progress {
         };
         Progress {
             mode,
-            tty,
             started: Instant::now(),
-            step_started: Instant::now(),
-            tail: Vec::new(),
-            current: String::new(),
+            out: Mutex::new(()),
         }
     }
 
-    fn json(&self, value: serde_json::Value) {
-        let _ = writeln!(std::io::stderr(), "{value}");
+    fn line(&self, text: &str) {
+        let _guard = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        eprintln!("{text}");
     }
 
-    /// A note line (warnings, stage starts).
-    pub fn note(&mut self, text: &str) {
+    fn json(&self, value: serde_json::Value) {
+        self.line(&value.to_string());
+    }
+
+    /// A note line (warnings).
+    pub fn note(&self, text: &str) {
         match self.mode {
             ProgressMode::Json => self.json(serde_json::json!({"event": "note", "text": text})),
             ProgressMode::Quiet => {}
-            _ => eprintln!("{text}"),
+            _ => self.line(text),
         }
     }
 
     /// A step begins: `label` like `[build 2/5]`, `text` the instruction.
-    pub fn step_start(&mut self, label: &str, text: &str) {
-        self.step_started = Instant::now();
-        self.tail.clear();
-        self.current = format!("{label} {}", one_line(text));
+    pub fn step_start(&self, label: &str, text: &str) -> StepRun {
         match self.mode {
             ProgressMode::Json => {
                 self.json(serde_json::json!({"event": "step", "step": label, "text": text}))
             }
-            ProgressMode::Plain => eprintln!("=> {}", self.current),
-            ProgressMode::Auto => {
-                eprint!("=> {}", self.current);
-                let _ = std::io::stderr().flush();
+            ProgressMode::Plain | ProgressMode::Auto => {
+                self.line(&format!("=> {label} {}", one_line(text)))
             }
             ProgressMode::Quiet => {}
         }
+        StepRun {
+            label: label.to_string(),
+            started: Instant::now(),
+            tail: Vec::new(),
+        }
     }
 
-    /// Output of the running step.
-    pub fn output(&mut self, bytes: &[u8]) {
-        self.tail.extend_from_slice(bytes);
-        if self.tail.len() > TAIL_BYTES * 2 {
-            self.tail.drain(..self.tail.len() - TAIL_BYTES);
+    /// Output of a running step.
+    pub fn output(&self, run: &mut StepRun, bytes: &[u8]) {
+        run.tail.extend_from_slice(bytes);
+        if run.tail.len() > TAIL_BYTES * 2 {
+            run.tail.drain(..run.tail.len() - TAIL_BYTES);
         }
         match self.mode {
             ProgressMode::Plain => {
+                let _guard = self.out.lock().unwrap_or_else(|e| e.into_inner());
                 let _ = std::io::stderr().write_all(bytes);
             }
-            ProgressMode::Json => self.json(
-                serde_json::json!({"event": "output", "data": String::from_utf8_lossy(bytes)}),
-            ),
+            ProgressMode::Json => self.json(serde_json::json!({
+                "event": "output",
+                "step": run.label,
+                "data": String::from_utf8_lossy(bytes),
+            })),
             _ => {}
         }
     }
 
     /// The step ended.
-    pub fn step_end(&mut self, status: StepStatus) {
-        let secs = self.step_started.elapsed().as_secs_f64();
+    pub fn step_end(&self, run: StepRun, status: StepStatus) {
+        let secs = run.started.elapsed().as_secs_f64();
+        let label = &run.label;
         match self.mode {
             ProgressMode::Json => self.json(serde_json::json!({
                 "event": "step_end",
+                "step": label,
                 "status": format!("{status:?}").to_lowercase(),
                 "seconds": secs,
             })),
-            ProgressMode::Plain => match status {
-                StepStatus::Cached => eprintln!("   CACHED"),
-                StepStatus::Done => eprintln!("   done {secs:.1}s"),
-                StepStatus::Failed => eprintln!("   FAILED after {secs:.1}s"),
-            },
-            ProgressMode::Auto => {
-                let mark = match status {
-                    StepStatus::Cached => " CACHED".to_string(),
-                    StepStatus::Done => format!(" {secs:.1}s"),
-                    StepStatus::Failed => format!(" FAILED after {secs:.1}s"),
+            ProgressMode::Plain | ProgressMode::Auto => {
+                let mut text = match status {
+                    StepStatus::Cached => format!("   {label} CACHED"),
+                    StepStatus::Done => format!("   {label} done {secs:.1}s"),
+                    StepStatus::Failed => format!("   {label} FAILED after {secs:.1}s"),
                 };
-                eprintln!("{mark}");
-                if status == StepStatus::Failed && !self.tail.is_empty() {
-                    let text = String::from_utf8_lossy(&self.tail);
-                    let lines: Vec<&str> = text.lines().collect();
-                    let from = lines.len().saturating_sub(40);
-                    for line in &lines[from..] {
-                        eprintln!("   | {line}");
+                // On a terminal the output was held back: show the failing step's tail.
+                if self.mode == ProgressMode::Auto
+                    && status == StepStatus::Failed
+                    && !run.tail.is_empty()
+                {
+                    let tail = String::from_utf8_lossy(&run.tail);
+                    let lines: Vec<&str> = tail.lines().collect();
+                    for l in &lines[lines.len().saturating_sub(40)..] {
+                        text.push_str("\n   | ");
+                        text.push_str(l);
                     }
                 }
+                self.line(&text);
             }
             ProgressMode::Quiet => {}
         }
-        let _ = self.tty;
     }
 
     /// The whole build finished.
-    pub fn finish(&mut self, summary: &str) {
+    pub fn finish(&self, summary: &str) {
         let secs = self.started.elapsed().as_secs_f64();
         match self.mode {
             ProgressMode::Json => {
                 self.json(serde_json::json!({"event": "done", "summary": summary, "seconds": secs}))
             }
             ProgressMode::Quiet => {}
-            _ => eprintln!("{summary} in {}", fmt_duration(self.started.elapsed())),
+            _ => self.line(&format!(
+                "{summary} in {}",
+                fmt_duration(self.started.elapsed())
+            )),
         }
     }
 }

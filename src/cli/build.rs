@@ -106,7 +106,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         lenient_bases: false,
     };
     let plan = dockerfile::plan(&text, &opts, &store)?;
-    let mut progress = Progress::new(args.progress);
+    let progress = Progress::new(args.progress);
     for w in &plan.warnings {
         progress.note(&format!("warning: {w}"));
     }
@@ -129,7 +129,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         no_cache: args.no_cache,
         secrets,
     };
-    match executor::build(&store, &plan, &build_opts, &mut progress, &CANCEL) {
+    match executor::build(&store, &plan, &build_opts, &progress, &CANCEL) {
         Ok(report) => {
             progress.finish(&format!(
                 "built {} ({}): {} steps run, {} cached{}",

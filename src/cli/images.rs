@@ -116,7 +116,7 @@ pub fn rm(args: RmArgs) -> Result<ExitCode> {
 pub struct PruneArgs {
     /// Keep at most this much layer data that only the step cache holds (e.g. 2G),
     /// evicting the least recently used cache entries first
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = super::pack::parse_size)]
     pub cache_budget: Option<u64>,
     /// Drop the whole step cache too
     #[arg(long)]
@@ -187,28 +187,15 @@ pub fn cache(args: CacheArgs) -> Result<ExitCode> {
             step.truncate(cut);
             step.push_str("...");
         }
-        println!("{:12}  {:12}  {:>10}  {}", &e.key.as_str()[..12], layer, size, step);
+        println!(
+            "{:12}  {:12}  {:>10}  {}",
+            &e.key.as_str()[..12],
+            layer,
+            size,
+            step
+        );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Parses a size such as `512M`, `2G`, `1.5GiB` or `4096` (bytes).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num.parse().map_err(|_| format!("invalid size {s:?}"))?;
-    let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
-        "" | "B" => 1,
-        "K" | "KB" | "KIB" => 1 << 10,
-        "M" | "MB" | "MIB" => 1 << 20,
-        "G" | "GB" | "GIB" => 1 << 30,
-        "T" | "TB" | "TIB" => 1 << 40,
-        _ => return Err(format!("invalid size unit in {s:?} (use K, M, G or T)")),
-    };
-    Ok((value * mult as f64) as u64)
 }
 
 /// Formats a byte count like `12.3 MiB`.
