@@ -163,7 +163,9 @@ fn a_failing_run_names_the_step_and_leaves_nothing_behind() {
         "the step's output is shown: {err}"
     );
     assert!(
-        !mount_points().iter().any(|m| m.starts_with(d2v.home().to_str().unwrap())),
+        !mount_points()
+            .iter()
+            .any(|m| m.starts_with(d2v.home().to_str().unwrap())),
         "a mount was left behind"
     );
     let images: serde_json::Value = serde_json::from_str(&d2v.ok(&["images", "--json"])).unwrap();
@@ -295,7 +297,9 @@ fn ctrl_c_stops_the_build_and_leaves_nothing() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
     assert!(
-        !mount_points().iter().any(|m| m.starts_with(d2v.home().to_str().unwrap())),
+        !mount_points()
+            .iter()
+            .any(|m| m.starts_with(d2v.home().to_str().unwrap())),
         "a mount was left behind"
     );
     let leftover = sh("pgrep -f '[s]leep 300' || true");
@@ -353,5 +357,8 @@ fn independent_stages_build_at_the_same_time() {
     let err = stderr(&out);
     assert!(err.contains("exit code 4"), "{err}");
     // Not a timing claim about speed: the sleeping sibling was killed, not waited for.
-    assert!(started.elapsed() < std::time::Duration::from_secs(25), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(25),
+        "{err}"
+    );
 }

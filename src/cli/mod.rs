@@ -5,8 +5,8 @@ mod images;
 mod mount;
 
 mod pack;
-mod run;
 mod plan;
+mod run;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

@@ -97,8 +97,12 @@ impl Store {
         };
         for e in rd {
             let e = e.ctx("list", &dir)?;
-            let Ok(bytes) = std::fs::read(e.path()) else { continue };
-            let Ok(entry) = serde_json::from_slice::<CacheEntry>(&bytes) else { continue };
+            let Ok(bytes) = std::fs::read(e.path()) else {
+                continue;
+            };
+            let Ok(entry) = serde_json::from_slice::<CacheEntry>(&bytes) else {
+                continue;
+            };
             let used = e
                 .metadata()
                 .and_then(|m| m.modified())
@@ -183,7 +187,11 @@ mod tests {
         assert_eq!(store.cache_get(&key).unwrap(), Some(entry));
         assert!(store.cache_roots().unwrap().contains(&layer));
         std::fs::remove_file(store.blob_path(&layer)).unwrap();
-        assert_eq!(store.cache_get(&key).unwrap(), None, "a hit needs its layer");
+        assert_eq!(
+            store.cache_get(&key).unwrap(),
+            None,
+            "a hit needs its layer"
+        );
         assert_eq!(store.cache_trim(0).unwrap(), 1);
         assert!(store.cache_entries().unwrap().is_empty());
     }
