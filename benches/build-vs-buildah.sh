@@ -59,7 +59,12 @@ now() { date +%s.%N; }
 elapsed() { echo "$(now) - $1" | bc -l; }
 
 d2v_build() { "$D2V" build -t hello --progress plain "$work/ctx" 2>&1 | tee "$work/d2v-build.log" >>"$work/d2v.log"; }
-d2v_pack() { rm -f "$work/d2v.ext4"; "$D2V" pack hello -o "$work/d2v.ext4" >/dev/null 2>&1; }
+# `d2v pack` reuses its output when it already holds this very image (the no-op
+# case); FRESH_PACK=1 deletes it first so every pack writes the image anew.
+d2v_pack() {
+  [ -z "${FRESH_PACK:-}" ] || rm -f "$work/d2v.ext4"
+  "$D2V" pack hello -o "$work/d2v.ext4" >>"$work/d2v.log" 2>&1
+}
 buildah_build() {
   "${B[@]}" bud --isolation chroot --layers -t hello "$work/ctx" >>"$work/buildah.log" 2>&1
 }
@@ -76,30 +81,45 @@ buildah_export() {
 }
 
 declare -A T
-# measure TOOL SCENARIO: times build and pack/export once, stores "build pack".
+# cpu: user+sys seconds of this shell's waited-for descendants so far (bash
+# `times`); a phase's CPU is the difference. Wall time on a loaded machine is
+# mostly waiting for a core, so both are shown.
+secs() { local m=${1%%m*} r=${1#*m}; echo "$m * 60 + ${r%s}" | bc -l; }
+cpu() { # sets CPU; `times` runs in this shell (a $(...) would be a fresh process)
+  local _ _ cu cs
+  times >"$work/times"
+  { read -r _ _; read -r cu cs; } <"$work/times"
+  CPU=$(echo "$(secs "$cu") + $(secs "$cs")" | bc -l)
+}
+# measure TOOL: times build and pack/export once; prints "build pack build-cpu pack-cpu".
 measure() {
-  local tool=$1 s t0 b p
+  local tool=$1 t0 c0 b p bc pc
   echo "== $tool $scenario_name" >>"$work/$tool.log"
-  t0=$(now); "${tool}_build" >/dev/null; b=$(elapsed "$t0")
-  t0=$(now); if [ "$tool" = d2v ]; then d2v_pack; else buildah_export; fi >/dev/null; p=$(elapsed "$t0")
-  echo "build $b pack $p" >>"$work/$tool.log"
-  echo "$b $p"
+  cpu; c0=$CPU; t0=$(now); "${tool}_build" >/dev/null; b=$(elapsed "$t0"); cpu; bc=$(echo "$CPU - $c0" | bc -l)
+  c0=$CPU; t0=$(now)
+  if [ "$tool" = d2v ]; then d2v_pack; else buildah_export; fi >/dev/null
+  p=$(elapsed "$t0"); cpu; pc=$(echo "$CPU - $c0" | bc -l)
+  echo "build $b pack $p build-cpu $bc pack-cpu $pc" >>"$work/$tool.log"
+  echo "$b $p $bc $pc"
 }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 edit() { echo "/* edit $1 $RANDOM */" >> "$work/ctx/hello.c"; }
 
 # scenario NAME TOOL: runs it (RUNS times for warm ones) and records medians.
 scenario() {
-  local name=$1 tool=$2 n=$runs i bs=() ps=() r
+  local name=$1 tool=$2 n=$runs i r k
+  local -a bs=() ps=() bcs=() pcs=()
   [ "$name" = cold ] && n=1
   scenario_name=$name
   for ((i = 0; i < n; i++)); do
     [ "$name" = onefile ] && edit "$tool$i"
-    r=$(measure "$tool")
-    bs+=("${r% *}"); ps+=("${r#* }")
+    read -r -a r <<<"$(measure "$tool")"
+    bs+=("${r[0]}"); ps+=("${r[1]}"); bcs+=("${r[2]}"); pcs+=("${r[3]}")
   done
   T[$name.$tool.build]=$(printf '%s\n' "${bs[@]}" | median)
   T[$name.$tool.pack]=$(printf '%s\n' "${ps[@]}" | median)
+  T[$name.$tool.bcpu]=$(printf '%s\n' "${bcs[@]}" | median)
+  T[$name.$tool.pcpu]=$(printf '%s\n' "${pcs[@]}" | median)
 }
 
 for s in cold noop onefile; do
@@ -107,7 +127,8 @@ for s in cold noop onefile; do
   scenario "$s" buildah
 done
 
-printf '\nexamples/hello, %s runs per warm scenario (median), buildah driver %s\n' "$runs" "$driver"
+printf '\nexamples/hello, %s runs per warm scenario (median), buildah driver %s, FRESH_PACK=%s\n' \
+  "$runs" "$driver" "${FRESH_PACK:-}"
 printf '%-9s %10s %10s %10s   %10s %10s %10s   %7s\n' scenario d2v-build d2v-pack d2v-total \
   bld-build bld-export bld-total ratio
 for s in cold noop onefile; do
@@ -116,6 +137,16 @@ for s in cold noop onefile; do
   printf '%-9s %10.3f %10.3f %10.3f   %10.3f %10.3f %10.3f   %7.3f\n' "$s" "$db" "$dp" "$dt" \
     "$bb" "$bp" "$bt" "$(echo "$dt / $bt" | bc -l)"
 done
+printf '\nCPU seconds (user+sys of the processes, median):\n'
+printf '%-9s %10s %10s %10s   %10s %10s %10s   %7s\n' scenario d2v-build d2v-pack d2v-total \
+  bld-build bld-export bld-total ratio
+for s in cold noop onefile; do
+  db=${T[$s.d2v.bcpu]} dp=${T[$s.d2v.pcpu]} bb=${T[$s.buildah.bcpu]} bp=${T[$s.buildah.pcpu]}
+  dt=$(echo "$db + $dp" | bc -l) bt=$(echo "$bb + $bp" | bc -l)
+  printf '%-9s %10.3f %10.3f %10.3f   %10.3f %10.3f %10.3f   %7.3f\n' "$s" "$db" "$dp" "$dt" \
+    "$bb" "$bp" "$bt" "$(echo "$dt / $bt" | bc -l)"
+done
+printf 'load average at the end: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf '\nratio = d2v total / buildah total (lower is better for d2v)\n'
 printf 'targets: noop d2v total <= 0.5 s; onefile ratio <= 0.25\n'
 printf 'image sizes: d2v %s bytes, buildah %s bytes\n' \
