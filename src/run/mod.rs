@@ -13,6 +13,7 @@
 //! ```
 
 pub mod console;
+pub mod firecracker;
 pub mod initramfs;
 pub mod kernel;
 pub mod qemu;
@@ -239,11 +240,21 @@ pub fn run_image(image: &Path, opts: &RunOptions) -> Result<i32, RunError> {
             source,
         })?;
     let files = boot_files(opts)?;
-    match opts.vmm {
-        Some(Vmm::Firecracker) => Err(RunError::Firecracker(
-            "not supported by this build yet; use --vmm qemu".into(),
+    let kvm = || qemu::choose_accel(&files.kernel) == qemu::Accel::Kvm;
+    let vmm = match opts.vmm {
+        Some(v) => v,
+        None if firecracker::installed() && opts.publish.is_empty() && kvm() => Vmm::Firecracker,
+        None => Vmm::Qemu,
+    };
+    match vmm {
+        Vmm::Firecracker if !firecracker::installed() => Err(RunError::Firecracker(
+            "no firecracker binary on PATH".into(),
         )),
-        _ => qemu::boot(image, &files, opts),
+        Vmm::Firecracker if !kvm() => Err(RunError::Firecracker(
+            "KVM cannot run a kernel on this host".into(),
+        )),
+        Vmm::Firecracker => firecracker::boot(image, &files, opts),
+        Vmm::Qemu => qemu::boot(image, &files, opts),
     }
 }
 

@@ -188,10 +188,22 @@ pub fn cmdline(opts: &RunOptions, accel: Accel, has_initrd: bool) -> String {
     words.join(" ")
 }
 
-static STOP_REQUESTS: AtomicUsize = AtomicUsize::new(0);
+/// SIGINT/SIGTERM received by d2v while a VM runs.
+pub(crate) static STOP_REQUESTS: AtomicUsize = AtomicUsize::new(0);
 
 extern "C" fn on_stop_signal(_sig: libc::c_int) {
     STOP_REQUESTS.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Counts SIGINT/SIGTERM in [`STOP_REQUESTS`] instead of dying: the VM is asked
+/// to stop gracefully.
+pub(crate) fn install_stop_handlers() {
+    let handler = on_stop_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: the handler only touches an atomic counter.
+    unsafe {
+        libc::signal(libc::SIGINT, handler);
+        libc::signal(libc::SIGTERM, handler);
+    }
 }
 
 fn monitor(path: &Path, command: &str) {
@@ -245,17 +257,7 @@ pub fn boot(image: &Path, files: &BootFiles, opts: &RunOptions) -> Result<i32, R
     c.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    // SAFETY: the handler only touches an atomic counter.
-    unsafe {
-        libc::signal(
-            libc::SIGINT,
-            on_stop_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
-        );
-        libc::signal(
-            libc::SIGTERM,
-            on_stop_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
-        );
-    }
+    install_stop_handlers();
     let mut child = c.spawn().map_err(|source| RunError::Vmm {
         program: QEMU.into(),
         source,
