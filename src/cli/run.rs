@@ -53,14 +53,49 @@ pub struct RunArgs {
     pub args: Vec<String>,
 }
 
+/// Packs store image `name` for booting (reusing an unchanged earlier pack):
+/// every run boots a fresh copy of the image, as every `docker run` starts a
+/// fresh container.
+fn pack_for_run(name: &str) -> anyhow::Result<PathBuf> {
+    let store = d2v::store::Store::open_default()?;
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let dir = store.root().join("d2v/packs");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let out = dir.join(format!("{safe}.ext4"));
+    let opts = d2v::pack::PackOptions {
+        writer: d2v_packer::Options {
+            source_date_epoch: Some(0),
+            ..Default::default()
+        },
+        init: run::init_binary(),
+        force: false,
+    };
+    let outcome = d2v::pack::pack_image(&store, name, &out, &opts, &mut |_, _| {})
+        .with_context(|| format!("couldn't pack {name}"))?;
+    if let Some(s) = outcome.summary {
+        eprintln!(
+            "packed {name}: {} files, {:.1} MiB image",
+            s.files,
+            s.image_bytes as f64 / (1 << 20) as f64
+        );
+    }
+    Ok(out)
+}
+
 /// Runs `d2v run`.
 pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let image = match (&a.image, &a.name) {
         (Some(p), _) => p.clone(),
-        (None, Some(name)) => bail!(
-            "running a store image by name ({name}) needs `d2v pack {name}` first; \
-             boot the packed file with --image PATH"
-        ),
+        (None, Some(name)) => pack_for_run(name)?,
         (None, None) => bail!("give an image name or --image PATH"),
     };
     let initrd = match a.initrd.as_str() {
