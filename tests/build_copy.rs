@@ -498,3 +498,15 @@ fn add_downloads_urls_with_checksum_mtime_and_mode_0600() {
         "COPY takes no URLs"
     );
 }
+
+#[test]
+fn hard_links_inside_a_copied_tree_stay_hard_links() {
+    let Some(e) = env() else { return };
+    e.file("tree/a", "same", 0o644);
+    std::fs::hard_link(e.ctx.join("tree/a"), e.ctx.join("tree/b")).unwrap();
+    let up = e.run(step(&["tree"], "/t/"), None).unwrap();
+    let (a, b) = (meta(&up.join("t/a")), meta(&up.join("t/b")));
+    assert_eq!(a.ino(), b.ino());
+    assert_eq!(a.nlink(), 2);
+    assert_eq!(std::fs::read_to_string(up.join("t/b")).unwrap(), "same");
+}

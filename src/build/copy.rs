@@ -159,6 +159,7 @@ pub fn copy(req: &CopyRequest, merged: &Path) -> Result<(), CopyError> {
         keep_owner: !req.from_context,
         ignore: &ignore,
         exclude: &exclude,
+        links: Default::default(),
     };
     if dest_is_dir && !w.is_dir(&dest) {
         w.dir(
@@ -259,6 +260,9 @@ struct Opts<'a> {
     keep_owner: bool,
     ignore: &'a DockerIgnore,
     exclude: &'a DockerIgnore,
+    /// (dev, ino) of multiply-linked files already copied → where they went,
+    /// so hard links stay hard links, as in BuildKit.
+    links: std::cell::RefCell<std::collections::HashMap<(u64, u64), PathBuf>>,
 }
 
 impl Opts<'_> {
@@ -481,6 +485,16 @@ fn copy_entry(
 ) -> Result<(), CopyError> {
     let mut meta = opts.meta(st);
     let ft = st.file_type();
+    if ft.is_file() && st.nlink() > 1 {
+        let key = (st.dev(), st.ino());
+        let first = opts.links.borrow().get(&key).cloned();
+        match first {
+            Some(first) => return w.hardlink(target, &first).map_err(io_at(target)),
+            None => {
+                opts.links.borrow_mut().insert(key, target.to_path_buf());
+            }
+        }
+    }
     if ft.is_file() {
         let mut f = File::open(host).map_err(io_at(host))?;
         let xattrs: Vec<(String, Vec<u8>)> = super::layer::read_xattrs(host)
