@@ -187,6 +187,8 @@ struct Views {
     buildah: BTreeMap<Vec<u8>, String>,
     /// `d2v mount`.
     d2v: BTreeMap<Vec<u8>, String>,
+    /// `tar -tv` of each layer of the pushed image, bottom first.
+    layers: Vec<String>,
 }
 
 /// Builds `case`, imports and mounts it with d2v, and compares the mount with
@@ -220,6 +222,7 @@ fn oracle(case: &str, prepare: impl FnOnce(&Path), check: impl FnOnce(&Path, &Vi
         reference: describe(&reference, IGNORE),
         buildah: describe(&buildah_root, IGNORE),
         d2v: describe(m.path(), IGNORE),
+        layers: layer_listings(&b.layout(), case),
     };
     assert_same(
         "umoci raw unpack",
@@ -256,6 +259,37 @@ fn as_overlay_sees_it(view: &BTreeMap<Vec<u8>, String>) -> BTreeMap<Vec<u8>, Str
         .collect()
 }
 
+/// `tar -tv` of each layer of `tag` in the OCI layout, bottom first.
+fn layer_listings(layout: &Path, tag: &str) -> Vec<String> {
+    let blob = |digest: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    };
+    let json = |p: PathBuf| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    let index = json(layout.join("index.json"));
+    let manifest = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .unwrap_or_else(|| panic!("no {tag} in {}", layout.display()));
+    let manifest = json(blob(manifest["digest"].as_str().unwrap()));
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            sh(&format!(
+                "tar -tvf {}",
+                blob(l["digest"].as_str().unwrap()).display()
+            ))
+        })
+        .collect()
+}
+
 fn line<'a>(views: &'a BTreeMap<Vec<u8>, String>, path: &str) -> &'a str {
     views
         .get(path.as_bytes())
@@ -268,6 +302,17 @@ fn whiteouts_opaque_dirs_type_changes_and_hard_links_match_buildah_and_umoci() {
         "changes",
         |_| {},
         |m, v| {
+            // The layers really hold an opaque dir and an upper hard link to a file
+            // copied up from a lower layer (the overlay driver's doing, see the top).
+            assert!(v
+                .layers
+                .iter()
+                .any(|l| l.contains("data/opaque/.wh..wh..opq")));
+            assert!(v
+                .layers
+                .iter()
+                .any(|l| l.contains("data/up-link link to data/low")));
+            assert!(v.layers.iter().any(|l| l.contains("data/keep/.wh.deleted")));
             // The oracle comparison covers these; assert the cases were really built.
             for gone in [
                 "data/keep/deleted",
