@@ -3,6 +3,7 @@
 
 mod error;
 mod format;
+mod pax;
 mod tar;
 
 use std::fs::File;
