@@ -45,14 +45,29 @@ impl D2vFs {
             UNIX_EPOCH - Duration::from_secs(n.mtime.unsigned_abs())
                 + Duration::from_nanos(u64::from(n.mtime_nsec))
         };
-        let blocks = if n.kind == EntryKind::File {
-            self.tree.stored_bytes(ino).div_ceil(512)
-        } else {
-            n.size.div_ceil(512)
+        // Sizes and block counts as ext4 (what a container's rootfs usually sits
+        // on) reports them, so `ls -l`, `du` and `ls`'s "total" in a RUN step
+        // print what they print under Docker: whole 4 KiB blocks for data, and
+        // directories sized by their entries in 4 KiB blocks.
+        let (size, blocks) = match n.kind {
+            EntryKind::File => (n.size, self.tree.stored_bytes(ino).div_ceil(4096) * 8),
+            EntryKind::Dir => {
+                let bytes: u64 = 24
+                    + self
+                        .tree
+                        .children(ino)
+                        .map(|(name, _)| 8 + (name.len() as u64).div_ceil(4) * 4)
+                        .sum::<u64>();
+                let size = bytes.div_ceil(4096).max(1) * 4096;
+                (size, size / 512)
+            }
+            // Fast symlinks (< 60 bytes) live in the inode; longer ones take a block.
+            EntryKind::Symlink => (n.size, if n.size < 60 { 0 } else { 8 }),
+            _ => (n.size, 0),
         };
         FileAttr {
             ino: INodeNo(ino),
-            size: n.size,
+            size,
             blocks,
             atime: mtime,
             mtime,

@@ -144,6 +144,10 @@ pub fn copy(req: &CopyRequest, merged: &Path) -> Result<(), CopyError> {
     let dest = dest_path(&step.dest, &req.workdir);
     let total = matched.len() + step.heredocs.len() + urls.len();
     let mut w = DestWriter::new(&root);
+    // Docker: new files and directories are 0:0 "unless the optional --chown flag
+    // specifies" an owner, which then applies to the directories COPY creates too.
+    let (new_uid, new_gid) = chown.unwrap_or((0, 0));
+    w.set_parent_owner(new_uid, new_gid);
     let explicit_dir = step.dest.ends_with('/')
         || step.dest.ends_with("/.")
         || step.dest == "."
@@ -166,8 +170,8 @@ pub fn copy(req: &CopyRequest, merged: &Path) -> Result<(), CopyError> {
             &dest,
             EntryMeta {
                 mode: 0o755,
-                uid: 0,
-                gid: 0,
+                uid: new_uid,
+                gid: new_gid,
                 mtime: None,
             },
         )

@@ -30,6 +30,9 @@ pub struct DestWriter<'a> {
     root: &'a Root,
     /// Directory mtimes to apply once their children are written.
     dir_times: Vec<(PathBuf, (i64, i64))>,
+    /// Owner of missing parent directories created on the way (COPY --chown
+    /// applies to them too, as in Docker and BuildKit).
+    parent_owner: (u32, u32),
 }
 
 const DIR_FLAGS: i32 = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
@@ -40,7 +43,13 @@ impl<'a> DestWriter<'a> {
         Self {
             root,
             dir_times: Vec::new(),
+            parent_owner: (0, 0),
         }
+    }
+
+    /// Missing parent directories are created owned by `(uid, gid)` (default root).
+    pub fn set_parent_owner(&mut self, uid: u32, gid: u32) {
+        self.parent_owner = (uid, gid);
     }
 
     /// The root written into.
@@ -56,13 +65,15 @@ impl<'a> DestWriter<'a> {
             .unwrap_or(false)
     }
 
-    /// Create the missing parents of `path` (0755, root) and open its parent.
+    /// Create the missing parents of `path` (0755, owned by the parent owner)
+    /// and open its parent.
     fn parent(&self, path: &Path) -> io::Result<(OwnedFd, CString)> {
         let name = path
             .file_name()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
         let parent = path.parent().unwrap_or(Path::new("/"));
-        let fd = self.root.mkdir_all(parent, 0o755, 0, 0)?;
+        let (uid, gid) = self.parent_owner;
+        let fd = self.root.mkdir_all(parent, 0o755, uid, gid)?;
         Ok((fd, cpath(name)?))
     }
 
