@@ -3,7 +3,7 @@
 //! * [`sandbox`]: RUN inside new mount/PID/UTS/IPC (and optionally network)
 //!   namespaces, over a kernel overlayfs whose upper dir becomes the layer.
 //! * [`layer`]: an overlay upper dir turned into a deterministic OCI layer tar.
-//! * `copy`: COPY/ADD into an overlay's merged dir, every destination
+//! * [`copy`]: COPY/ADD into an overlay's merged dir, every destination
 //!   resolved inside the rootfs (`openat2(RESOLVE_IN_ROOT)`).
 //! * [`dockerignore`]: Docker's `.dockerignore` rules.
 //! * [`checksum`]: content checksums of COPY sources for the step cache.
