@@ -6,12 +6,7 @@ mod harness;
 use harness::{mount_points, require_root_and, sh, D2v};
 use std::path::Path;
 
-fn fixture(name: &str) -> String {
-    harness::fixtures()
-        .join(name)
-        .to_string_lossy()
-        .into_owned()
-}
+use harness::fixture;
 
 /// A store with the busybox fixture imported as `busybox`.
 fn with_busybox() -> D2v {

@@ -7,12 +7,7 @@ use harness::tree::{assert_same, describe, Ignore};
 use harness::{is_mounted, require_root_and, sh, D2v};
 use std::path::Path;
 
-fn fixture(name: &str) -> String {
-    harness::fixtures()
-        .join(name)
-        .to_string_lossy()
-        .into_owned()
-}
+use harness::fixture;
 
 /// Mounts `name` on a fresh dir; unmounts (and checks nothing is left) on drop.
 struct Mounted<'a> {

@@ -8,12 +8,7 @@ use harness::tree::{assert_same, describe, Ignore};
 use harness::{require_root_and, sh, D2v};
 use std::path::Path;
 
-fn fixture(name: &str) -> String {
-    harness::fixtures()
-        .join(name)
-        .to_string_lossy()
-        .into_owned()
-}
+use harness::fixture;
 
 fn fsck_clean(image: &Path) {
     let out = std::process::Command::new("e2fsck")

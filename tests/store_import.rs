@@ -6,12 +6,7 @@ mod harness;
 use harness::{require_root_and, sh, D2v};
 use std::path::Path;
 
-fn fixture(name: &str) -> String {
-    harness::fixtures()
-        .join(name)
-        .to_string_lossy()
-        .into_owned()
-}
+use harness::fixture;
 
 /// Names of files in the store's scratch directory.
 fn scratch_entries(d2v: &D2v) -> Vec<String> {

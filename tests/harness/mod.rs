@@ -71,6 +71,11 @@ pub fn fixtures() -> PathBuf {
     .clone()
 }
 
+/// The path of fixture `name` (e.g. `busybox-oci`, `debian.tar`) as a string.
+pub fn fixture(name: &str) -> String {
+    fixtures().join(name).to_string_lossy().into_owned()
+}
+
 /// A throwaway store and a way to run d2v against it.
 pub struct D2v {
     /// The store directory (`D2V_HOME`).
