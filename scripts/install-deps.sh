@@ -11,7 +11,8 @@ packages=(
   umoci skopeo buildah golang-github-containers-common uidmap  # OCI tools and the oracle
   qemu-system-x86            # booting images (d2v run)
   linux-image-amd64          # a stock kernel in /boot for d2v run
-  hyperfine                  # benchmarks
+  xz-utils                   # unpacking xz-compressed kernels for d2v run
+  hyperfine jq bc time       # benchmarks
 )
 missing=()
 for p in "${packages[@]}"; do
