@@ -11,12 +11,7 @@ use harness::fixture;
 /// A store with the busybox fixture imported as `busybox`.
 fn with_busybox() -> D2v {
     let d2v = D2v::new();
-    d2v.ok(&[
-        "import",
-        &format!("oci:{}:latest", fixture("busybox-oci")),
-        "--as",
-        "busybox",
-    ]);
+    d2v.import(&format!("oci:{}:latest", fixture("busybox-oci")), "busybox");
     d2v
 }
 

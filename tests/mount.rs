@@ -4,40 +4,9 @@
 mod harness;
 
 use harness::tree::{assert_same, describe, Ignore};
-use harness::{is_mounted, require_root_and, sh, D2v};
-use std::path::Path;
+use harness::{is_mounted, require_root_and, sh, D2v, Mounted};
 
 use harness::fixture;
-
-/// Mounts `name` on a fresh dir; unmounts (and checks nothing is left) on drop.
-struct Mounted<'a> {
-    d2v: &'a D2v,
-    dir: tempfile::TempDir,
-}
-
-impl<'a> Mounted<'a> {
-    fn new(d2v: &'a D2v, name: &str) -> Mounted<'a> {
-        let dir = tempfile::tempdir().unwrap();
-        d2v.ok(&["mount", name, dir.path().to_str().unwrap()]);
-        assert!(
-            is_mounted(dir.path()),
-            "d2v mount returned before the mount was live"
-        );
-        Mounted { d2v, dir }
-    }
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for Mounted<'_> {
-    fn drop(&mut self) {
-        if is_mounted(self.dir.path()) {
-            self.d2v.ok(&["umount", self.dir.path().to_str().unwrap()]);
-        }
-        assert!(!is_mounted(self.dir.path()), "mount left behind");
-    }
-}
 
 #[test]
 fn debian_through_the_mount_matches_the_extracted_tree() {
@@ -45,12 +14,7 @@ fn debian_through_the_mount_matches_the_extracted_tree() {
         return;
     }
     let d2v = D2v::new();
-    d2v.ok(&[
-        "import",
-        &format!("rootfs:{}", fixture("debian.tar")),
-        "--as",
-        "debian",
-    ]);
+    d2v.import(&format!("rootfs:{}", fixture("debian.tar")), "debian");
     let m = Mounted::new(&d2v, "debian");
     let extracted = tempfile::tempdir_in("/var/tmp").unwrap();
     sh(&format!(
@@ -81,12 +45,7 @@ fn chroot_and_overlay_over_the_mount() {
         return;
     }
     let d2v = D2v::new();
-    d2v.ok(&[
-        "import",
-        &format!("oci:{}:latest", fixture("busybox-oci")),
-        "--as",
-        "bb",
-    ]);
+    d2v.import(&format!("oci:{}:latest", fixture("busybox-oci")), "bb");
     let m = Mounted::new(&d2v, "bb");
     let out = sh(&format!(
         "chroot {} /bin/sh -c 'echo hello from $(id -u) in $(pwd); ls /bin | wc -l'",
@@ -135,12 +94,7 @@ fn busy_or_bad_mountpoints_and_missing_images_fail_clearly() {
         return;
     }
     let d2v = D2v::new();
-    d2v.ok(&[
-        "import",
-        &format!("rootfs:{}", fixture("busybox.tar")),
-        "--as",
-        "bb",
-    ]);
+    d2v.import(&format!("rootfs:{}", fixture("busybox.tar")), "bb");
     let m = Mounted::new(&d2v, "bb");
     let err = d2v.fails(&["mount", "bb", m.path().to_str().unwrap()]);
     assert!(
@@ -161,12 +115,7 @@ fn a_killed_server_leaves_no_stale_mount() {
         return;
     }
     let d2v = D2v::new();
-    d2v.ok(&[
-        "import",
-        &format!("rootfs:{}", fixture("busybox.tar")),
-        "--as",
-        "bb",
-    ]);
+    d2v.import(&format!("rootfs:{}", fixture("busybox.tar")), "bb");
     let dir = tempfile::tempdir().unwrap();
     let mut server = d2v
         .cmd()
@@ -198,12 +147,7 @@ fn umount_stops_the_background_server() {
         return;
     }
     let d2v = D2v::new();
-    d2v.ok(&[
-        "import",
-        &format!("rootfs:{}", fixture("busybox.tar")),
-        "--as",
-        "bb",
-    ]);
+    d2v.import(&format!("rootfs:{}", fixture("busybox.tar")), "bb");
     let dir = tempfile::tempdir().unwrap();
     d2v.ok(&["mount", "bb", dir.path().to_str().unwrap()]);
     let servers = || {

@@ -21,41 +21,11 @@
 mod harness;
 
 use harness::tree::{assert_same, describe, Ignore};
-use harness::{is_mounted, require, require_root_and, sh, D2v};
+use harness::{require, require_root_and, sh, D2v, Mounted};
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// Mounts `name` on a fresh dir; unmounts (and checks nothing is left) on drop.
-struct Mounted<'a> {
-    d2v: &'a D2v,
-    dir: tempfile::TempDir,
-}
-
-impl<'a> Mounted<'a> {
-    fn new(d2v: &'a D2v, name: &str) -> Mounted<'a> {
-        let dir = tempfile::tempdir().unwrap();
-        d2v.ok(&["mount", name, dir.path().to_str().unwrap()]);
-        assert!(
-            is_mounted(dir.path()),
-            "d2v mount returned before it was live"
-        );
-        Mounted { d2v, dir }
-    }
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for Mounted<'_> {
-    fn drop(&mut self) {
-        if is_mounted(self.dir.path()) {
-            self.d2v.ok(&["umount", self.dir.path().to_str().unwrap()]);
-        }
-        assert!(!is_mounted(self.dir.path()), "mount left behind");
-    }
-}
 
 /// A private buildah storage holding the busybox fixture as `base`, and an OCI
 /// layout the built images are pushed to. Everything is removed on drop.

@@ -56,12 +56,7 @@ fn debian_packs_into_a_clean_image_with_the_same_tree() {
         return;
     }
     let d2v = D2v::new();
-    d2v.ok(&[
-        "import",
-        &format!("rootfs:{}", fixture("debian.tar")),
-        "--as",
-        "debian",
-    ]);
+    d2v.import(&format!("rootfs:{}", fixture("debian.tar")), "debian");
     let out = tempfile::tempdir_in("/var/tmp").unwrap();
     let image = out.path().join("debian.ext4");
     let summary = d2v.ok(&["pack", "debian", "-o", image.to_str().unwrap()]);
@@ -113,12 +108,7 @@ fn packing_is_deterministic_and_unchanged_images_are_reused() {
         return;
     }
     let d2v = D2v::new();
-    d2v.ok(&[
-        "import",
-        &format!("oci:{}:latest", fixture("busybox-oci")),
-        "--as",
-        "bb",
-    ]);
+    d2v.import(&format!("oci:{}:latest", fixture("busybox-oci")), "bb");
     let out = tempfile::tempdir().unwrap();
     let a = out.path().join("a.ext4");
     let b = out.path().join("b.ext4");
@@ -156,12 +146,7 @@ fn the_runtime_config_carries_the_image_config_with_resolved_ids() {
         return;
     }
     let d2v = D2v::new();
-    d2v.ok(&[
-        "import",
-        &format!("oci:{}:latest", fixture("busybox-oci")),
-        "--as",
-        "bb",
-    ]);
+    d2v.import(&format!("oci:{}:latest", fixture("busybox-oci")), "bb");
     let ctx = tempfile::tempdir().unwrap();
     std::fs::write(
         ctx.path().join("Dockerfile"),

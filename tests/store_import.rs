@@ -25,12 +25,7 @@ fn oci_layout_import_is_readable_by_skopeo_and_umoci() {
         return;
     }
     let d2v = D2v::new();
-    let id = d2v.ok(&[
-        "import",
-        &format!("oci:{}:latest", fixture("busybox-oci")),
-        "--as",
-        "bb:1",
-    ]);
+    let id = d2v.import(&format!("oci:{}:latest", fixture("busybox-oci")), "bb:1");
     assert!(id.trim().starts_with("sha256:"), "{id}");
 
     let list = d2v.ok(&["images"]);
@@ -82,18 +77,8 @@ fn docker_archive_and_zstd_layers_import() {
         "skopeo copy oci:{src}:latest docker-archive:{t}/bb.tar:busybox:latest && \
          skopeo copy --dest-compress-format zstd --dest-compress oci:{src}:latest oci:{t}/zst:latest"
     ));
-    d2v.ok(&[
-        "import",
-        &format!("docker-archive:{t}/bb.tar"),
-        "--as",
-        "from-docker",
-    ]);
-    d2v.ok(&[
-        "import",
-        &format!("oci:{t}/zst:latest"),
-        "--as",
-        "from-zstd",
-    ]);
+    d2v.import(&format!("docker-archive:{t}/bb.tar"), "from-docker");
+    d2v.import(&format!("oci:{t}/zst:latest"), "from-zstd");
     let a: serde_json::Value = serde_json::from_str(&d2v.ok(&["inspect", "from-docker"])).unwrap();
     let b: serde_json::Value = serde_json::from_str(&d2v.ok(&["inspect", "from-zstd"])).unwrap();
     // Whatever the packaging, the uncompressed layers are the same.
@@ -112,18 +97,8 @@ fn rootfs_import_from_tarball_and_directory_agree() {
         return;
     }
     let d2v = D2v::new();
-    d2v.ok(&[
-        "import",
-        &format!("rootfs:{}", fixture("busybox.tar")),
-        "--as",
-        "t",
-    ]);
-    d2v.ok(&[
-        "import",
-        &format!("rootfs:{}", fixture("busybox-rootfs")),
-        "--as",
-        "d",
-    ]);
+    d2v.import(&format!("rootfs:{}", fixture("busybox.tar")), "t");
+    d2v.import(&format!("rootfs:{}", fixture("busybox-rootfs")), "d");
     let t: serde_json::Value = serde_json::from_str(&d2v.ok(&["inspect", "t"])).unwrap();
     let d: serde_json::Value = serde_json::from_str(&d2v.ok(&["inspect", "d"])).unwrap();
     assert_eq!(t["rootfs"]["diff_ids"], d["rootfs"]["diff_ids"]);
@@ -135,12 +110,7 @@ fn rootfs_import_from_tarball_and_directory_agree() {
         fixture("busybox.tar"),
         gzpath.display()
     ));
-    d2v.ok(&[
-        "import",
-        &format!("rootfs:{}", gzpath.display()),
-        "--as",
-        "gz",
-    ]);
+    d2v.import(&format!("rootfs:{}", gzpath.display()), "gz");
     let g: serde_json::Value = serde_json::from_str(&d2v.ok(&["inspect", "gz"])).unwrap();
     assert_eq!(g["rootfs"]["diff_ids"], t["rootfs"]["diff_ids"]);
 }
@@ -267,18 +237,8 @@ fn rm_then_prune_collects_unreferenced_blobs() {
         return;
     }
     let d2v = D2v::new();
-    d2v.ok(&[
-        "import",
-        &format!("rootfs:{}", fixture("busybox.tar")),
-        "--as",
-        "a",
-    ]);
-    d2v.ok(&[
-        "import",
-        &format!("oci:{}:latest", fixture("busybox-oci")),
-        "--as",
-        "b",
-    ]);
+    d2v.import(&format!("rootfs:{}", fixture("busybox.tar")), "a");
+    d2v.import(&format!("oci:{}:latest", fixture("busybox-oci")), "b");
     let count = || {
         std::fs::read_dir(d2v.home().join("blobs/sha256"))
             .unwrap()

@@ -136,6 +136,48 @@ impl D2v {
     }
 }
 
+impl D2v {
+    /// Imports `source` (`oci:…`, `rootfs:…`, …) as `name`, panicking on
+    /// failure; returns what d2v printed (the image ID).
+    pub fn import(&self, source: &str, name: &str) -> String {
+        self.ok(&["import", source, "--as", name])
+    }
+}
+
+/// `d2v mount NAME` on a fresh directory; unmounts on drop and checks that
+/// nothing is left mounted.
+pub struct Mounted<'a> {
+    d2v: &'a D2v,
+    dir: tempfile::TempDir,
+}
+
+impl<'a> Mounted<'a> {
+    /// Mounts image `name` of `d2v`'s store; asserts the mount is live on return.
+    pub fn new(d2v: &'a D2v, name: &str) -> Mounted<'a> {
+        let dir = tempfile::tempdir().unwrap();
+        d2v.ok(&["mount", name, dir.path().to_str().unwrap()]);
+        assert!(
+            is_mounted(dir.path()),
+            "d2v mount returned before the mount was live"
+        );
+        Mounted { d2v, dir }
+    }
+
+    /// The mount point.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Mounted<'_> {
+    fn drop(&mut self) {
+        if is_mounted(self.dir.path()) {
+            self.d2v.ok(&["umount", self.dir.path().to_str().unwrap()]);
+        }
+        assert!(!is_mounted(self.dir.path()), "mount left behind");
+    }
+}
+
 /// Runs a shell command, panicking with its output when it fails; returns stdout.
 pub fn sh(script: &str) -> String {
     let out = Command::new("bash").arg("-c").arg(script).output().unwrap();
