@@ -6,14 +6,13 @@
 //!
 //! Not exercised by the test suite on hosts without a usable KVM.
 
-use super::qemu::{cmdline, Accel, STOP_REQUESTS};
+use super::qemu::{cmdline, supervise, Accel};
 use super::{console, BootFiles, RunError, RunOptions};
 use d2v_packer::vmconfig::VmConfig;
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// The Firecracker binary.
@@ -75,25 +74,13 @@ pub fn boot(image: &Path, files: &BootFiles, opts: &RunOptions) -> Result<i32, R
             source,
         })?;
     let reader = console::stream(child.stdout.take().expect("piped stdout"));
-    let mut handled = 0;
-    let status = loop {
-        if let Some(st) = child
-            .try_wait()
-            .map_err(|e| RunError::io(Path::new(FIRECRACKER), e))?
-        {
-            break st;
+    let status = supervise(&mut child, FIRECRACKER, |child, n| {
+        if n <= 2 {
+            send_ctrl_alt_del(&api);
+        } else {
+            let _ = child.kill();
         }
-        let asked = STOP_REQUESTS.load(Ordering::SeqCst);
-        while handled < asked {
-            handled += 1;
-            if handled <= 2 {
-                send_ctrl_alt_del(&api);
-            } else {
-                let _ = child.kill();
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    })?;
     match reader.join().unwrap_or(None) {
         Some(code) => Ok(code),
         None => Err(RunError::NoExitCode(status.code().unwrap_or(-1))),

@@ -9,7 +9,7 @@ use super::{console, BootFiles, RunError, RunOptions};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -195,6 +195,31 @@ extern "C" fn on_stop_signal(_sig: libc::c_int) {
     STOP_REQUESTS.fetch_add(1, Ordering::SeqCst);
 }
 
+/// Waits for the VMM `child` to exit. Each SIGINT/SIGTERM d2v receives
+/// meanwhile is handed to `on_stop` with its running count (1, 2, …), which asks
+/// the VM to stop (gracefully first, forcibly after repeated requests).
+pub(crate) fn supervise(
+    child: &mut Child,
+    program: &str,
+    mut on_stop: impl FnMut(&mut Child, usize),
+) -> Result<ExitStatus, RunError> {
+    let mut handled = 0;
+    loop {
+        if let Some(st) = child
+            .try_wait()
+            .map_err(|e| RunError::io(Path::new(program), e))?
+        {
+            return Ok(st);
+        }
+        let asked = STOP_REQUESTS.load(Ordering::SeqCst);
+        while handled < asked {
+            handled += 1;
+            on_stop(child, handled);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Counts SIGINT/SIGTERM in [`STOP_REQUESTS`] instead of dying: the VM is asked
 /// to stop gracefully.
 pub(crate) fn install_stop_handlers() {
@@ -263,25 +288,14 @@ pub fn boot(image: &Path, files: &BootFiles, opts: &RunOptions) -> Result<i32, R
         source,
     })?;
     let reader = console::stream(child.stdout.take().expect("piped stdout"));
-    let mut handled = 0;
-    let status = loop {
-        if let Some(st) = child
-            .try_wait()
-            .map_err(|e| RunError::io(Path::new(QEMU), e))?
-        {
-            break st;
+    let status = supervise(&mut child, QEMU, |_, n| {
+        // Twice a graceful stop (the guest's init turns it into STOPSIGNAL), then quit.
+        if n <= 2 {
+            monitor(&mon, "sendkey ctrl-alt-delete");
+        } else {
+            monitor(&mon, "quit");
         }
-        let asked = STOP_REQUESTS.load(Ordering::SeqCst);
-        while handled < asked {
-            handled += 1;
-            if handled <= 2 {
-                monitor(&mon, "sendkey ctrl-alt-delete");
-            } else {
-                monitor(&mon, "quit");
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    })?;
     let reported = reader.join().unwrap_or(None);
     let raw = status.code().unwrap_or(-1);
     match reported {
