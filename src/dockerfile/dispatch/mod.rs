@@ -226,6 +226,27 @@ impl<'r> Dispatcher<'r> {
         let err = |at: usize, msg: String| origin.err(at, name, msg);
         let vars = self.vars();
         let word = |s: &str, at: usize| expand_word(s, esc, &vars).map_err(|e| err(at, e.0));
+        // ENV and LABEL: `K=V` pairs, each word expanded; errors point at the word.
+        let pairs = |value: &str, span: &std::ops::Range<usize>, what: &str| {
+            let text = origin.map.text;
+            let raw = name_values(value, esc, what).map_err(|(w, m)| {
+                let at = w.map_or(span.start, |w| find_from(text, span.start, span.end, &w));
+                err(at, m)
+            })?;
+            let mut out = Vec::new();
+            let mut cursor = span.start;
+            for (k, v) in raw {
+                let kpos = find_from(text, cursor, span.end, &k);
+                let vpos = find_from(text, kpos + k.len(), span.end, &v);
+                cursor = (vpos + v.len()).min(span.end);
+                let k = word(&k, kpos)?;
+                if k.is_empty() {
+                    return Err(err(kpos, format!("{what} names can not be blank")));
+                }
+                out.push((k, word(&v, vpos)?));
+            }
+            Ok(out)
+        };
         match inst {
             Instruction::Arg(i) => {
                 let mut new_args = Vec::new();
@@ -266,26 +287,7 @@ impl<'r> Dispatcher<'r> {
                 self.push(origin, pos, StepKind::Config, state, text);
             }
             Instruction::Env(i) => {
-                let span = &i.arguments.span;
-                let pairs = name_values(&i.arguments.value, esc, "ENV").map_err(|(word, m)| {
-                    let at = word.map_or(span.start, |w| {
-                        find_from(origin.map.text, span.start, span.end, &w)
-                    });
-                    err(at, m)
-                })?;
-                let mut expanded = Vec::new();
-                let (text, end) = (origin.map.text, i.arguments.span.end);
-                let mut cursor = i.arguments.span.start;
-                for (k, v) in pairs {
-                    let kpos = find_from(text, cursor, end, &k);
-                    let vpos = find_from(text, kpos + k.len(), end, &v);
-                    cursor = (vpos + v.len()).min(end);
-                    let k = word(&k, kpos)?;
-                    if k.is_empty() {
-                        return Err(err(kpos, "ENV names can not be blank".into()));
-                    }
-                    expanded.push((k, word(&v, vpos)?));
-                }
+                let expanded = pairs(&i.arguments.value, &i.arguments.span, "ENV")?;
                 let env = self.config.config.env.get_or_insert_with(Vec::new);
                 let mut by = Vec::new();
                 for (k, v) in expanded {
@@ -301,26 +303,8 @@ impl<'r> Dispatcher<'r> {
                 );
             }
             Instruction::Label(i) => {
-                let span = &i.arguments.span;
-                let pairs =
-                    name_values(&i.arguments.value, esc, "LABEL").map_err(|(word, m)| {
-                        let at = word.map_or(span.start, |w| {
-                            find_from(origin.map.text, span.start, span.end, &w)
-                        });
-                        err(at, m)
-                    })?;
                 let mut by = Vec::new();
-                let (text, end) = (origin.map.text, i.arguments.span.end);
-                let mut cursor = i.arguments.span.start;
-                for (k, v) in pairs {
-                    let kpos = find_from(text, cursor, end, &k);
-                    let vpos = find_from(text, kpos + k.len(), end, &v);
-                    cursor = (vpos + v.len()).min(end);
-                    let k = word(&k, kpos)?;
-                    let v = word(&v, vpos)?;
-                    if k.is_empty() {
-                        return Err(err(kpos, "LABEL names can not be blank".into()));
-                    }
+                for (k, v) in pairs(&i.arguments.value, &i.arguments.span, "LABEL")? {
                     by.push(format!("{k}={v}"));
                     self.config
                         .config
