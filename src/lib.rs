@@ -16,5 +16,6 @@ pub mod import;
 pub mod pack;
 pub mod run;
 pub mod runtime_config;
+pub mod source;
 pub mod store;
 pub mod timefmt;

@@ -12,6 +12,7 @@ use crate::dockerfile::{
     Base, CopyFrom, ImageConfig, MountKind, Network as PlanNetwork, Plan, RunMount as PlanMount,
     Stage, Step, StepKind,
 };
+use crate::source::Resolver;
 use crate::store::oci::Digest;
 use crate::store::{CacheEntry, CacheKey, Image, Store, StoreError};
 use std::collections::HashMap;
@@ -99,14 +100,16 @@ struct StageResult {
 /// machine has cores. The first failure stops the others at their next step
 /// (or kills their running RUN) and is the error returned.
 pub fn build(
-    store: &Store,
+    images: &Resolver<'_>,
     plan: &Plan,
     opts: &BuildOptions,
     progress: &Progress,
     cancel: &AtomicBool,
 ) -> Result<BuildReport, BuildError> {
+    let store = images.store();
     let ex = Executor {
         store,
+        images,
         opts,
         progress,
         cancel,
@@ -210,6 +213,7 @@ fn stage_deps(stage: &Stage) -> Vec<usize> {
 
 struct Executor<'a> {
     store: &'a Store,
+    images: &'a Resolver<'a>,
     opts: &'a BuildOptions,
     progress: &'a Progress,
     cancel: &'a AtomicBool,
@@ -271,9 +275,9 @@ impl Executor<'_> {
                 added: Vec::new(),
             },
             Base::Image(name) => {
-                let image = self.store.image(name).map_err(|e| {
+                let image = self.images.image(name).map_err(|e| {
                     BuildError::Other(format!(
-                        "stage {}: base image {name:?}: {e} (import it with `d2v import`)",
+                        "stage {}: base image {name:?}: {e}",
                         stage.name.as_deref().unwrap_or(&stage.index.to_string())
                     ))
                 })?;
@@ -630,7 +634,7 @@ impl Executor<'_> {
                 .map(|s| s.layers)
                 .ok_or_else(|| step_err(step, format!("stage {i} was not built"))),
             CopyFrom::Image(name) => Ok(self
-                .store
+                .images
                 .image(name)
                 .map_err(|e| step_err(step, e))?
                 .manifest

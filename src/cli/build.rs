@@ -38,6 +38,9 @@ pub struct BuildArgs {
     /// Progress output
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
+    /// Where base images come from
+    #[command(flatten)]
+    pub sources: super::sources::SourceArgs,
     /// The build context directory
     pub context: PathBuf,
 }
@@ -105,7 +108,8 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         platform: args.platform.clone(),
         lenient_bases: false,
     };
-    let plan = dockerfile::plan(&text, &opts, &store)?;
+    let resolver = args.sources.resolver(&store)?;
+    let plan = dockerfile::plan(&text, &opts, &resolver)?;
     let progress = Progress::new(args.progress);
     for w in &plan.warnings {
         progress.note(&format!("warning: {w}"));
@@ -129,7 +133,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         no_cache: args.no_cache,
         secrets,
     };
-    match executor::build(&store, &plan, &build_opts, &progress, &CANCEL) {
+    match executor::build(&resolver, &plan, &build_opts, &progress, &CANCEL) {
         Ok(report) => {
             progress.finish(&format!(
                 "built {} ({}): {} steps run, {} cached{}",

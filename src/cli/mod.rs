@@ -7,6 +7,7 @@ mod mount;
 mod pack;
 mod plan;
 mod run;
+mod sources;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
