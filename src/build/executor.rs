@@ -81,6 +81,11 @@ pub struct BuildReport {
     pub cached: usize,
     /// Whether the image already under the tag was kept because nothing changed.
     pub unchanged: bool,
+    /// The cache keys of the steps that make up the target image, bottom first
+    /// (what `--cache-to mode=min` shares).
+    pub target_steps: Vec<CacheKey>,
+    /// The cache keys of every step of every stage built (`mode=max`).
+    pub all_steps: Vec<CacheKey>,
 }
 
 /// A stage's filesystem and identity as the build goes.
@@ -92,6 +97,8 @@ struct StageResult {
     /// images): `None` for config-only steps, else whether it added a layer.
     /// The config's last history entries line up with these.
     added: Vec<Option<bool>>,
+    /// The cache keys of the filesystem steps in this chain, bottom first.
+    steps: Vec<CacheKey>,
 }
 
 /// Runs `plan` and records the target stage's image under `opts.tag`.
@@ -180,11 +187,25 @@ pub fn build(
         .ok_or_else(|| BuildError::Other("the plan has no target stage".into()))?;
     let result = ex.lock_stages()[&target.index].clone();
     let (image, unchanged) = commit(store, &opts.tag, target, &plan.config, &result)?;
+    let mut all_steps: Vec<CacheKey> = Vec::new();
+    let stages = ex.lock_stages();
+    let mut built: Vec<_> = stages.iter().collect();
+    built.sort_by_key(|(index, _)| **index);
+    for (_, stage) in built {
+        for key in &stage.steps {
+            if !all_steps.contains(key) {
+                all_steps.push(key.clone());
+            }
+        }
+    }
+    drop(stages);
     Ok(BuildReport {
         image,
         executed: ex.executed.load(Ordering::SeqCst),
         cached: ex.cached.load(Ordering::SeqCst),
         unchanged,
+        target_steps: result.steps,
+        all_steps,
     })
 }
 
@@ -273,6 +294,7 @@ impl Executor<'_> {
                 layers: Vec::new(),
                 key: CacheKey::derive([b"scratch".as_slice()]),
                 added: Vec::new(),
+                steps: Vec::new(),
             },
             Base::Image(name) => {
                 let image = self.images.image(name).map_err(|e| {
@@ -293,6 +315,7 @@ impl Executor<'_> {
                         image.manifest_digest.as_str().as_bytes(),
                     ]),
                     added: Vec::new(),
+                    steps: Vec::new(),
                 }
             }
             Base::Stage(i) => self
@@ -330,6 +353,7 @@ impl Executor<'_> {
                     layers: parent.layers,
                     key: CacheKey::derive([parent.key.0.as_bytes(), &kind_json, &state]),
                     added,
+                    steps: parent.steps,
                 });
             }
             StepKind::Run(run) => {
@@ -355,7 +379,7 @@ impl Executor<'_> {
                         .map(|s| s.key.0)
                         .ok_or_else(|| step_err(step, format!("stage {i} was not built")))?,
                     Some(CopyFrom::Image(name)) => self
-                        .store
+                        .images
                         .image(name)
                         .map_err(|e| step_err(step, e))?
                         .manifest_digest
@@ -379,7 +403,14 @@ impl Executor<'_> {
                 added.push(Some(hit.layer.is_some()));
                 let mut layers = parent.layers;
                 layers.extend(hit.layer);
-                return Ok(StageResult { layers, key, added });
+                let mut steps = parent.steps;
+                steps.push(key.clone());
+                return Ok(StageResult {
+                    layers,
+                    key,
+                    added,
+                    steps,
+                });
             }
         }
         let layer = match self.execute(plan, step, &parent, &mut run) {
@@ -402,7 +433,14 @@ impl Executor<'_> {
         added.push(Some(layer.is_some()));
         let mut layers = parent.layers;
         layers.extend(layer);
-        Ok(StageResult { layers, key, added })
+        let mut steps = parent.steps;
+        steps.push(key.clone());
+        Ok(StageResult {
+            layers,
+            key,
+            added,
+            steps,
+        })
     }
 
     /// Runs one filesystem step over the parent's layers; returns its layer

@@ -21,6 +21,7 @@
 mod base_images;
 mod blobs;
 mod cache;
+mod cache_share;
 mod gc;
 mod images;
 mod layers;
@@ -29,6 +30,7 @@ pub mod oci;
 
 pub use blobs::BlobWriter;
 pub use cache::{CacheEntry, CacheKey};
+pub use cache_share::{CacheConfig, MEDIA_TYPE_CACHE_CONFIG};
 pub use gc::PruneReport;
 pub use images::{validate_name, Image, ImageSummary};
 pub use layers::{Compression, StoredLayer};
