@@ -3,7 +3,9 @@
 //! The `d2v` binary is a thin CLI over these modules:
 //!
 //! * [`store`]: the OCI image layout store (blobs, index, refs, layer indexes, step cache).
-//! * [`import`]: getting base images in (`oci:`, `docker-archive:`, `rootfs:`).
+//! * [`import`]: getting base images in (`oci:`, `docker-archive:`, `docker-daemon:`, `rootfs:`).
+//! * [`source`]: where base images are looked up: store, Docker daemon, registry.
+//! * [`daemon`]: a Docker-API daemon as an image source and stage builder.
 //! * [`build`]: the build executor's machinery (RUN sandbox, layer diff, COPY/ADD).
 //! * [`dockerfile`]: the Dockerfile front end (parse, expand, plan, image config).
 //! * [`pack`]: an image of the store packed into a bootable ext4 image.
@@ -11,6 +13,7 @@
 //! * [`run`]: `d2v run`, booting an image under QEMU or Firecracker; the embedded init.
 
 pub mod build;
+pub mod daemon;
 pub mod dockerfile;
 pub mod import;
 pub mod pack;

@@ -15,7 +15,7 @@ use crate::dockerfile::{
 use crate::source::Resolver;
 use crate::store::oci::Digest;
 use crate::store::{CacheEntry, CacheKey, Image, Store, StoreError};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -54,6 +54,38 @@ pub enum BuildError {
     Other(String),
 }
 
+/// An image built outside this executor, its layers already in the store.
+#[derive(Clone, Debug)]
+pub struct ExternalImage {
+    /// Its ID where it was built (a Docker image ID, `sha256:…`).
+    pub id: String,
+    /// Its config blob.
+    pub config: Vec<u8>,
+    /// Its layers (uncompressed digest, size), bottom first.
+    pub layers: Vec<(Digest, u64)>,
+}
+
+/// Builds stages somewhere else: `d2v build --stage-builder docker` hands the
+/// stages that other stages depend on (except the target) to a Docker-API
+/// daemon. The stage's result is the built image's layers; its cache key is
+/// derived from the image's ID, so steps that use it (`COPY --from`) hit the
+/// step cache when the builder produces the same image again. The builder is
+/// asked on every build (it has its own cache).
+pub trait StageBuilder: Send + Sync + std::fmt::Debug {
+    /// Who builds, for progress lines (`the Docker daemon at unix:///…`).
+    fn describe(&self) -> String;
+
+    /// Builds the named `stage` and returns its image, layers in `store`;
+    /// `output` receives the build's progress text. The error is the
+    /// builder's message.
+    fn build_stage(
+        &self,
+        store: &Store,
+        stage: &Stage,
+        output: &mut dyn FnMut(&[u8]),
+    ) -> Result<ExternalImage, String>;
+}
+
 /// What to build and how.
 #[derive(Clone, Debug, Default)]
 pub struct BuildOptions {
@@ -68,6 +100,9 @@ pub struct BuildOptions {
     pub no_cache: bool,
     /// `--secret id=ID,src=PATH`.
     pub secrets: HashMap<String, PathBuf>,
+    /// Builds the stages other stages depend on elsewhere (`--stage-builder
+    /// docker`); `None` builds every stage here.
+    pub stage_builder: Option<Arc<dyn StageBuilder>>,
 }
 
 /// What a build did.
@@ -114,7 +149,9 @@ pub fn build(
     cancel: &AtomicBool,
 ) -> Result<BuildReport, BuildError> {
     let store = images.store();
+    let delegated = delegated_stages(plan, opts, progress);
     let ex = Executor {
+        delegated,
         store,
         images,
         opts,
@@ -209,6 +246,32 @@ pub fn build(
     })
 }
 
+/// The stages `opts.stage_builder` builds: those other stages depend on, not
+/// the target, and named (a daemon's build `target` is a stage name).
+fn delegated_stages(plan: &Plan, opts: &BuildOptions, progress: &Progress) -> HashSet<usize> {
+    if opts.stage_builder.is_none() {
+        return HashSet::new();
+    }
+    let needed: HashSet<usize> = plan
+        .stages
+        .iter()
+        .flat_map(stage_deps)
+        .filter(|i| *i != plan.target)
+        .collect();
+    let mut out = HashSet::new();
+    for stage in plan.stages.iter().filter(|s| needed.contains(&s.index)) {
+        if stage.name.is_some() {
+            out.insert(stage.index);
+        } else {
+            progress.note(&format!(
+                "warning: stage {} has no name (FROM … AS NAME): built natively, not by the stage builder",
+                stage.index
+            ));
+        }
+    }
+    out
+}
+
 /// The stages a stage needs built first.
 fn stage_deps(stage: &Stage) -> Vec<usize> {
     let mut deps = Vec::new();
@@ -233,6 +296,8 @@ fn stage_deps(stage: &Stage) -> Vec<usize> {
 }
 
 struct Executor<'a> {
+    /// Stages the stage builder builds.
+    delegated: HashSet<usize>,
     store: &'a Store,
     images: &'a Resolver<'a>,
     opts: &'a BuildOptions,
@@ -276,6 +341,9 @@ impl Executor<'_> {
     }
 
     fn stage(&self, plan: &Plan, stage: &Stage) -> Result<StageResult, BuildError> {
+        if self.delegated.contains(&stage.index) {
+            return self.external_stage(plan, stage);
+        }
         // Like BuildKit, count FROM and the steps that touch the filesystem.
         let total = 1 + stage
             .steps
@@ -333,6 +401,42 @@ impl Executor<'_> {
             state = self.step(plan, &label, step, state)?;
         }
         Ok(state)
+    }
+
+    /// Has the stage builder build `stage` and takes its image's layers.
+    fn external_stage(&self, plan: &Plan, stage: &Stage) -> Result<StageResult, BuildError> {
+        let builder = self
+            .opts
+            .stage_builder
+            .as_ref()
+            .expect("stages are delegated only with a stage builder");
+        let name = stage_name(plan, stage.index);
+        let mut run = self.progress.step_start(
+            &format!("[{name}]"),
+            &format!("build stage {name} with {}", builder.describe()),
+        );
+        let progress = self.progress;
+        let built = builder.build_stage(self.store, stage, &mut |bytes| {
+            progress.output(&mut run, bytes)
+        });
+        let image = match built {
+            Ok(image) => image,
+            Err(message) => {
+                self.progress.step_end(run, StepStatus::Failed);
+                return Err(BuildError::Other(format!(
+                    "stage {name}: {} failed: {message}",
+                    builder.describe()
+                )));
+            }
+        };
+        self.check_cancel()?;
+        self.progress.step_end(run, StepStatus::Done);
+        self.executed.fetch_add(1, Ordering::SeqCst);
+        Ok(StageResult {
+            key: CacheKey::derive([b"external-stage".as_slice(), image.id.as_bytes()]),
+            added: history_added(&image.config, chain_steps(plan, stage)),
+            layers: image.layers,
+        })
     }
 
     fn step(
@@ -757,6 +861,33 @@ impl Executor<'_> {
 fn sha2_256(bytes: &[u8]) -> [u8; 32] {
     use sha2::Digest as _;
     sha2::Sha256::digest(bytes).into()
+}
+
+/// How many steps `stage` and the stages it is built on (`FROM stage`) have:
+/// the history entries they add on top of their base image.
+fn chain_steps(plan: &Plan, stage: &Stage) -> usize {
+    let parent = match stage.base {
+        Base::Stage(i) => plan.stages.iter().find(|s| s.index == i),
+        _ => None,
+    };
+    stage.steps.len() + parent.map_or(0, |p| chain_steps(plan, p))
+}
+
+/// For an externally built image, whether each of its last `steps` history
+/// entries added a layer (the [`StageResult::added`] of those steps).
+fn history_added(config: &[u8], steps: usize) -> Vec<Option<bool>> {
+    let history: Vec<bool> = ImageConfig::from_json(config)
+        .map(|c| {
+            c.history
+                .iter()
+                .map(|h| h.empty_layer != Some(true))
+                .collect()
+        })
+        .unwrap_or_default();
+    let tail = &history[history.len().saturating_sub(steps)..];
+    let mut added = vec![None; steps - tail.len()];
+    added.extend(tail.iter().map(|a| Some(*a)));
+    added
 }
 
 fn stage_name(plan: &Plan, index: usize) -> String {

@@ -2,14 +2,17 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use d2v::build::executor::{self, BuildError, BuildOptions};
+use d2v::build::executor::{self, BuildError, BuildOptions, StageBuilder};
 use d2v::build::progress::{Progress, ProgressMode};
+use d2v::daemon::stage::BuildRequest;
+use d2v::daemon::DockerStageBuilder;
 use d2v::dockerfile::{self, PlanOptions};
 use d2v::store::Store;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// Arguments of `d2v build`.
 #[derive(Args, Debug)]
@@ -38,11 +41,24 @@ pub struct BuildArgs {
     /// Progress output
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
+    /// Who builds the stages that other stages depend on: native (here), or
+    /// docker (a Docker-API daemon's build API; see --docker-host)
+    #[arg(long = "stage-builder", value_enum, default_value_t = StageBuilderKind::Native)]
+    pub stage_builder: StageBuilderKind,
     /// Where base images come from
     #[command(flatten)]
     pub sources: super::sources::SourceArgs,
     /// The build context directory
     pub context: PathBuf,
+}
+
+/// `--stage-builder`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum StageBuilderKind {
+    /// Every stage is built by d2v.
+    Native,
+    /// Named stages other stages depend on are built by the Docker daemon.
+    Docker,
 }
 
 static CANCEL: AtomicBool = AtomicBool::new(false);
@@ -101,9 +117,10 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     d2v::store::validate_name(&args.tag)?;
 
     let store = Store::open_default()?;
+    let build_args = super::plan::build_args(&args.build_args)?;
     let opts = PlanOptions {
         dockerfile_path: path.clone(),
-        build_args: super::plan::build_args(&args.build_args)?,
+        build_args: build_args.clone(),
         target: args.target.clone(),
         platform: args.platform.clone(),
         lenient_bases: false,
@@ -126,12 +143,30 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
             on_interrupt as *const () as libc::sighandler_t,
         );
     }
+    let stage_builder: Option<Arc<dyn StageBuilder>> = match args.stage_builder {
+        StageBuilderKind::Native => None,
+        StageBuilderKind::Docker => {
+            let request = BuildRequest {
+                context: context.clone(),
+                dockerfile_text: text.clone(),
+                dockerfile_in_context: dockerfile_in_context.clone(),
+                build_args,
+                no_cache: args.no_cache,
+            };
+            let host = args.sources.docker_host();
+            Some(Arc::new(
+                DockerStageBuilder::connect(&host, request)
+                    .context("--stage-builder docker needs a Docker-API daemon")?,
+            ))
+        }
+    };
     let build_opts = BuildOptions {
         context,
         dockerfile_in_context,
         tag: args.tag.clone(),
         no_cache: args.no_cache,
         secrets,
+        stage_builder,
     };
     match executor::build(&resolver, &plan, &build_opts, &progress, &CANCEL) {
         Ok(report) => {

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 /// Arguments of `d2v import`.
 #[derive(Args, Debug)]
 pub struct ImportArgs {
-    /// oci:DIR[:TAG], docker-archive:FILE[:REF] or rootfs:PATH (tarball or directory)
+    /// oci:DIR[:TAG], docker-archive:FILE[:REF], docker-daemon:REF (DOCKER_HOST) or rootfs:PATH (tarball or directory)
     pub source: String,
     /// The name to give the image in the store
     #[arg(long = "as", value_name = "NAME")]

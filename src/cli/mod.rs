@@ -24,7 +24,7 @@ struct Cli {
 enum Command {
     /// Build a Dockerfile into an image in the store
     Build(build::BuildArgs),
-    /// Import a base image: oci:DIR[:TAG], docker-archive:FILE[:REF] or rootfs:PATH
+    /// Import a base image: oci:DIR[:TAG], docker-archive:FILE[:REF], docker-daemon:REF or rootfs:PATH
     Import(images::ImportArgs),
     /// List the images in the store
     Images(images::ImagesArgs),

@@ -3,6 +3,7 @@
 
 use anyhow::{anyhow, Result};
 use clap::Args;
+use d2v::daemon::DaemonSource;
 use d2v::source::{Resolver, SourceKind, DEFAULT_ORDER};
 use d2v::store::Store;
 
@@ -20,6 +21,11 @@ pub struct SourceArgs {
     /// Look for a newer image in the daemon and registry before using the store's
     #[arg(long)]
     pub pull: bool,
+    /// The Docker-API daemon (Docker, or `podman system service`): unix://PATH or
+    /// tcp://HOST:PORT [default: $DOCKER_HOST, else /var/run/docker.sock, else
+    /// /run/podman/podman.sock if present]
+    #[arg(long = "docker-host", value_name = "URL")]
+    pub docker_host: Option<String>,
 }
 
 impl SourceArgs {
@@ -35,7 +41,18 @@ impl SourceArgs {
 
     /// A resolver over `store` with every configured source.
     pub fn resolver<'a>(&self, store: &'a Store) -> Result<Resolver<'a>> {
-        let resolver = Resolver::new(store, self.order()?);
+        let order = self.order()?;
+        let mut resolver = Resolver::new(store, order.clone());
+        if order.contains(&SourceKind::Daemon) {
+            resolver = resolver.with_source(Box::new(DaemonSource::new(self.docker_host())));
+        }
         Ok(resolver)
+    }
+
+    /// The daemon address to use.
+    pub fn docker_host(&self) -> String {
+        self.docker_host
+            .clone()
+            .unwrap_or_else(d2v::daemon::default_host)
     }
 }

@@ -35,9 +35,24 @@ fn inside(source_name: &str, root: &Path, rel: &str) -> Result<PathBuf> {
 
 pub(super) fn import(store: &Store, file: &Path, tag: Option<&str>, name: &str) -> Result<Image> {
     let source_name = format!("docker-archive:{}", file.display());
-    let scratch = store.scratch_dir()?;
     let f = std::fs::File::open(file).map_err(io_err("open", file))?;
-    let mut archive = tar::Archive::new(std::io::BufReader::with_capacity(1 << 20, f));
+    let (config, layers) = read(store, f, &source_name, tag)?;
+    Ok(store.commit_image(name, &config, &layers)?)
+}
+
+/// Reads a `docker save` stream (a file, or a daemon's image export as it
+/// arrives) into the store's blobs: returns the chosen image's config bytes and
+/// its layers (digest, size), checked against the config's diff IDs, without
+/// naming the image. `tag` picks an entry by `RepoTags` when the archive holds
+/// several images.
+pub(crate) fn read(
+    store: &Store,
+    stream: impl std::io::Read,
+    source_name: &str,
+    tag: Option<&str>,
+) -> Result<(Vec<u8>, Vec<(Digest, u64)>)> {
+    let scratch = store.scratch_dir()?;
+    let mut archive = tar::Archive::new(std::io::BufReader::with_capacity(1 << 20, stream));
     archive.set_preserve_permissions(false);
     archive.set_unpack_xattrs(false);
     // tar::Archive::unpack refuses entries that would land outside `scratch`.
@@ -95,6 +110,6 @@ pub(super) fn import(store: &Store, file: &Path, tag: Option<&str>, name: &str) 
     }
     // The diff IDs in the config are what vouch for the layers of a docker archive.
     check_diff_ids(&source_name, &config, &layers)?;
-    let sized: Vec<_> = layers.iter().map(|l| (l.digest.clone(), l.size)).collect();
-    Ok(store.commit_image(name, &config, &sized)?)
+    let sized = layers.iter().map(|l| (l.digest.clone(), l.size)).collect();
+    Ok((config, sized))
 }

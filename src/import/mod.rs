@@ -3,11 +3,13 @@
 //! Sources:
 //! * `oci:DIR[:TAG]`: an OCI image layout (what skopeo, umoci and buildah write);
 //! * `docker-archive:FILE[:REF]`: a `docker save` tarball;
-//! * `rootfs:PATH`: a plain root filesystem, as a (compressed) tarball or a directory.
+//! * `rootfs:PATH`: a plain root filesystem, as a (compressed) tarball or a directory;
+//! * `docker-daemon:REF`: an image held by a Docker-API daemon (Docker, or
+//!   `podman system service`), exported through its API (see [`crate::daemon`]).
 //!
 //! Layers are verified against their digests and stored uncompressed and indexed.
 
-mod docker_archive;
+pub(crate) mod docker_archive;
 mod oci_layout;
 mod rootfs;
 
@@ -18,7 +20,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     /// The SOURCE string is not one d2v understands.
-    #[error("unknown image source {0:?}: expected oci:DIR[:TAG], docker-archive:FILE[:REF] or rootfs:PATH")]
+    #[error("unknown image source {0:?}: expected oci:DIR[:TAG], docker-archive:FILE[:REF], docker-daemon:REF or rootfs:PATH")]
     UnknownSource(String),
     /// The source is malformed.
     #[error("{source_name}: {message}")]
@@ -31,6 +33,9 @@ pub enum ImportError {
     /// The store refused something.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The Docker-API daemon failed or is not reachable.
+    #[error(transparent)]
+    Daemon(#[from] crate::daemon::DaemonError),
     /// Reading the source failed.
     #[error("{op} {path}: {source}")]
     Io {
@@ -67,6 +72,8 @@ pub enum Source {
     DockerArchive(PathBuf, Option<String>),
     /// A root filesystem tarball or directory.
     Rootfs(PathBuf),
+    /// An image reference in a Docker-API daemon.
+    DockerDaemon(String),
 }
 
 impl std::str::FromStr for Source {
@@ -98,6 +105,7 @@ impl std::str::FromStr for Source {
                 Ok(Source::DockerArchive(p, r))
             }
             "rootfs" => Ok(Source::Rootfs(PathBuf::from(rest))),
+            "docker-daemon" => Ok(Source::DockerDaemon(rest.to_string())),
             _ => Err(ImportError::UnknownSource(s.to_string())),
         }
     }
@@ -112,6 +120,10 @@ pub fn import(store: &Store, source: &Source, name: &str) -> Result<Image> {
             docker_archive::import(store, file, tag.as_deref(), name)
         }
         Source::Rootfs(path) => rootfs::import(store, path, name),
+        Source::DockerDaemon(reference) => {
+            let daemon = crate::daemon::Daemon::connect(&crate::daemon::default_host())?;
+            Ok(daemon.import(store, reference, &[name.to_string()])?)
+        }
     }
 }
 
@@ -157,6 +169,10 @@ mod tests {
         assert_eq!(
             "rootfs:/r".parse::<Source>().unwrap(),
             Source::Rootfs("/r".into())
+        );
+        assert_eq!(
+            "docker-daemon:app:1".parse::<Source>().unwrap(),
+            Source::DockerDaemon("app:1".into())
         );
         assert!("tarball:/x".parse::<Source>().is_err());
         assert!("oci:".parse::<Source>().is_err());
