@@ -103,7 +103,9 @@ fn from_an_image_only_the_daemon_has() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("not found") && err.contains(DAEMON_ONLY) && err.contains("store, registry"),
+        err.contains(&format!(
+            "image {DAEMON_ONLY} not found (looked in: store, registry)"
+        )),
         "{err}"
     );
 
@@ -162,7 +164,7 @@ fn an_unreachable_daemon_falls_through_quickly() {
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
-            err.contains("not found") && err.contains("store, daemon"),
+            err.contains("not found (looked in: store, daemon)"),
             "{host}: {err}"
         );
         assert!(

@@ -118,9 +118,27 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
 
     let store = Store::open_default()?;
     let build_args = super::plan::build_args(&args.build_args)?;
+    // Ask for the daemon first: without it, nothing else is worth doing.
+    let stage_builder: Option<Arc<dyn StageBuilder>> = match args.stage_builder {
+        StageBuilderKind::Native => None,
+        StageBuilderKind::Docker => {
+            let request = BuildRequest {
+                context: context.clone(),
+                dockerfile_text: text.clone(),
+                dockerfile_in_context: dockerfile_in_context.clone(),
+                build_args: build_args.clone(),
+                no_cache: args.no_cache,
+            };
+            let host = args.sources.docker_host();
+            Some(Arc::new(
+                DockerStageBuilder::connect(&host, request)
+                    .context("--stage-builder docker needs a Docker-API daemon")?,
+            ))
+        }
+    };
     let opts = PlanOptions {
         dockerfile_path: path.clone(),
-        build_args: build_args.clone(),
+        build_args,
         target: args.target.clone(),
         platform: args.platform.clone(),
         lenient_bases: false,
@@ -143,23 +161,6 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
             on_interrupt as *const () as libc::sighandler_t,
         );
     }
-    let stage_builder: Option<Arc<dyn StageBuilder>> = match args.stage_builder {
-        StageBuilderKind::Native => None,
-        StageBuilderKind::Docker => {
-            let request = BuildRequest {
-                context: context.clone(),
-                dockerfile_text: text.clone(),
-                dockerfile_in_context: dockerfile_in_context.clone(),
-                build_args,
-                no_cache: args.no_cache,
-            };
-            let host = args.sources.docker_host();
-            Some(Arc::new(
-                DockerStageBuilder::connect(&host, request)
-                    .context("--stage-builder docker needs a Docker-API daemon")?,
-            ))
-        }
-    };
     let build_opts = BuildOptions {
         context,
         dockerfile_in_context,

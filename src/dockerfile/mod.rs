@@ -55,6 +55,11 @@ pub trait BaseImages {
     /// The config of image `name` (an expanded reference such as
     /// `debian:bookworm`), or `None` when the image is not available.
     fn config(&self, name: &str) -> Result<Option<ImageConfig>, BaseError>;
+
+    /// The message for an image [`BaseImages::config`] did not find.
+    fn not_found(&self, name: &str) -> String {
+        format!("image not found in the store: {name}")
+    }
 }
 
 /// A [`BaseImages`] that knows no images (only `FROM scratch` works, or any
@@ -213,11 +218,7 @@ pub fn plan(
                     ));
                     Ok(ImageConfig::default())
                 }
-                Ok(None) => Err(map.error(
-                    image_at,
-                    Some("FROM"),
-                    format!("image not found in the store: {r}"),
-                )),
+                Ok(None) => Err(map.error(image_at, Some("FROM"), bases.not_found(r))),
                 Err(e) => Err(map.error(
                     image_at,
                     Some("FROM"),

@@ -212,6 +212,11 @@ impl BaseImages for Resolver<'_> {
             Err(e) => Err(Box::new(e)),
         }
     }
+
+    fn not_found(&self, name: &str) -> String {
+        let order: Vec<String> = self.order.iter().map(|k| k.to_string()).collect();
+        format!("image {name} not found (looked in: {})", order.join(", "))
+    }
 }
 
 #[cfg(test)]
