@@ -9,6 +9,7 @@ packages=(
   attr libcap2-bin           # getfattr/setfattr, getcap/setcap in tests
   busybox-static debootstrap # base-image fixtures
   umoci skopeo buildah golang-github-containers-common uidmap  # OCI tools and the oracle
+  podman runc                # the Docker-API daemon in tests (runc: crun refuses hybrid cgroups)
   qemu-system-x86            # booting images (d2v run)
   linux-image-amd64          # a stock kernel in /boot for d2v run
   xz-utils                   # unpacking xz-compressed kernels for d2v run
