@@ -21,6 +21,36 @@ fn podman_with_busybox() -> Option<Podman> {
     Some(podman)
 }
 
+/// Runs d2v with `DOCKER_HOST=host`; returns whether it succeeded, its stdout
+/// and its stderr.
+fn d2v_at(d2v: &D2v, host: &str, args: &[&str]) -> (bool, String, String) {
+    let out = d2v
+        .cmd()
+        .env("DOCKER_HOST", host)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Like [`d2v_at`], asserting success; returns stdout and stderr.
+fn ok_at(d2v: &D2v, host: &str, args: &[&str]) -> (String, String) {
+    let (ok, out, err) = d2v_at(d2v, host, args);
+    assert!(ok, "d2v {args:?} failed:\n{err}");
+    (out, err)
+}
+
+/// Like [`d2v_at`], asserting failure; returns stderr.
+fn fails_at(d2v: &D2v, host: &str, args: &[&str]) -> String {
+    let (ok, out, err) = d2v_at(d2v, host, args);
+    assert!(!ok, "d2v {args:?} unexpectedly succeeded:\n{out}");
+    err
+}
+
 fn context(dockerfile: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
@@ -32,24 +62,10 @@ fn import_from_the_daemon_then_mount() {
     let Some(podman) = podman_with_busybox() else {
         return;
     };
+    let host = podman.docker_host();
     let d2v = D2v::new();
-    let out = d2v
-        .cmd()
-        .env("DOCKER_HOST", podman.docker_host())
-        .args([
-            "import",
-            &format!("docker-daemon:{DAEMON_ONLY}"),
-            "--as",
-            "bb:daemon",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let id = String::from_utf8(out.stdout).unwrap();
+    let source = format!("docker-daemon:{DAEMON_ONLY}");
+    let (id, _) = ok_at(&d2v, &host, &["import", &source, "--as", "bb:daemon"]);
     // The image ID is the daemon's: the config came over byte for byte.
     let daemon_id = podman.run(&["image", "inspect", "--format", "{{.Id}}", DAEMON_ONLY]);
     assert_eq!(
@@ -61,14 +77,11 @@ fn import_from_the_daemon_then_mount() {
     assert!(mnt.path().join("etc/passwd").is_file());
 
     // A reference the daemon lacks is a clear error.
-    let out = d2v
-        .cmd()
-        .env("DOCKER_HOST", podman.docker_host())
-        .args(["import", "docker-daemon:d2v-test/absent:1", "--as", "x"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = fails_at(
+        &d2v,
+        &host,
+        &["import", "docker-daemon:d2v-test/absent:1", "--as", "x"],
+    );
     assert!(
         err.contains("has no image") && err.contains("absent"),
         "{err}"
@@ -80,6 +93,7 @@ fn from_an_image_only_the_daemon_has() {
     let Some(podman) = podman_with_busybox() else {
         return;
     };
+    let host = podman.docker_host();
     let d2v = D2v::new();
     let ctx = context(&format!(
         "FROM {DAEMON_ONLY}\nRUN echo built-on-daemon-base > /marker\n"
@@ -87,21 +101,18 @@ fn from_an_image_only_the_daemon_has() {
     let c = ctx.path().to_str().unwrap();
 
     // Without the daemon in the lookup order the base is not found.
-    let out = d2v
-        .cmd()
-        .env("DOCKER_HOST", podman.docker_host())
-        .args([
+    let err = fails_at(
+        &d2v,
+        &host,
+        &[
             "build",
             "-t",
             "app:1",
             "--image-sources",
             "store,registry",
             c,
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+        ],
+    );
     assert!(
         err.contains(&format!(
             "image {DAEMON_ONLY} not found (looked in: store, registry)"
@@ -110,17 +121,7 @@ fn from_an_image_only_the_daemon_has() {
     );
 
     // With the default order (store, daemon, registry) it comes from the daemon.
-    let out = d2v
-        .cmd()
-        .env("DOCKER_HOST", podman.docker_host())
-        .args(["build", "-t", "app:1", c])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok_at(&d2v, &host, &["build", "-t", "app:1", c]);
     // Stored under the name as written and its normalised form.
     let images = d2v.ok(&["images"]);
     assert!(images.contains(DAEMON_ONLY), "{images}");
@@ -143,26 +144,23 @@ fn an_unreachable_daemon_falls_through_quickly() {
     let d2v = D2v::new();
     let ctx = context("FROM d2v-test/nowhere:1\nRUN true\n");
     let c = ctx.path().to_str().unwrap();
-    // A socket path nothing listens on, and a TCP port that drops packets
-    // would hang without a timeout: neither may stall the build.
     let dead = tempfile::tempdir().unwrap();
-    let sock = dead.path().join("docker.sock");
-    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    // A socket whose listener never accepts would hang a client without a
+    // timeout; a missing socket and a closed port fail at once.
+    let silent = dead.path().join("silent.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&silent).unwrap();
+    let silent = format!("unix://{}", silent.display());
     for host in [
         format!("unix://{}", dead.path().join("absent.sock").display()),
-        // Accepted by the kernel's backlog but never answered.
-        format!("unix://{}", sock.display()),
+        silent.clone(),
         "tcp://127.0.0.1:1".to_string(),
     ] {
         let started = Instant::now();
-        let out = d2v
-            .cmd()
-            .args(["build", "-t", "x", "--docker-host", &host])
-            .args(["--image-sources", "store,daemon", c])
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = fails_at(
+            &d2v,
+            &host,
+            &["build", "-t", "x", "--image-sources", "store,daemon", c],
+        );
         assert!(
             err.contains("not found (looked in: store, daemon)"),
             "{host}: {err}"
@@ -173,16 +171,26 @@ fn an_unreachable_daemon_falls_through_quickly() {
             started.elapsed()
         );
     }
-    // --stage-builder docker needs the daemon: a clear error, not a hang.
-    let out = d2v
-        .cmd()
-        .args(["build", "-t", "x", "--stage-builder", "docker"])
-        .args(["--docker-host", &format!("unix://{}", sock.display()), c])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no Docker-API daemon is reachable"), "{err}");
+    // --stage-builder docker needs the daemon: a clear error, not a hang
+    // (--docker-host wins over DOCKER_HOST).
+    let err = fails_at(
+        &d2v,
+        "unix:///nonexistent.sock",
+        &[
+            "build",
+            "-t",
+            "x",
+            "--stage-builder",
+            "docker",
+            "--docker-host",
+            &silent,
+            c,
+        ],
+    );
+    assert!(
+        err.contains("no Docker-API daemon is reachable") && err.contains("silent.sock"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -190,6 +198,7 @@ fn stage_builder_docker_builds_the_builder_stage_in_the_daemon() {
     let Some(podman) = podman_with_busybox() else {
         return;
     };
+    let host = podman.docker_host();
     let d2v = D2v::new();
     let ctx = context(&format!(
         "FROM {DAEMON_ONLY} AS builder\n\
@@ -200,32 +209,20 @@ fn stage_builder_docker_builds_the_builder_stage_in_the_daemon() {
          COPY --from=builder /out/made.txt /made.txt\n"
     ));
     std::fs::write(ctx.path().join("input.txt"), "context file\n").unwrap();
-    std::fs::write(ctx.path().join("ignored.txt"), "x\n").unwrap();
-    std::fs::write(ctx.path().join(".dockerignore"), "ignored.txt\n").unwrap();
     let c = ctx.path().to_str().unwrap();
-    let build = |extra: &[&str]| {
-        let out = d2v
-            .cmd()
-            .env("DOCKER_HOST", podman.docker_host())
-            .args([
-                "build",
-                "-t",
-                "two:1",
-                "--stage-builder",
-                "docker",
-                "--progress",
-                "plain",
-            ])
-            .args(["--build-arg", "GREETING=hi"])
-            .args(extra)
-            .arg(c)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "{err}");
-        err
-    };
-    let progress = build(&[]);
+    let build = [
+        "build",
+        "-t",
+        "two:1",
+        "--stage-builder",
+        "docker",
+        "--progress",
+        "plain",
+        "--build-arg",
+        "GREETING=hi",
+        c,
+    ];
+    let (_, progress) = ok_at(&d2v, &host, &build);
     // The builder stage went through the daemon, streaming its output...
     assert!(
         progress.contains("build stage builder with the Docker daemon at"),
@@ -245,7 +242,7 @@ fn stage_builder_docker_builds_the_builder_stage_in_the_daemon() {
 
     // Again: the daemon's cache gives the same image, so the COPY --from hits
     // d2v's step cache.
-    let progress = build(&[]);
+    let (_, progress) = ok_at(&d2v, &host, &build);
     assert!(progress.contains("CACHED"), "{progress}");
 
     // A failing daemon build names the stage and carries the daemon's message.
@@ -256,14 +253,11 @@ fn stage_builder_docker_builds_the_builder_stage_in_the_daemon() {
         ),
     )
     .unwrap();
-    let out = d2v
-        .cmd()
-        .env("DOCKER_HOST", podman.docker_host())
-        .args(["build", "-t", "bad:1", "--stage-builder", "docker", c])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = fails_at(
+        &d2v,
+        &host,
+        &["build", "-t", "bad:1", "--stage-builder", "docker", c],
+    );
     assert!(
         err.contains("stage broken") && err.contains("exit 7"),
         "{err}"

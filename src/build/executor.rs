@@ -998,3 +998,23 @@ fn commit(
     let bytes = serde_json::to_vec(&config).map_err(|e| BuildError::Other(e.to_string()))?;
     Ok((store.commit_image(tag, &bytes, &result.layers)?, false))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::history_added;
+
+    #[test]
+    fn external_history_lines_up_with_the_last_steps() {
+        let config = br#"{"rootfs":{"type":"layers","diff_ids":[]},"history":[
+            {"created_by":"base"},
+            {"created_by":"ENV A=1","empty_layer":true},
+            {"created_by":"RUN x"}]}"#;
+        assert_eq!(history_added(config, 2), vec![Some(false), Some(true)]);
+        // Fewer history entries than steps: the missing ones count as config-only.
+        assert_eq!(
+            history_added(config, 4),
+            vec![None, Some(true), Some(false), Some(true)]
+        );
+        assert_eq!(history_added(b"not json", 1), vec![None]);
+    }
+}

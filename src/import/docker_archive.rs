@@ -40,6 +40,9 @@ pub(super) fn import(store: &Store, file: &Path, tag: Option<&str>, name: &str) 
     Ok(store.commit_image(name, &config, &layers)?)
 }
 
+/// An image's config bytes and its layers (digest, size), bottom first.
+pub(crate) type ConfigAndLayers = (Vec<u8>, Vec<(Digest, u64)>);
+
 /// Reads a `docker save` stream (a file, or a daemon's image export as it
 /// arrives) into the store's blobs: returns the chosen image's config bytes and
 /// its layers (digest, size), checked against the config's diff IDs, without
@@ -50,7 +53,7 @@ pub(crate) fn read(
     stream: impl std::io::Read,
     source_name: &str,
     tag: Option<&str>,
-) -> Result<(Vec<u8>, Vec<(Digest, u64)>)> {
+) -> Result<ConfigAndLayers> {
     let scratch = store.scratch_dir()?;
     let mut archive = tar::Archive::new(std::io::BufReader::with_capacity(1 << 20, stream));
     archive.set_preserve_permissions(false);
@@ -58,21 +61,21 @@ pub(crate) fn read(
     // tar::Archive::unpack refuses entries that would land outside `scratch`.
     archive
         .unpack(scratch.path())
-        .map_err(|e| malformed(&source_name, format!("not a readable tar archive: {e}")))?;
+        .map_err(|e| malformed(source_name, format!("not a readable tar archive: {e}")))?;
 
-    let manifest_path = inside(&source_name, scratch.path(), "manifest.json")?;
+    let manifest_path = inside(source_name, scratch.path(), "manifest.json")?;
     let manifest_bytes = std::fs::read(&manifest_path).map_err(io_err("read", &manifest_path))?;
     let entries: Vec<ArchiveEntry> = serde_json::from_slice(&manifest_bytes)
-        .map_err(|e| malformed(&source_name, format!("manifest.json: {e}")))?;
+        .map_err(|e| malformed(source_name, format!("manifest.json: {e}")))?;
     let entry = match tag {
         Some(tag) => entries
             .iter()
             .find(|e| e.repo_tags.iter().flatten().any(|t| t == tag))
-            .ok_or_else(|| malformed(&source_name, format!("no image tagged {tag:?}")))?,
+            .ok_or_else(|| malformed(source_name, format!("no image tagged {tag:?}")))?,
         None if entries.len() == 1 => &entries[0],
         None => {
             return Err(malformed(
-                &source_name,
+                source_name,
                 format!(
                     "the archive holds {} images; name one with docker-archive:FILE:REPO:TAG",
                     entries.len()
@@ -81,7 +84,7 @@ pub(crate) fn read(
         }
     };
 
-    let config_path = inside(&source_name, scratch.path(), &entry.config)?;
+    let config_path = inside(source_name, scratch.path(), &entry.config)?;
     let config = std::fs::read(&config_path).map_err(io_err("read", &config_path))?;
     // Newer archives name the config by its digest: check it when they do.
     if let Some(hex) = entry
@@ -104,12 +107,12 @@ pub(crate) fn read(
 
     let mut layers = Vec::with_capacity(entry.layers.len());
     for rel in &entry.layers {
-        let path = inside(&source_name, scratch.path(), rel)?;
+        let path = inside(source_name, scratch.path(), rel)?;
         let file = std::fs::File::open(&path).map_err(io_err("open layer", &path))?;
         layers.push(store.put_layer(file, None)?);
     }
     // The diff IDs in the config are what vouch for the layers of a docker archive.
-    check_diff_ids(&source_name, &config, &layers)?;
+    check_diff_ids(source_name, &config, &layers)?;
     let sized = layers.iter().map(|l| (l.digest.clone(), l.size)).collect();
     Ok((config, sized))
 }
