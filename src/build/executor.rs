@@ -77,12 +77,14 @@ pub trait StageBuilder: Send + Sync + std::fmt::Debug {
 
     /// Builds the named `stage` and returns its image, layers in `store`;
     /// `output` receives the build's progress text. The error is the
-    /// builder's message.
+    /// builder's message. Once `cancel` is set the builder gives up soon
+    /// (any error will do: the executor reports the cancellation).
     fn build_stage(
         &self,
         store: &Store,
         stage: &Stage,
         output: &mut dyn FnMut(&[u8]),
+        cancel: &AtomicBool,
     ) -> Result<ExternalImage, String>;
 }
 
@@ -416,13 +418,17 @@ impl Executor<'_> {
             &format!("build stage {name} with {}", builder.describe()),
         );
         let progress = self.progress;
-        let built = builder.build_stage(self.store, stage, &mut |bytes| {
-            progress.output(&mut run, bytes)
-        });
+        let built = builder.build_stage(
+            self.store,
+            stage,
+            &mut |bytes| progress.output(&mut run, bytes),
+            self.cancel,
+        );
         let image = match built {
             Ok(image) => image,
             Err(message) => {
                 self.progress.step_end(run, StepStatus::Failed);
+                self.check_cancel()?;
                 return Err(BuildError::Other(format!(
                     "stage {name}: {} failed: {message}",
                     builder.describe()
@@ -1005,7 +1011,7 @@ mod tests {
 
     #[test]
     fn external_history_lines_up_with_the_last_steps() {
-        let config = br#"{"rootfs":{"type":"layers","diff_ids":[]},"history":[
+        let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"history":[
             {"created_by":"base"},
             {"created_by":"ENV A=1","empty_layer":true},
             {"created_by":"RUN x"}]}"#;

@@ -14,6 +14,11 @@ use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// How often a running daemon build checks for an interruption.
+const CANCEL_POLL: Duration = Duration::from_millis(250);
 
 /// Where the Dockerfile goes in the context tar when it is not in the context.
 const OUTSIDE_DOCKERFILE: &str = ".d2v-build.Dockerfile";
@@ -85,6 +90,7 @@ impl StageBuilder for DockerStageBuilder {
         store: &Store,
         stage: &Stage,
         output: &mut dyn FnMut(&[u8]),
+        cancel: &AtomicBool,
     ) -> Result<ExternalImage, String> {
         let name = stage
             .name
@@ -133,7 +139,14 @@ impl StageBuilder for DockerStageBuilder {
         let mut id = None;
         daemon.runtime.block_on(async {
             let mut stream = daemon.docker.build_image(options, None, Some(body));
-            while let Some(item) = stream.next().await {
+            loop {
+                if cancel.load(Ordering::SeqCst) {
+                    return Err("interrupted".to_string());
+                }
+                // Wake up now and then to notice an interruption.
+                let next = tokio::time::timeout(CANCEL_POLL, stream.next()).await;
+                let Ok(item) = next else { continue };
+                let Some(item) = item else { break };
                 let info = item.map_err(super::connect::error_message)?;
                 if let Some(text) = &info.stream {
                     output(text.as_bytes());
