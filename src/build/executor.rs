@@ -442,6 +442,8 @@ impl Executor<'_> {
             key: CacheKey::derive([b"external-stage".as_slice(), image.id.as_bytes()]),
             added: history_added(&image.config, chain_steps(plan, stage)),
             layers: image.layers,
+            // The daemon's layers are no step-cache entries of d2v's.
+            steps: Vec::new(),
         })
     }
 
