@@ -79,6 +79,14 @@ impl Daemon {
             .block_on(async { tokio::time::timeout(PING_TIMEOUT, docker.ping()).await })
             .map_err(|_| unreachable(format!("no answer within {}s", PING_TIMEOUT.as_secs())))?
             .map_err(|e| unreachable(e.to_string()))?;
+        // Speak the daemon's API version when it is older than bollard's
+        // (Podman 4 speaks 1.41); keep bollard's if the daemon won't say.
+        let negotiate = docker.clone().negotiate_version();
+        let docker =
+            match runtime.block_on(async { tokio::time::timeout(PING_TIMEOUT, negotiate).await }) {
+                Ok(Ok(negotiated)) => negotiated,
+                _ => docker,
+            };
         Ok(Daemon {
             docker,
             runtime,
