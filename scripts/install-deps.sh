@@ -10,6 +10,7 @@ packages=(
   busybox-static debootstrap # base-image fixtures
   umoci skopeo buildah golang-github-containers-common uidmap  # OCI tools and the oracle
   podman runc                # the Docker-API daemon in tests (runc: crun refuses hybrid cgroups)
+  docker-registry apache2-utils  # a local registry (distribution 2.8) and htpasswd for the registry tests
   qemu-system-x86            # booting images (d2v run)
   linux-image-amd64          # a stock kernel in /boot for d2v run
   xz-utils                   # unpacking xz-compressed kernels for d2v run

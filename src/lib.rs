@@ -17,6 +17,7 @@ pub mod daemon;
 pub mod dockerfile;
 pub mod import;
 pub mod pack;
+pub mod registry;
 pub mod run;
 pub mod runtime_config;
 pub mod source;

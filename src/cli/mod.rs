@@ -6,6 +6,7 @@ mod mount;
 
 mod pack;
 mod plan;
+mod registry;
 mod run;
 mod sources;
 
@@ -36,6 +37,10 @@ enum Command {
     Prune(images::PruneArgs),
     /// Inspect the step cache
     Cache(images::CacheArgs),
+    /// Pull an image from a registry into the store; prints its digest
+    Pull(registry::PullArgs),
+    /// Push an image of the store to a registry; prints the manifest digest
+    Push(registry::PushArgs),
     /// Mount an image's root filesystem read-only through FUSE
     Mount(mount::MountArgs),
     /// Unmount a `d2v mount`
@@ -59,6 +64,8 @@ pub fn main() -> ExitCode {
         Command::Rm(a) => images::rm(a),
         Command::Prune(a) => images::prune(a),
         Command::Cache(a) => images::cache(a),
+        Command::Pull(a) => registry::pull(a),
+        Command::Push(a) => registry::push(a),
         Command::Mount(a) => mount::mount(a),
         Command::Umount(a) => mount::umount(a),
         Command::Pack(args) => pack::run(args),

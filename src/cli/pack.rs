@@ -43,6 +43,12 @@ pub struct PackArgs {
     /// Kernel image path written into vm.json.
     #[arg(long, value_name = "PATH", default_value = "vmlinux")]
     pub kernel: PathBuf,
+    /// Also push the image and vm.json to a registry as an OCI artifact
+    /// (REGISTRY/REPOSITORY[:TAG])
+    #[arg(long, value_name = "REF")]
+    pub push: Option<String>,
+    #[command(flatten)]
+    pub registry: super::registry::RegistryArgs,
 }
 
 /// Parse a size like `4096`, `512K`, `256M`, `1G`, `2T` (binary units; an
@@ -218,6 +224,21 @@ pub fn run(args: PackArgs) -> anyhow::Result<ExitCode> {
         .write(&vm_json)
         .with_context(|| format!("writing {}", vm_json.display()))?;
     println!("{}", summary_line(&args.output, &summary));
+    push_artifact(&args, &vm_json)
+}
+
+/// `--push REF`: the packed image and its vm.json as an OCI artifact.
+fn push_artifact(args: &PackArgs, vm_json: &Path) -> anyhow::Result<ExitCode> {
+    let Some(reference) = &args.push else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let store = d2v::store::Store::open_default()?;
+    let registry = args.registry.registry()?;
+    let started = Instant::now();
+    let report = registry
+        .push_vm_artifact(&store, &args.output, vm_json, reference)
+        .with_context(|| format!("couldn't push {} to {reference}", args.output.display()))?;
+    super::registry::report_push(&args.output.display().to_string(), &report, started);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -262,7 +283,7 @@ fn pack_store_image(
             started.elapsed().as_secs_f64()
         ),
     }
-    Ok(ExitCode::SUCCESS)
+    push_artifact(args, &vm_json)
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 use anyhow::{anyhow, Result};
 use clap::Args;
 use d2v::daemon::DaemonSource;
+use d2v::registry::RegistrySource;
 use d2v::source::{Resolver, SourceKind, DEFAULT_ORDER};
 use d2v::store::Store;
 
@@ -26,6 +27,9 @@ pub struct SourceArgs {
     /// /run/podman/podman.sock if present]
     #[arg(long = "docker-host", value_name = "URL")]
     pub docker_host: Option<String>,
+    /// How registries are reached
+    #[command(flatten)]
+    pub registry: super::registry::RegistryArgs,
 }
 
 impl SourceArgs {
@@ -45,6 +49,10 @@ impl SourceArgs {
         let mut resolver = Resolver::new(store, order.clone());
         if order.contains(&SourceKind::Daemon) {
             resolver = resolver.with_source(Box::new(DaemonSource::new(self.docker_host())));
+        }
+        if order.contains(&SourceKind::Registry) {
+            resolver =
+                resolver.with_source(Box::new(RegistrySource::new(self.registry.options())));
         }
         Ok(resolver)
     }

@@ -13,6 +13,8 @@ pub(crate) mod docker_archive;
 mod oci_layout;
 mod rootfs;
 
+pub(crate) use oci_layout::pick_platform;
+
 use crate::store::{Image, Store, StoreError};
 use std::path::{Path, PathBuf};
 

@@ -186,6 +186,8 @@ impl Store {
                 .map(|(d, size)| Descriptor::new(MEDIA_TYPE_LAYER_TAR, d.clone(), *size))
                 .collect(),
             annotations: Default::default(),
+            artifact_type: None,
+            extra: Default::default(),
         };
         let manifest_bytes = serde_json::to_vec(&manifest).expect("a manifest always serializes");
         let manifest_digest = self.put_blob(&manifest_bytes)?;

@@ -116,16 +116,7 @@ impl Store {
             c => Some((arrived, hashing.size, c)),
         };
         if let Some((cdigest, csize, c)) = &compressed {
-            let record = CompressedRecord {
-                digest: cdigest.clone(),
-                size: *csize,
-                compression: *c,
-            };
-            let path = self
-                .root()
-                .join("d2v/compressed")
-                .join(format!("{}.json", digest.hex()));
-            self.write_atomic(&path, &serde_json::to_vec(&record).expect("serializes"))?;
+            self.record_compressed_form(&digest, cdigest, *csize, *c)?;
         }
         self.ensure_layer_index(&digest)?;
         Ok(StoredLayer {
@@ -133,6 +124,29 @@ impl Store {
             size,
             compressed,
         })
+    }
+
+    /// Records `compressed` (of `size` bytes) as the compressed form of the stored
+    /// layer `layer`, replacing any earlier record: what the layer arrived in, or
+    /// the form a push last sent, so a later push can find it in a registry
+    /// without compressing again.
+    pub fn record_compressed_form(
+        &self,
+        layer: &Digest,
+        compressed: &Digest,
+        size: u64,
+        compression: Compression,
+    ) -> Result<()> {
+        let record = CompressedRecord {
+            digest: compressed.clone(),
+            size,
+            compression,
+        };
+        let path = self
+            .root()
+            .join("d2v/compressed")
+            .join(format!("{}.json", layer.hex()));
+        self.write_atomic(&path, &serde_json::to_vec(&record).expect("serializes"))
     }
 
     /// The compressed form a stored layer arrived in, if it arrived compressed.

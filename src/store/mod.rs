@@ -115,8 +115,8 @@ impl<T> IoContext<T> for io::Result<T> {
     }
 }
 
-/// An open d2v store.
-#[derive(Debug)]
+/// An open d2v store (a path: cloning it is cheap).
+#[derive(Clone, Debug)]
 pub struct Store {
     root: PathBuf,
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod podman;
+pub mod registry;
 pub mod tree;
 
 use std::path::{Path, PathBuf};

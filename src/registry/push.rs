@@ -1,0 +1,275 @@
+//! Pushing: store blobs and a manifest to a registry, and store images as
+//! gzip-compressed OCI images.
+
+use super::client::{client_error, retry, Target};
+use super::progress::Progress;
+use super::{Registry, RegistryError, Result};
+use crate::store::oci::{
+    Descriptor, Digest, Manifest, MEDIA_TYPE_CONFIG, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_MANIFEST,
+};
+use crate::store::{Compression, IoContext, Store, StoreError};
+use futures_util::{StreamExt, TryStreamExt};
+use oci_client::errors::OciDistributionError;
+use sha2::{Digest as _, Sha256};
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio_util::io::ReaderStream;
+
+/// What a push did.
+#[derive(Clone, Debug)]
+pub struct PushReport {
+    /// The reference pushed to.
+    pub reference: String,
+    /// The digest of the manifest pushed (pull `REPO@DIGEST` for exactly it).
+    pub digest: Digest,
+    /// The manifest pushed, byte for byte.
+    pub manifest_bytes: Vec<u8>,
+    /// Blobs uploaded.
+    pub uploaded: Vec<Digest>,
+    /// Blobs the registry already had, not uploaded again.
+    pub existing: Vec<Digest>,
+}
+
+impl Registry {
+    /// Pushes `manifest` to `reference` (a tag or digest reference). Its config
+    /// and layers must be blobs in `store` (by their digests as the manifest
+    /// names them); those the registry lacks are uploaded first (a HEAD tells),
+    /// then the manifest, serialised as given, with its `mediaType` (OCI image
+    /// manifest when unset) as content type.
+    pub fn push_manifest(
+        &self,
+        store: &Store,
+        manifest: &Manifest,
+        reference: &str,
+    ) -> Result<PushReport> {
+        self.push_with(store, manifest, reference, &HashMap::new())
+    }
+
+    /// [`Registry::push_manifest`], taking blobs from `files` (digest → file)
+    /// before the store.
+    pub(super) fn push_with(
+        &self,
+        store: &Store,
+        manifest: &Manifest,
+        reference: &str,
+        files: &HashMap<Digest, PathBuf>,
+    ) -> Result<PushReport> {
+        let target = self.target(reference)?;
+        // Where each blob is here; one that is nowhere here must be in the
+        // registry already (push_blob checks).
+        let mut blobs: Vec<(Descriptor, Option<PathBuf>)> = Vec::new();
+        for desc in manifest.layers.iter().chain([&manifest.config]) {
+            if blobs.iter().any(|(d, _)| d.digest == desc.digest) {
+                continue;
+            }
+            let path = match files.get(&desc.digest) {
+                Some(p) => Some(p.clone()),
+                None if store.has_blob(&desc.digest) => Some(store.blob_path(&desc.digest)),
+                None => None,
+            };
+            blobs.push((desc.clone(), path));
+        }
+        let manifest_bytes = serde_json::to_vec(manifest).expect("a manifest serializes");
+        let content_type = manifest
+            .media_type
+            .clone()
+            .unwrap_or_else(|| MEDIA_TYPE_MANIFEST.to_string());
+        let quiet = self.options.quiet;
+        let total = blobs.iter().map(|(d, _)| d.size).sum();
+        let progress = Arc::new(Progress::new("pushing", reference, blobs.len(), total, quiet));
+
+        self.block_on(async {
+            target
+                .client
+                .store_auth_if_needed(target.reference.resolve_registry(), &target.auth)
+                .await;
+            let outcomes = futures_util::stream::iter(blobs.iter().map(|(desc, path)| {
+                let (target, progress) = (&target, progress.clone());
+                async move {
+                    let what = format!("{reference}: blob {}", desc.digest);
+                    let uploaded = retry(&what, quiet, || {
+                        push_blob(target, desc, path.as_deref(), progress.clone())
+                    })
+                    .await?;
+                    Ok::<_, RegistryError>((desc.digest.clone(), uploaded))
+                }
+            }))
+            .buffer_unordered(self.jobs())
+            .try_collect::<Vec<_>>()
+            .await?;
+
+            let body = &manifest_bytes;
+            let content_type: http::HeaderValue = content_type
+                .parse()
+                .map_err(|_| RegistryError::Config(format!("bad media type {content_type:?}")))?;
+            retry(&format!("{reference}: manifest"), quiet, || {
+                let (target, content_type) = (&target, &content_type);
+                async move {
+                    target
+                        .client
+                        .push_manifest_raw(&target.reference, body.clone(), content_type.clone())
+                        .await
+                        .map_err(|e| client_error(reference, "push manifest", e))
+                }
+            })
+            .await?;
+            let (uploaded, existing): (Vec<_>, Vec<_>) =
+                outcomes.into_iter().partition(|(_, up)| *up);
+            Ok(PushReport {
+                reference: reference.to_string(),
+                digest: Digest::of(&manifest_bytes),
+                manifest_bytes: manifest_bytes.clone(),
+                uploaded: uploaded.into_iter().map(|(d, _)| d).collect(),
+                existing: existing.into_iter().map(|(d, _)| d).collect(),
+            })
+        })
+    }
+
+    /// Pushes the store image `name` to `reference` as an OCI image whose
+    /// layers are gzip-compressed (what every client reads). A layer whose
+    /// recorded gzip form (what it was pulled as, or last pushed as) the
+    /// registry already has is not compressed or sent again; a layer
+    /// compressed here has its gzip form recorded for the next push.
+    pub fn push_image(&self, store: &Store, name: &str, reference: &str) -> Result<PushReport> {
+        let image = store.image(name)?;
+        let target = self.target(reference)?;
+        let scratch = store.scratch_dir()?;
+        let mut files = HashMap::new();
+        let mut layers = Vec::new();
+        let mut compressed_here = Vec::new();
+        for desc in &image.manifest.layers {
+            if let Some((gz, size, Compression::Gzip)) = store.compressed_form(&desc.digest) {
+                if self.block_on(blob_exists(&target, &gz))? {
+                    layers.push(Descriptor::new(MEDIA_TYPE_LAYER_GZIP, gz, size));
+                    continue;
+                }
+            }
+            let path = scratch.path().join(format!("{}.gz", desc.digest.hex()));
+            let (gz, size) = gzip_file(&store.blob_path(&desc.digest), &path)?;
+            files.insert(gz.clone(), path);
+            layers.push(Descriptor::new(MEDIA_TYPE_LAYER_GZIP, gz.clone(), size));
+            compressed_here.push((desc.digest.clone(), gz, size));
+        }
+        let config = &image.manifest.config;
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: Some(MEDIA_TYPE_MANIFEST.to_string()),
+            config: Descriptor::new(MEDIA_TYPE_CONFIG, config.digest.clone(), config.size),
+            layers,
+            annotations: Default::default(),
+            artifact_type: None,
+            extra: Default::default(),
+        };
+        let report = self.push_with(store, &manifest, reference, &files)?;
+        for (layer, gz, size) in compressed_here {
+            store.record_compressed_form(&layer, &gz, size, Compression::Gzip)?;
+        }
+        Ok(report)
+    }
+}
+
+/// Whether the registry has blob `digest` in `target`'s repository.
+async fn blob_exists(target: &Target, digest: &Digest) -> Result<bool> {
+    target
+        .client
+        .store_auth_if_needed(target.reference.resolve_registry(), &target.auth)
+        .await;
+    target
+        .client
+        .blob_exists(&target.reference, digest.as_str())
+        .await
+        .map_err(|e| client_error(&target.name, "check blob", e))
+}
+
+/// Uploads one blob from `path` unless the registry has it; returns whether it
+/// was uploaded. A blob the registry lacks and that is not here (`None`) is
+/// missing from the store.
+async fn push_blob(
+    target: &Target,
+    desc: &Descriptor,
+    path: Option<&Path>,
+    progress: Arc<Progress>,
+) -> Result<bool> {
+    if blob_exists(target, &desc.digest).await? {
+        progress.blob_done(desc.digest.as_str(), desc.size, "exists, skipped");
+        return Ok(false);
+    }
+    let path = path.ok_or_else(|| StoreError::MissingBlob(desc.digest.clone()))?;
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|error| RegistryError::Transfer {
+            reference: target.name.clone(),
+            context: format!("open {}", path.display()),
+            error,
+        })?;
+    let counter = progress.clone();
+    let stream = ReaderStream::with_capacity(file, 1 << 20)
+        .map_err(OciDistributionError::IoError)
+        .inspect_ok(move |chunk| counter.add(chunk.len()));
+    target
+        .client
+        .push_blob_stream(
+            &target.reference,
+            stream.boxed(),
+            desc.digest.as_str(),
+            Some(desc.size),
+        )
+        .await
+        .map_err(|e| client_error(&target.name, "upload blob", e))?;
+    progress.blob_done(desc.digest.as_str(), desc.size, "pushed");
+    Ok(true)
+}
+
+/// Hashes and counts what is written through it.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The digest and size of the file at `path`.
+pub(super) fn hash_file(path: &Path) -> Result<(Digest, u64)> {
+    let mut file = std::fs::File::open(path).ctx("open", path)?;
+    let mut sink = HashingWriter {
+        inner: io::sink(),
+        hasher: Sha256::new(),
+        size: 0,
+    };
+    io::copy(&mut file, &mut sink).ctx("read", path)?;
+    Ok((Digest::from_sha256(sink.hasher.finalize().into()), sink.size))
+}
+
+/// Gzips `src` into `dest` (deterministically: no name, no time stamp);
+/// returns the digest and size of the result.
+fn gzip_file(src: &Path, dest: &Path) -> Result<(Digest, u64)> {
+    let mut input = std::fs::File::open(src).ctx("open", src)?;
+    let out = std::fs::File::create(dest).ctx("create", dest)?;
+    let hashing = HashingWriter {
+        inner: io::BufWriter::with_capacity(1 << 20, out),
+        hasher: Sha256::new(),
+        size: 0,
+    };
+    let mut gz = flate2::GzBuilder::new().write(hashing, flate2::Compression::default());
+    io::copy(&mut input, &mut gz).ctx("compress", src)?;
+    let mut hashing = gz.finish().ctx("compress", src)?;
+    hashing.flush().ctx("write", dest)?;
+    Ok((
+        Digest::from_sha256(hashing.hasher.finalize().into()),
+        hashing.size,
+    ))
+}
