@@ -336,7 +336,7 @@ fn push_is_read_back_by_skopeo_with_the_same_digests_and_a_second_push_skips_blo
     }
     let registry = TestRegistry::start();
     let d2v = D2v::new();
-    let id = d2v.import(&format!("oci:{}:latest", fixture("debian-oci")), "deb");
+    let id = d2v.import(&format!("oci:{}:bookworm", fixture("debian-oci")), "deb");
     let id = id.trim();
     let config: serde_json::Value = serde_json::from_str(&d2v.ok(&["inspect", "deb"])).unwrap();
     let reference = format!("{}/pushed/debian:bookworm", registry.host());

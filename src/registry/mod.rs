@@ -169,8 +169,8 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// Whether an I/O error carries the client's digest verification failure.
 fn is_digest_error(e: &std::io::Error) -> bool {
-    let text = e.to_string();
-    text.contains("Digest error") || text.contains("digest") && text.contains("expected")
+    e.get_ref()
+        .is_some_and(|inner| inner.is::<oci_client::errors::DigestError>())
 }
 
 /// Converts the store's digest mismatch into a verification error naming the reference.

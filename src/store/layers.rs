@@ -84,21 +84,19 @@ impl Store {
             Compression::sniff(head)
         };
         let mut blob = self.blob_writer()?;
-        match compression {
-            Compression::None => {
-                io::copy(&mut hashing, &mut blob).ctx("copy layer", &src_desc)?;
-            }
+        let decoded = match compression {
+            Compression::None => io::copy(&mut hashing, &mut blob).ctx("copy layer", &src_desc),
             Compression::Gzip => {
                 let mut dec = flate2::read::MultiGzDecoder::new(&mut hashing);
-                io::copy(&mut dec, &mut blob).ctx("decompress gzip layer", &src_desc)?;
+                io::copy(&mut dec, &mut blob).ctx("decompress gzip layer", &src_desc)
             }
-            Compression::Zstd => {
-                let mut dec = zstd::stream::read::Decoder::new(&mut hashing)
-                    .ctx("decompress zstd layer", &src_desc)?;
-                io::copy(&mut dec, &mut blob).ctx("decompress zstd layer", &src_desc)?;
-            }
-        }
-        // Whatever trails the compressed stream still counts toward its digest.
+            Compression::Zstd => zstd::stream::read::Decoder::new(&mut hashing)
+                .and_then(|mut dec| io::copy(&mut dec, &mut blob))
+                .ctx("decompress zstd layer", &src_desc),
+        };
+        // Whatever trails the compressed stream still counts toward its digest;
+        // after a decoding error the rest is read too, so that a corrupted
+        // stream is reported as the digest mismatch it is.
         io::copy(&mut hashing, &mut io::sink()).ctx("read", &src_desc)?;
         let arrived = Digest::from_sha256(hashing.hasher.finalize().into());
         if let Some(expected) = expected {
@@ -110,6 +108,7 @@ impl Store {
                 });
             }
         }
+        decoded?;
         let (digest, size) = blob.commit_sized(None)?;
         let compressed = match compression {
             Compression::None => None,
