@@ -64,7 +64,8 @@ fn pull_then_mount_shows_the_files_and_pull_by_digest_works() {
     // The same diff IDs as a plain import of the fixture.
     let imported = D2v::new();
     let id = imported.import(&format!("oci:{}:latest", fixture("busybox-oci")), "bb");
-    let pulled: serde_json::Value = serde_json::from_str(&d2v.ok(&["inspect", &reference])).unwrap();
+    let pulled: serde_json::Value =
+        serde_json::from_str(&d2v.ok(&["inspect", &reference])).unwrap();
     let manifest = d2v.ok(&["inspect", "--manifest", &reference]);
     assert!(
         manifest.contains(id.trim()),
@@ -188,11 +189,7 @@ fn multi_arch_layout(dir: &Path) {
                        "digest": index_digest, "size": index_size,
                        "annotations": {"org.opencontainers.image.ref.name": "multi"}}]
     });
-    std::fs::write(
-        dir.join("index.json"),
-        serde_json::to_vec(&layout).unwrap(),
-    )
-    .unwrap();
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&layout).unwrap()).unwrap();
 }
 
 #[test]
@@ -295,7 +292,11 @@ fn htpasswd_auth_from_flag_and_docker_config_and_a_wrong_password_fails() {
     // Pushing needs the credentials too.
     let out = run(
         &other,
-        &["push", &reference, &format!("{}/private/copy:1", registry.host())],
+        &[
+            "push",
+            &reference,
+            &format!("{}/private/copy:1", registry.host()),
+        ],
         docker.path(),
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -419,7 +420,10 @@ fn pack_push_makes_an_oci_artifact_whose_ext4_comes_back_identical() {
 
     let raw = registry.inspect("vms/bb:1", true);
     assert_eq!(raw["artifactType"], "application/vnd.d2v.vm.v1");
-    assert_eq!(raw["config"]["mediaType"], "application/vnd.oci.empty.v1+json");
+    assert_eq!(
+        raw["config"]["mediaType"],
+        "application/vnd.oci.empty.v1+json"
+    );
     let layers = raw["layers"].as_array().unwrap();
     assert_eq!(layers.len(), 2);
     assert_eq!(layers[0]["mediaType"], "application/vnd.d2v.rootfs.ext4");
@@ -438,7 +442,10 @@ fn pack_push_makes_an_oci_artifact_whose_ext4_comes_back_identical() {
         &format!("vms/bb/blobs/{}", layers[0]["digest"].as_str().unwrap()),
         &fetched,
     );
-    assert_eq!(std::fs::read(&fetched).unwrap(), std::fs::read(&image).unwrap());
+    assert_eq!(
+        std::fs::read(&fetched).unwrap(),
+        std::fs::read(&image).unwrap()
+    );
     let vm = out_dir.path().join("fetched.json");
     registry.get(
         &format!("vms/bb/blobs/{}", layers[1]["digest"].as_str().unwrap()),

@@ -29,7 +29,12 @@ pub const MEDIA_TYPE_EMPTY: &str = "application/vnd.oci.empty.v1+json";
 /// The file-name annotation ORAS and friends use.
 const ANNOTATION_TITLE: &str = "org.opencontainers.image.title";
 
-fn titled(media_type: &str, digest: crate::store::oci::Digest, size: u64, title: &str) -> Descriptor {
+fn titled(
+    media_type: &str,
+    digest: crate::store::oci::Digest,
+    size: u64,
+    title: &str,
+) -> Descriptor {
     let mut desc = Descriptor::new(media_type, digest, size);
     desc.annotations
         .insert(ANNOTATION_TITLE.to_string(), title.to_string());

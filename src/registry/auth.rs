@@ -185,7 +185,10 @@ mod tests {
     fn parses_auth_entries() {
         let e: AuthEntry = "alice:s3cret:x".parse().unwrap();
         assert_eq!(e.registry, None);
-        assert_eq!((e.username.as_str(), e.password.as_str()), ("alice", "s3cret:x"));
+        assert_eq!(
+            (e.username.as_str(), e.password.as_str()),
+            ("alice", "s3cret:x")
+        );
         let e: AuthEntry = "127.0.0.1:5000=bob:pw=1".parse().unwrap();
         assert_eq!(e.registry.as_deref(), Some("127.0.0.1:5000"));
         assert_eq!((e.username.as_str(), e.password.as_str()), ("bob", "pw=1"));
@@ -193,7 +196,10 @@ mod tests {
         assert_eq!(e.registry.as_deref(), Some("ghcr.io"));
         // A user name with `=` is not a registry.
         let e: AuthEntry = "team=dev:pw".parse().unwrap();
-        assert_eq!((e.registry, e.username.as_str()), (None, "team=dev"));
+        assert_eq!(
+            (e.registry.as_deref(), e.username.as_str()),
+            (None, "team=dev")
+        );
         assert!("nopassword".parse::<AuthEntry>().is_err());
         assert!(":pw".parse::<AuthEntry>().is_err());
         assert!(!format!("{e:?}").contains("pw"));

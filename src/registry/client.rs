@@ -111,8 +111,8 @@ impl Registry {
 
     /// Parses `reference` and sets up a client for its registry.
     pub(super) fn target(&self, name: &str) -> Result<Target> {
-        let reference: Reference = crate::source::reference::parse(name)
-            .map_err(RegistryError::Reference)?;
+        let reference: Reference =
+            crate::source::reference::parse(name).map_err(RegistryError::Reference)?;
         let registry = reference.resolve_registry().to_string();
         let protocol = if self.plain_http(&registry) {
             ClientProtocol::HttpsExcept(vec![registry.clone()])
@@ -129,7 +129,8 @@ impl Registry {
             user_agent: concat!("d2v/", env!("CARGO_PKG_VERSION")),
             ..ClientConfig::default()
         };
-        let client = Client::try_from(config).map_err(|e| client_error(name, "set up client", e))?;
+        let client =
+            Client::try_from(config).map_err(|e| client_error(name, "set up client", e))?;
         let auth = self.credentials.for_registry(reference.registry());
         Ok(Target {
             name: name.to_string(),
@@ -202,7 +203,11 @@ pub(super) fn client_error(
                 }
             }
         }
-        OciDistributionError::ServerError { code: 404, message, url } => RegistryError::NotFound {
+        OciDistributionError::ServerError {
+            code: 404,
+            message,
+            url,
+        } => RegistryError::NotFound {
             reference: reference.to_string(),
             message: format!("404 from {url}: {}", message.trim()),
         },
@@ -255,10 +260,22 @@ mod tests {
 
     #[test]
     fn loopback_registries_are_plain_http() {
-        for r in ["localhost", "localhost:5000", "127.0.0.1:5000", "127.9.0.3", "[::1]:5000"] {
+        for r in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1:5000",
+            "127.9.0.3",
+            "[::1]:5000",
+        ] {
             assert!(is_loopback(r), "{r}");
         }
-        for r in ["docker.io", "index.docker.io", "10.0.0.1:5000", "localhost.example:1", "[fe80::1]:5000"] {
+        for r in [
+            "docker.io",
+            "index.docker.io",
+            "10.0.0.1:5000",
+            "localhost.example:1",
+            "[fe80::1]:5000",
+        ] {
             assert!(!is_loopback(r), "{r}");
         }
         let reg = Registry::new(RegistryOptions {

@@ -174,7 +174,12 @@ fn is_digest_error(e: &std::io::Error) -> bool {
 }
 
 /// Converts the store's digest mismatch into a verification error naming the reference.
-fn verification(reference: &str, what: &'static str, digest: &Digest, e: StoreError) -> RegistryError {
+fn verification(
+    reference: &str,
+    what: &'static str,
+    digest: &Digest,
+    e: StoreError,
+) -> RegistryError {
     match e {
         StoreError::DigestMismatch {
             expected, actual, ..

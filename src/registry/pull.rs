@@ -206,14 +206,18 @@ async fn resolve_manifest(
     let mut index_digest = None;
     for _ in 0..MAX_INDEX_DEPTH {
         let current = &reference;
-        let bytes = retry(&format!("{}: manifest", target.name), quiet, || async move {
-            let (bytes, _) = target
-                .client
-                .pull_manifest_raw(current, &target.auth, ACCEPT)
-                .await
-                .map_err(|e| client_error(&target.name, "fetch manifest", e))?;
-            Ok(bytes)
-        })
+        let bytes = retry(
+            &format!("{}: manifest", target.name),
+            quiet,
+            || async move {
+                let (bytes, _) = target
+                    .client
+                    .pull_manifest_raw(current, &target.auth, ACCEPT)
+                    .await
+                    .map_err(|e| client_error(&target.name, "fetch manifest", e))?;
+                Ok(bytes)
+            },
+        )
         .await?;
         let digest = Digest::of(&bytes);
         if let Some(wanted) = reference.digest() {
@@ -232,12 +236,13 @@ async fn resolve_manifest(
         if is_index(media_type, &body) {
             let index: Index =
                 serde_json::from_value(body).map_err(|e| malformed(target, "index", e))?;
-            let entry = crate::import::pick_platform(&target.name, &index.manifests).map_err(
-                |_| RegistryError::Unsupported {
-                    reference: target.name.clone(),
-                    message: "the image index has no linux/amd64 manifest".into(),
-                },
-            )?;
+            let entry =
+                crate::import::pick_platform(&target.name, &index.manifests).map_err(|_| {
+                    RegistryError::Unsupported {
+                        reference: target.name.clone(),
+                        message: "the image index has no linux/amd64 manifest".into(),
+                    }
+                })?;
             index_digest.get_or_insert(digest);
             reference = reference.clone_with_digest(entry.digest.to_string());
             continue;

@@ -78,7 +78,13 @@ impl Registry {
             .unwrap_or_else(|| MEDIA_TYPE_MANIFEST.to_string());
         let quiet = self.options.quiet;
         let total = blobs.iter().map(|(d, _)| d.size).sum();
-        let progress = Arc::new(Progress::new("pushing", reference, blobs.len(), total, quiet));
+        let progress = Arc::new(Progress::new(
+            "pushing",
+            reference,
+            blobs.len(),
+            total,
+            quiet,
+        ));
 
         self.block_on(async {
             target
@@ -251,7 +257,10 @@ pub(super) fn hash_file(path: &Path) -> Result<(Digest, u64)> {
         size: 0,
     };
     io::copy(&mut file, &mut sink).ctx("read", path)?;
-    Ok((Digest::from_sha256(sink.hasher.finalize().into()), sink.size))
+    Ok((
+        Digest::from_sha256(sink.hasher.finalize().into()),
+        sink.size,
+    ))
 }
 
 /// Gzips `src` into `dest` (deterministically: no name, no time stamp);

@@ -48,7 +48,9 @@ impl TestRegistry {
              http:\n  addr: 127.0.0.1:{port}\n"
         );
         if let Some((user, password)) = &creds {
-            sh(&format!("htpasswd -Bbn '{user}' '{password}' > {d}/htpasswd"));
+            sh(&format!(
+                "htpasswd -Bbn '{user}' '{password}' > {d}/htpasswd"
+            ));
             config.push_str(&format!(
                 "auth:\n  htpasswd:\n    realm: d2v-test\n    path: {d}/htpasswd\n"
             ));
@@ -84,10 +86,12 @@ impl TestRegistry {
                 let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
                 let req = format!("GET /v2/ HTTP/1.0\r\nHost: {}\r\n\r\n", self.host());
                 let mut reply = String::new();
-                if s.write_all(req.as_bytes()).is_ok() && s.read_to_string(&mut reply).is_ok() {
-                    if reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.0 401") {
-                        return;
-                    }
+                let answered =
+                    s.write_all(req.as_bytes()).is_ok() && s.read_to_string(&mut reply).is_ok();
+                if answered
+                    && (reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.0 401"))
+                {
+                    return;
                 }
             }
             std::thread::sleep(Duration::from_millis(50));
