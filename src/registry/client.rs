@@ -231,7 +231,7 @@ pub(super) fn client_error(
 
 /// Runs `attempt` until it succeeds, fails for good, or has failed
 /// [`ATTEMPTS`] times; transient failures are reported on stderr and retried
-/// after a growing pause.
+/// after a growing pause. `what` names the thing moved (`manifest`, `blob X`).
 pub(super) async fn retry<T, F, Fut>(what: &str, quiet: bool, mut attempt: F) -> Result<T>
 where
     F: FnMut() -> Fut,
@@ -243,7 +243,10 @@ where
         match attempt().await {
             Err(e) if tries < ATTEMPTS && e.is_transient() => {
                 if !quiet {
-                    eprintln!("{what}: {e}; retrying in {:.1}s", pause.as_secs_f64());
+                    eprintln!(
+                        "retrying the {what} in {:.1}s after: {e}",
+                        pause.as_secs_f64()
+                    );
                 }
                 tokio::time::sleep(pause).await;
                 pause *= 2;

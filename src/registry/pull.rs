@@ -145,10 +145,7 @@ impl Registry {
             resolve_manifest(target, quiet).await?;
         accept(&target.name, &manifest)?;
 
-        let config = retry(&format!("{}: config", target.name), quiet, || {
-            fetch_config(target, &manifest.config)
-        })
-        .await?;
+        let config = retry("config", quiet, || fetch_config(target, &manifest.config)).await?;
         let stored = store.put_blob(&config)?;
         debug_assert_eq!(stored, manifest.config.digest);
 
@@ -169,7 +166,7 @@ impl Registry {
         let blobs = futures_util::stream::iter(manifest.layers.iter().map(|desc| {
             let progress = progress.clone();
             async move {
-                let what = format!("{}: blob {}", target.name, desc.digest);
+                let what = format!("blob {}", desc.digest);
                 let stored = retry(&what, quiet, || {
                     fetch_blob(target, store, desc, progress.clone())
                 })
@@ -206,18 +203,14 @@ async fn resolve_manifest(
     let mut index_digest = None;
     for _ in 0..MAX_INDEX_DEPTH {
         let current = &reference;
-        let bytes = retry(
-            &format!("{}: manifest", target.name),
-            quiet,
-            || async move {
-                let (bytes, _) = target
-                    .client
-                    .pull_manifest_raw(current, &target.auth, ACCEPT)
-                    .await
-                    .map_err(|e| client_error(&target.name, "fetch manifest", e))?;
-                Ok(bytes)
-            },
-        )
+        let bytes = retry("manifest", quiet, || async move {
+            let (bytes, _) = target
+                .client
+                .pull_manifest_raw(current, &target.auth, ACCEPT)
+                .await
+                .map_err(|e| client_error(&target.name, "fetch manifest", e))?;
+            Ok(bytes)
+        })
         .await?;
         let digest = Digest::of(&bytes);
         if let Some(wanted) = reference.digest() {

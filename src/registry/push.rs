@@ -94,7 +94,7 @@ impl Registry {
             let outcomes = futures_util::stream::iter(blobs.iter().map(|(desc, path)| {
                 let (target, progress) = (&target, progress.clone());
                 async move {
-                    let what = format!("{reference}: blob {}", desc.digest);
+                    let what = format!("blob {}", desc.digest);
                     let uploaded = retry(&what, quiet, || {
                         push_blob(target, desc, path.as_deref(), progress.clone())
                     })
@@ -110,7 +110,7 @@ impl Registry {
             let content_type: http::HeaderValue = content_type
                 .parse()
                 .map_err(|_| RegistryError::Config(format!("bad media type {content_type:?}")))?;
-            retry(&format!("{reference}: manifest"), quiet, || {
+            retry("manifest", quiet, || {
                 let (target, content_type) = (&target, &content_type);
                 async move {
                     target
