@@ -50,6 +50,8 @@ impl Store {
                 config: Descriptor::new(MEDIA_TYPE_CACHE_CONFIG, digest, body.len() as u64),
                 layers,
                 annotations: Default::default(),
+                artifact_type: None,
+                extra: Default::default(),
             },
             n,
         ))
