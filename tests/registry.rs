@@ -73,6 +73,19 @@ fn pull_then_mount_shows_the_files_and_pull_by_digest_works() {
     );
     assert_eq!(pulled["config"]["Cmd"], serde_json::json!(["/bin/sh"]));
 
+    // Pushed to another repository of the same registry, the pulled layer is
+    // mounted, not compressed and uploaded again: only the config moves.
+    let original = registry.inspect("busybox:latest", true);
+    let out = d2v.run(&["push", &reference, &format!("{}/copy:1", registry.host())]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("1 blobs uploaded, 1 already there"),
+        "{}",
+        stderr(&out)
+    );
+    let copy = registry.inspect("copy:1", true);
+    assert_eq!(copy["layers"][0]["digest"], original["layers"][0]["digest"]);
+
     // By digest, into another store.
     let other = D2v::new();
     let by_digest = format!("{}/busybox@{digest}", registry.host());
@@ -459,4 +472,59 @@ fn pack_push_makes_an_oci_artifact_whose_ext4_comes_back_identical() {
     // d2v pull refuses an artifact as an image, clearly.
     let err = d2v.fails(&["pull", &reference]);
     assert!(err.contains("not a container image"), "{err}");
+}
+
+#[test]
+fn push_manifest_and_pull_manifest_move_store_blobs_without_naming_anything() {
+    if !facilities(&[]) {
+        return;
+    }
+    use d2v::registry::{Registry, RegistryOptions};
+    use d2v::store::Store;
+    let registry = TestRegistry::start();
+    let a = D2v::new();
+    a.import(&format!("oci:{}:latest", fixture("busybox-oci")), "bb");
+    let client = Registry::new(RegistryOptions {
+        quiet: true,
+        ..Default::default()
+    })
+    .unwrap();
+
+    // The store's own manifest: an uncompressed layer and the config.
+    let store_a = Store::open(a.home()).unwrap();
+    let image = store_a.image("bb").unwrap();
+    let reference = format!("{}/shared/cache:1", registry.host());
+    let pushed = client
+        .push_manifest(&store_a, &image.manifest, &reference)
+        .unwrap();
+    assert_eq!(pushed.uploaded.len(), 2);
+    assert_eq!(pushed.digest, Digest::of(&pushed.manifest_bytes));
+    let again = client
+        .push_manifest(&store_a, &image.manifest, &reference)
+        .unwrap();
+    assert_eq!((again.uploaded.len(), again.existing.len()), (0, 2));
+
+    let b = D2v::new();
+    let store_b = Store::open(b.home()).unwrap();
+    let pulled = client.pull_manifest(&store_b, &reference).unwrap();
+    assert_eq!(pulled.digest, pushed.digest);
+    assert_eq!(pulled.manifest_bytes, pushed.manifest_bytes);
+    assert_eq!(pulled.config, image.config);
+    assert_eq!(pulled.blobs.len(), 1);
+    let layer = &pulled.blobs[0].stored;
+    assert_eq!(layer.digest, image.manifest.layers[0].digest);
+    assert!(store_b.has_blob(&layer.digest));
+    assert!(store_b.images().unwrap().is_empty());
+
+    // A blob in neither the store nor the registry is refused before the manifest.
+    let mut broken = image.manifest.clone();
+    broken.layers[0].digest = Digest::of(b"absent");
+    let err = client
+        .push_manifest(
+            &store_a,
+            &broken,
+            &format!("{}/shared/broken:1", registry.host()),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("missing blob"), "{err}");
 }

@@ -70,6 +70,17 @@ pub(super) struct Target {
     pub auth: RegistryAuth,
 }
 
+impl Target {
+    /// `registry/repository`, as compressed-form records name where a blob is.
+    pub fn repository(&self) -> String {
+        format!(
+            "{}/{}",
+            self.reference.registry(),
+            self.reference.repository()
+        )
+    }
+}
+
 impl Registry {
     /// A registry handle; reads the Docker config file's credentials.
     pub fn new(options: RegistryOptions) -> Result<Registry> {

@@ -171,6 +171,17 @@ impl Registry {
                     fetch_blob(target, store, desc, progress.clone())
                 })
                 .await?;
+                if let Some((compressed, size, compression)) = &stored.compressed {
+                    // Where this form lives, so a push to the same registry
+                    // can mount it instead of uploading it.
+                    store.record_compressed_form(
+                        &stored.digest,
+                        compressed,
+                        *size,
+                        *compression,
+                        Some(&target.repository()),
+                    )?;
+                }
                 progress.blob_done(desc.digest.as_str(), desc.size, "pulled");
                 Ok::<_, RegistryError>(PulledBlob {
                     descriptor: desc.clone(),

@@ -10,6 +10,7 @@ use crate::store::oci::{
 use crate::store::{Compression, IoContext, Store, StoreError};
 use futures_util::{StreamExt, TryStreamExt};
 use oci_client::errors::OciDistributionError;
+use oci_client::Reference;
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -147,7 +148,8 @@ impl Registry {
         let mut compressed_here = Vec::new();
         for desc in &image.manifest.layers {
             if let Some((gz, size, Compression::Gzip)) = store.compressed_form(&desc.digest) {
-                if self.block_on(blob_exists(&target, &gz))? {
+                let source = store.compressed_source(&desc.digest);
+                if self.block_on(exists_or_mount(&target, &gz, source.as_deref()))? {
                     layers.push(Descriptor::new(MEDIA_TYPE_LAYER_GZIP, gz, size));
                     continue;
                 }
@@ -169,8 +171,15 @@ impl Registry {
             extra: Default::default(),
         };
         let report = self.push_with(store, &manifest, reference, &files)?;
+        let repository = target.repository();
         for (layer, gz, size) in compressed_here {
-            store.record_compressed_form(&layer, &gz, size, Compression::Gzip)?;
+            store.record_compressed_form(
+                &layer,
+                &gz,
+                size,
+                Compression::Gzip,
+                Some(&repository),
+            )?;
         }
         Ok(report)
     }
@@ -187,6 +196,33 @@ async fn blob_exists(target: &Target, digest: &Digest) -> Result<bool> {
         .blob_exists(&target.reference, digest.as_str())
         .await
         .map_err(|e| client_error(&target.name, "check blob", e))
+}
+
+/// Whether `target`'s repository has blob `digest`, mounting it from
+/// `source` (`registry/repo`, where a record says it is) when that is another
+/// repository of the same registry. A refused mount is no error: the blob is
+/// then uploaded as usual.
+async fn exists_or_mount(target: &Target, digest: &Digest, source: Option<&str>) -> Result<bool> {
+    if blob_exists(target, digest).await? {
+        return Ok(true);
+    }
+    let registry = target.reference.registry();
+    let Some(repo) = source
+        .and_then(|s| s.strip_prefix(registry))
+        .and_then(|s| s.strip_prefix('/'))
+        .filter(|repo| *repo != target.reference.repository())
+    else {
+        return Ok(false);
+    };
+    let from = Reference::with_tag(registry.to_string(), repo.to_string(), "latest".into());
+    match target
+        .client
+        .mount_blob(&target.reference, &from, digest.as_str())
+        .await
+    {
+        Ok(()) => Ok(blob_exists(target, digest).await?),
+        Err(_) => Ok(false),
+    }
 }
 
 /// Uploads one blob from `path` unless the registry has it; returns whether it

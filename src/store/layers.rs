@@ -64,6 +64,9 @@ struct CompressedRecord {
     digest: Digest,
     size: u64,
     compression: Compression,
+    /// The registry repository (`host/repo`) it was pulled from or pushed to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    source: Option<String>,
 }
 
 impl Store {
@@ -115,7 +118,7 @@ impl Store {
             c => Some((arrived, hashing.size, c)),
         };
         if let Some((cdigest, csize, c)) = &compressed {
-            self.record_compressed_form(&digest, cdigest, *csize, *c)?;
+            self.record_compressed_form(&digest, cdigest, *csize, *c, None)?;
         }
         self.ensure_layer_index(&digest)?;
         Ok(StoredLayer {
@@ -128,34 +131,47 @@ impl Store {
     /// Records `compressed` (of `size` bytes) as the compressed form of the stored
     /// layer `layer`, replacing any earlier record: what the layer arrived in, or
     /// the form a push last sent, so a later push can find it in a registry
-    /// without compressing again.
+    /// without compressing again. `source` is the registry repository
+    /// (`host/repo`) that has it, when known, for cross-repository mounts.
     pub fn record_compressed_form(
         &self,
         layer: &Digest,
         compressed: &Digest,
         size: u64,
         compression: Compression,
+        source: Option<&str>,
     ) -> Result<()> {
         let record = CompressedRecord {
             digest: compressed.clone(),
             size,
             compression,
+            source: source.map(str::to_string),
         };
-        let path = self
-            .root()
-            .join("d2v/compressed")
-            .join(format!("{}.json", layer.hex()));
-        self.write_atomic(&path, &serde_json::to_vec(&record).expect("serializes"))
+        self.write_atomic(
+            &self.compressed_record_path(layer),
+            &serde_json::to_vec(&record).expect("serializes"),
+        )
     }
 
-    /// The compressed form a stored layer arrived in, if it arrived compressed.
-    pub fn compressed_form(&self, layer: &Digest) -> Option<(Digest, u64, Compression)> {
-        let path = self
-            .root()
+    fn compressed_record_path(&self, layer: &Digest) -> PathBuf {
+        self.root()
             .join("d2v/compressed")
-            .join(format!("{}.json", layer.hex()));
-        let bytes = std::fs::read(path).ok()?;
-        let r: CompressedRecord = serde_json::from_slice(&bytes).ok()?;
+            .join(format!("{}.json", layer.hex()))
+    }
+
+    fn compressed_record(&self, layer: &Digest) -> Option<CompressedRecord> {
+        let bytes = std::fs::read(self.compressed_record_path(layer)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// The compressed form a stored layer arrived in (or was last pushed as).
+    pub fn compressed_form(&self, layer: &Digest) -> Option<(Digest, u64, Compression)> {
+        let r = self.compressed_record(layer)?;
         Some((r.digest, r.size, r.compression))
+    }
+
+    /// The registry repository (`host/repo`) known to hold the compressed form.
+    pub fn compressed_source(&self, layer: &Digest) -> Option<String> {
+        self.compressed_record(layer)?.source
     }
 }

@@ -6,7 +6,8 @@
 //!   blobs/sha256/<hex>            `org.opencontainers.image.ref.name`
 //!   d2v/lock                      flock guarding every change to the store
 //!   d2v/layers/<hex>.idx          the layer index of each (uncompressed) layer blob
-//!   d2v/compressed/<hex>.json     the compressed form a layer arrived in, for pushing
+//!   d2v/compressed/<hex>.json     the compressed form a layer arrived in (or was last
+//!                                 pushed as) and the repository holding it, for pushing
 //!   d2v/cache/<key>.json          the step cache: what each build step produced
 //!   d2v/tmp/<pid>-<n>/            per-process scratch; renamed into place when complete
 //! ```
