@@ -11,6 +11,7 @@ use crate::store::oci::{
 };
 use crate::store::{Image, IoContext, Store, StoredLayer};
 use futures_util::{StreamExt, TryStreamExt};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use tokio_util::io::{StreamReader, SyncIoBridge};
@@ -163,7 +164,14 @@ impl Registry {
             manifest.layers.len(),
             total as f64 / (1 << 20) as f64
         ));
-        let blobs = futures_util::stream::iter(manifest.layers.iter().map(|desc| {
+        // A blob listed twice (identical empty layers) is fetched once.
+        let mut unique: Vec<&Descriptor> = Vec::new();
+        for desc in &manifest.layers {
+            if !unique.iter().any(|d| d.digest == desc.digest) {
+                unique.push(desc);
+            }
+        }
+        let fetched = futures_util::stream::iter(unique.into_iter().map(|desc| {
             let progress = progress.clone();
             async move {
                 let what = format!("blob {}", desc.digest);
@@ -183,15 +191,20 @@ impl Registry {
                     )?;
                 }
                 progress.blob_done(desc.digest.as_str(), desc.size, "pulled");
-                Ok::<_, RegistryError>(PulledBlob {
-                    descriptor: desc.clone(),
-                    stored,
-                })
+                Ok::<_, RegistryError>((desc.digest.clone(), stored))
             }
         }))
-        .buffered(self.jobs())
-        .try_collect::<Vec<_>>()
+        .buffer_unordered(self.jobs())
+        .try_collect::<HashMap<_, _>>()
         .await?;
+        let blobs = manifest
+            .layers
+            .iter()
+            .map(|desc| PulledBlob {
+                descriptor: desc.clone(),
+                stored: fetched[&desc.digest].clone(),
+            })
+            .collect();
 
         Ok(PulledManifest {
             digest,
