@@ -51,8 +51,7 @@ impl SourceArgs {
             resolver = resolver.with_source(Box::new(DaemonSource::new(self.docker_host())));
         }
         if order.contains(&SourceKind::Registry) {
-            resolver =
-                resolver.with_source(Box::new(RegistrySource::new(self.registry.options())));
+            resolver = resolver.with_source(Box::new(RegistrySource::new(self.registry.options())));
         }
         Ok(resolver)
     }
