@@ -14,6 +14,8 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use super::cache_share::{self, CacheSpec};
+
 /// Arguments of `d2v build`.
 #[derive(Args, Debug)]
 pub struct BuildArgs {
@@ -45,6 +47,14 @@ pub struct BuildArgs {
     /// docker (a Docker-API daemon's build API; see --docker-host)
     #[arg(long = "stage-builder", value_enum, default_value_t = StageBuilderKind::Native)]
     pub stage_builder: StageBuilderKind,
+    /// Share the step cache: push it to a registry after the build. REF, or
+    /// type=registry,ref=REF[,mode=min|max] (max: every stage's steps)
+    #[arg(long = "cache-to", value_name = "REF")]
+    pub cache_to: Vec<CacheSpec>,
+    /// Use a step cache a registry holds (pushed with --cache-to): REF, or
+    /// type=registry,ref=REF
+    #[arg(long = "cache-from", value_name = "REF")]
+    pub cache_from: Vec<CacheSpec>,
     /// Where base images come from
     #[command(flatten)]
     pub sources: super::sources::SourceArgs,
@@ -169,8 +179,26 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         secrets,
         stage_builder,
     };
+    let registry = if args.cache_to.is_empty() && args.cache_from.is_empty() {
+        None
+    } else {
+        Some(args.sources.registry.registry()?)
+    };
+    if let Some(registry) = &registry {
+        cache_share::import(&store, registry, &args.cache_from, &progress)?;
+    }
     match executor::build(&resolver, &plan, &build_opts, &progress, &CANCEL) {
         Ok(report) => {
+            if let Some(registry) = &registry {
+                cache_share::export(
+                    &store,
+                    registry,
+                    &args.cache_to,
+                    &report.target_steps,
+                    &report.all_steps,
+                    &progress,
+                )?;
+            }
             progress.finish(&format!(
                 "built {} ({}): {} steps run, {} cached{}",
                 args.tag,

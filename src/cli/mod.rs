@@ -1,6 +1,7 @@
 //! Subcommand definitions and dispatch. Each subcommand lives in its own module.
 
 mod build;
+mod cache_share;
 mod images;
 mod mount;
 

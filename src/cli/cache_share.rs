@@ -1,0 +1,154 @@
+//! `d2v build --cache-to` / `--cache-from`: sharing the step cache through a
+//! registry, BuildKit's registry cache being the model. The cache travels as
+//! one OCI manifest (see `d2v::store::CacheConfig`): its config lists the
+//! entries, its layers are the layers they name.
+
+use anyhow::{bail, Context, Result};
+use d2v::build::progress::Progress;
+use d2v::registry::{Registry, RegistryError};
+use d2v::store::{CacheKey, Store, MEDIA_TYPE_CACHE_CONFIG};
+
+/// How much of the cache `--cache-to` exports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheMode {
+    /// The steps of the target image only (BuildKit's default).
+    Min,
+    /// Every step of every stage built, so other stages' work (a builder
+    /// stage's compile) is shared too.
+    Max,
+}
+
+/// A parsed `--cache-to`/`--cache-from` value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheSpec {
+    /// The registry reference holding the cache.
+    pub reference: String,
+    /// What to export (ignored for `--cache-from`).
+    pub mode: CacheMode,
+}
+
+impl std::str::FromStr for CacheSpec {
+    type Err = String;
+
+    /// `REF`, or BuildKit's `type=registry,ref=REF[,mode=min|max]`.
+    fn from_str(raw: &str) -> Result<CacheSpec, String> {
+        if !raw.contains('=') {
+            return Ok(CacheSpec {
+                reference: raw.to_string(),
+                mode: CacheMode::Min,
+            });
+        }
+        let mut reference = None;
+        let mut mode = CacheMode::Min;
+        for part in raw.split(',') {
+            match part.split_once('=') {
+                Some(("type", "registry")) => {}
+                Some(("type", other)) => {
+                    return Err(format!(
+                        "cache type {other:?} is not supported (only type=registry)"
+                    ))
+                }
+                Some(("ref", r)) if !r.is_empty() => reference = Some(r.to_string()),
+                Some(("mode", "min")) => mode = CacheMode::Min,
+                Some(("mode", "max")) => mode = CacheMode::Max,
+                Some(("mode", m)) => return Err(format!("cache mode {m:?}: expected min or max")),
+                // BuildKit options with no meaning here.
+                Some(("compression" | "oci-mediatypes" | "ignore-error" | "image-manifest", _)) => {
+                }
+                _ => return Err(format!("unknown cache option {part:?}")),
+            }
+        }
+        let reference = reference.ok_or("missing ref=REF")?;
+        Ok(CacheSpec { reference, mode })
+    }
+}
+
+/// Pulls each `--cache-from` cache into the store's step cache. A cache that
+/// does not exist yet is a warning (the first build of a pipeline has none),
+/// anything else an error.
+pub fn import(
+    store: &Store,
+    registry: &Registry,
+    specs: &[CacheSpec],
+    progress: &Progress,
+) -> Result<()> {
+    for spec in specs {
+        let pulled = match registry.pull_manifest(store, &spec.reference) {
+            Ok(p) => p,
+            Err(RegistryError::NotFound { .. }) => {
+                progress.note(&format!(
+                    "warning: --cache-from {}: no cache there yet",
+                    spec.reference
+                ));
+                continue;
+            }
+            Err(e) => return Err(e).with_context(|| format!("--cache-from {}", spec.reference)),
+        };
+        if pulled.manifest.config.media_type != MEDIA_TYPE_CACHE_CONFIG {
+            bail!(
+                "--cache-from {}: not a d2v build cache (its config is {})",
+                spec.reference,
+                pulled.manifest.config.media_type
+            );
+        }
+        let added = store
+            .cache_import(&pulled.config)
+            .with_context(|| format!("--cache-from {}", spec.reference))?;
+        progress.note(&format!(
+            "imported {added} cache entries from {} ({})",
+            spec.reference,
+            pulled.digest.short()
+        ));
+    }
+    Ok(())
+}
+
+/// Pushes the entries for the build's steps to each `--cache-to` reference.
+pub fn export(
+    store: &Store,
+    registry: &Registry,
+    specs: &[CacheSpec],
+    target_steps: &[CacheKey],
+    all_steps: &[CacheKey],
+    progress: &Progress,
+) -> Result<()> {
+    for spec in specs {
+        let keys = match spec.mode {
+            CacheMode::Min => target_steps,
+            CacheMode::Max => all_steps,
+        };
+        let (manifest, entries) = store.cache_manifest(keys)?;
+        let report = registry
+            .push_manifest(store, &manifest, &spec.reference)
+            .with_context(|| format!("--cache-to {}", spec.reference))?;
+        progress.note(&format!(
+            "exported {entries} cache entries to {} ({}, {} blobs uploaded, {} already there)",
+            spec.reference,
+            report.digest.short(),
+            report.uploaded.len(),
+            report.existing.len()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_plain_and_buildkit_forms() {
+        let s: CacheSpec = "reg:5000/app:cache".parse().unwrap();
+        assert_eq!(s.reference, "reg:5000/app:cache");
+        assert_eq!(s.mode, CacheMode::Min);
+        let s: CacheSpec = "type=registry,ref=reg/app:c,mode=max".parse().unwrap();
+        assert_eq!(
+            (s.reference.as_str(), s.mode),
+            ("reg/app:c", CacheMode::Max)
+        );
+        assert!("type=local,dest=/x".parse::<CacheSpec>().is_err());
+        assert!("type=registry".parse::<CacheSpec>().is_err());
+        assert!("type=registry,ref=a,mode=all".parse::<CacheSpec>().is_err());
+        assert!("type=registry,ref=a,bogus=1".parse::<CacheSpec>().is_err());
+    }
+}
