@@ -26,7 +26,9 @@ use crate::group::{GroupDesc, DESC_SIZE};
 use crate::inode::{self, DiskInode, INODE_SIZE};
 use crate::meta::*;
 use crate::superblock::*;
-use crate::writer::{show, Ext4Writer, Kind, Summary, JOURNAL_INO, ROOT_INO};
+use crate::writer::{
+    show, Ext4Writer, Kind, Summary, INLINE_I_BLOCK, JOURNAL_INO, LOST_FOUND_INO, ROOT_INO,
+};
 use crate::xattr::{self, Attr};
 use crate::{htree, journal, BLOCKS_PER_GROUP, BLOCK_SIZE};
 
@@ -38,6 +40,17 @@ const INODES_PER_BLOCK: u64 = (BLOCK_SIZE / INODE_SIZE) as u64;
 const LINK_MAX: u32 = 65000;
 /// Smallest last group worth having, in blocks.
 const MIN_LAST_GROUP: u64 = 1024;
+
+/// A directory's link count: 2 plus its subdirectories, or 1 past
+/// [`LINK_MAX`] (`dir_nlink`).
+fn dir_links(subdirs: u32) -> u16 {
+    let links = 2 + subdirs;
+    if links >= LINK_MAX {
+        1
+    } else {
+        links as u16
+    }
+}
 
 /// Derive the UUID (RFC 4122 version 4 layout) and hash seed from the content digest.
 fn ids(digest: &[u8]) -> ([u8; 16], [u32; 4]) {
@@ -87,12 +100,36 @@ pub(crate) fn finish(mut w: Ext4Writer) -> Result<Summary, PackError> {
     let data_start = 1 + w.gdt_reserved;
     let n_inodes = w.nodes.len();
 
+    // Directories small enough to live in their inode (not the root or
+    // lost+found, which e2fsck wants in blocks): i_block and system.data.
+    let mut inline_dirs: Vec<Option<([u8; 60], Vec<u8>)>> = w
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| match &n.kind {
+            Kind::Dir {
+                entries, parent, ..
+            } if w.opts.inline_data
+                && i as u32 + 1 != ROOT_INO
+                && i as u32 + 1 != LOST_FOUND_INO =>
+            {
+                let room = xattr::max_inline_data_value(&n.attrs)?;
+                dir::pack_inline(*parent, entries, room)
+            }
+            _ => None,
+        })
+        .collect();
+
     // Shared xattr blocks, deduplicated by content.
     let mut xblocks: Vec<(Vec<Attr>, u32)> = Vec::new();
     let mut xindex: HashMap<Vec<Attr>, usize> = HashMap::new();
     let mut node_xblock: Vec<Option<usize>> = vec![None; n_inodes];
     for (i, n) in w.nodes.iter().enumerate() {
-        if n.attrs.is_empty() || xattr::fits_inline(&n.attrs) {
+        if n.attrs.is_empty()
+            || xattr::fits_inline(&n.attrs)
+            || n.inline.is_some()
+            || inline_dirs[i].is_some()
+        {
             continue;
         }
         let idx = match xindex.get(&n.attrs) {
@@ -145,6 +182,17 @@ pub(crate) fn finish(mut w: Ext4Writer) -> Result<Summary, PackError> {
         }
         match &node.kind {
             Kind::Reserved => unreachable!(),
+            Kind::File if node.inline.is_some() => {
+                let data = node.inline.as_deref().expect("checked by the guard");
+                counts.files += 1;
+                counts.inline_files += 1;
+                counts.data_bytes += node.size;
+                let head = data.len().min(INLINE_I_BLOCK);
+                d.i_block[..head].copy_from_slice(&data[..head]);
+                let value = data[head..].to_vec();
+                d.inline_xattrs = xattr::inline_area(&xattr::with_inline_data(&node.attrs, value));
+                d.flags = inode::FL_INLINE_DATA;
+            }
             Kind::File => {
                 counts.files += 1;
                 counts.data_bytes += node.size;
@@ -156,6 +204,17 @@ pub(crate) fn finish(mut w: Ext4Writer) -> Result<Summary, PackError> {
                 d.flags = inode::FL_EXTENTS;
                 blocks += data_blocks + tree;
             }
+            Kind::Dir { subdirs, .. } if inline_dirs[i].is_some() => {
+                let (i_block, value) = inline_dirs[i].take().expect("checked by the guard");
+                counts.dirs += 1;
+                counts.inline_dirs += 1;
+                dirs_per_ino[i] = true;
+                d.links = dir_links(*subdirs);
+                d.i_block = i_block;
+                d.size = (INLINE_I_BLOCK + value.len()) as u64;
+                d.inline_xattrs = xattr::inline_area(&xattr::with_inline_data(&node.attrs, value));
+                d.flags = inode::FL_INLINE_DATA;
+            }
             Kind::Dir {
                 entries,
                 parent,
@@ -163,8 +222,7 @@ pub(crate) fn finish(mut w: Ext4Writer) -> Result<Summary, PackError> {
             } => {
                 counts.dirs += 1;
                 dirs_per_ino[i] = true;
-                let links = 2 + subdirs;
-                d.links = if links >= LINK_MAX { 1 } else { links as u16 };
+                d.links = dir_links(*subdirs);
                 let mut all = Vec::with_capacity(entries.len() + 2);
                 all.push(DirEntry {
                     name: b".".to_vec(),
@@ -405,7 +463,15 @@ pub(crate) fn finish(mut w: Ext4Writer) -> Result<Summary, PackError> {
         inodes_per_group: ipg as u32,
         time: w.opts.source_date_epoch.unwrap_or(0),
         feature_compat: compat,
-        feature_incompat: INCOMPAT_FILETYPE | INCOMPAT_EXTENTS | INCOMPAT_64BIT | INCOMPAT_FLEX_BG,
+        feature_incompat: INCOMPAT_FILETYPE
+            | INCOMPAT_EXTENTS
+            | INCOMPAT_64BIT
+            | INCOMPAT_FLEX_BG
+            | if w.opts.inline_data {
+                INCOMPAT_INLINE_DATA
+            } else {
+                0
+            },
         feature_ro_compat: RO_COMPAT_SPARSE_SUPER
             | RO_COMPAT_LARGE_FILE
             | RO_COMPAT_HUGE_FILE

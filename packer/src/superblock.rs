@@ -23,6 +23,8 @@ pub const INCOMPAT_EXTENTS: u32 = 0x40;
 pub const INCOMPAT_64BIT: u32 = 0x80;
 /// `INCOMPAT_FLEX_BG`.
 pub const INCOMPAT_FLEX_BG: u32 = 0x200;
+/// `INCOMPAT_INLINE_DATA`: small files and directories live in their inode.
+pub const INCOMPAT_INLINE_DATA: u32 = 0x8000;
 
 /// `RO_COMPAT_SPARSE_SUPER`.
 pub const RO_COMPAT_SPARSE_SUPER: u32 = 0x1;

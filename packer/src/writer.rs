@@ -22,6 +22,8 @@ pub(crate) const ROOT_INO: u32 = 2;
 pub(crate) const JOURNAL_INO: u32 = 8;
 /// lost+found, the first non-reserved inode.
 pub(crate) const LOST_FOUND_INO: u32 = 11;
+/// Bytes of inline data that `i_block` holds; the rest goes to `system.data`.
+pub(crate) const INLINE_I_BLOCK: usize = 60;
 /// Largest file: 2^32 blocks.
 const MAX_FILE_SIZE: u64 = (1u64 << 32) * BLOCK_SIZE as u64 - BLOCK_SIZE as u64;
 
@@ -54,6 +56,11 @@ pub struct Options {
     pub label: Vec<u8>,
     /// UUID to use instead of the one derived from the content.
     pub uuid: Option<[u8; 16]>,
+    /// Store small regular files (1 to 128 bytes) and small directories in
+    /// their inode (`INCOMPAT_INLINE_DATA`): no data block, no tail slack.
+    /// Default: true. Readers that do not know the feature (some libraries,
+    /// kernels before 3.8) need it off.
+    pub inline_data: bool,
 }
 
 impl Default for Options {
@@ -69,6 +76,7 @@ impl Default for Options {
             max_size: 1 << 40,
             label: Vec::new(),
             uuid: None,
+            inline_data: true,
         }
     }
 }
@@ -84,6 +92,10 @@ pub struct Summary {
     pub symlinks: u64,
     /// Devices, fifos and sockets.
     pub specials: u64,
+    /// Regular files stored in their inode (inline data).
+    pub inline_files: u64,
+    /// Directories stored in their inode (inline data).
+    pub inline_dirs: u64,
     /// Extra names of hard-linked files.
     pub hard_links: u64,
     /// Sum of regular file sizes.
@@ -150,6 +162,8 @@ pub(crate) struct Node {
     pub size: u64,
     pub extents: Vec<Extent>,
     pub data_blocks: u64,
+    /// A regular file's whole content when it is stored in the inode.
+    pub inline: Option<Vec<u8>>,
 }
 
 impl Node {
@@ -162,6 +176,7 @@ impl Node {
             size: 0,
             extents: Vec::new(),
             data_blocks: 0,
+            inline: None,
         }
     }
 }
@@ -175,6 +190,8 @@ struct OpenFile {
     pos: u64,
     /// A partially filled block: its logical number and contents.
     pending: Option<(u32, Box<[u8; BLOCK_SIZE]>)>,
+    /// The whole content, for a file small enough to live in its inode.
+    inline: Option<Vec<u8>>,
 }
 
 /// A streaming ext4 image writer with a tar-like API.
@@ -426,6 +443,11 @@ impl Ext4Writer {
             _ => b"X",
         };
         self.hash_entry(tag, &path, meta, symlink_target.unwrap_or(&[]), size);
+        let inline = (ftype == S_IFREG && self.opts.inline_data && size > 0)
+            .then(|| xattr::max_inline_data_value(&attrs))
+            .flatten()
+            .filter(|room| size <= (INLINE_I_BLOCK + room) as u64)
+            .map(|_| vec![0u8; size as usize]);
         let mut node = Node::new(meta.clone(), attrs, kind);
         node.size = node_size;
         if ftype == S_IFREG {
@@ -435,6 +457,7 @@ impl Ext4Writer {
                 size,
                 pos: 0,
                 pending: None,
+                inline,
             });
         }
         self.nodes.push(node);
@@ -508,6 +531,11 @@ impl Ext4Writer {
                 source: e,
             })
         };
+        if self.open.as_ref().is_some_and(|f| f.inline.is_some()) {
+            let mut tmp = vec![0u8; len as usize];
+            read(&mut tmp, src_offset)?;
+            return self.put(logical_offset, &tmp);
+        }
         let mut off = logical_offset;
         let mut soff = src_offset;
         let end = logical_offset + len;
@@ -563,6 +591,12 @@ impl Ext4Writer {
     fn put(&mut self, off: u64, data: &[u8]) -> Result<(), PackError> {
         let bs = BLOCK_SIZE as u64;
         self.check_range(off, data.len() as u64)?;
+        let f = self.open.as_mut().expect("checked");
+        if let Some(buf) = f.inline.as_mut() {
+            buf[off as usize..off as usize + data.len()].copy_from_slice(data);
+            f.pos = off + data.len() as u64;
+            return Ok(());
+        }
         let mut off = off;
         let mut d = data;
         while !d.is_empty() {
@@ -611,7 +645,14 @@ impl Ext4Writer {
 
     fn close_file(&mut self) -> Result<(), PackError> {
         self.flush_pending()?;
-        self.open = None;
+        if let Some(OpenFile {
+            ino,
+            inline: Some(data),
+            ..
+        }) = self.open.take()
+        {
+            self.node_mut(ino).inline = Some(data);
+        }
         Ok(())
     }
 
