@@ -54,6 +54,26 @@ impl BlockStream {
         Ok(at)
     }
 
+    /// Append `len` bytes that `fill` writes straight into the buffer
+    /// (zero-padded to whole blocks), saving a copy; returns the first block.
+    pub fn push_with(
+        &mut self,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> io::Result<()>,
+    ) -> io::Result<u64> {
+        let at = self.next_block();
+        let start = self.buf.len();
+        self.buf.resize(start + len.next_multiple_of(BLOCK_SIZE), 0);
+        if let Err(e) = fill(&mut self.buf[start..start + len]) {
+            self.buf.truncate(start);
+            return Err(e);
+        }
+        if self.buf.len() >= BUF_LIMIT {
+            self.flush()?;
+        }
+        Ok(at)
+    }
+
     /// Write out what is buffered.
     pub fn flush(&mut self) -> io::Result<()> {
         if !self.buf.is_empty() {

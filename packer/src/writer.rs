@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::io::Read;
 use std::os::unix::fs::FileExt;
 
 use sha2::{Digest, Sha256};
@@ -249,7 +250,11 @@ impl Ext4Writer {
     /// Start an image in `out`, which is truncated first. The root directory
     /// and `lost+found` exist from the start.
     pub fn new(out: File, opts: Options) -> Result<Self, PackError> {
-        out.set_len(0)?;
+        // Truncating even an empty file makes ext4 flush the whole image
+        // when it is closed (auto_da_alloc): only truncate what has data.
+        if out.metadata()?.len() > 0 {
+            out.set_len(0)?;
+        }
         let groups_max = opts
             .size
             .unwrap_or(opts.max_size)
@@ -510,6 +515,40 @@ impl Ext4Writer {
     pub fn write_data(&mut self, buf: &[u8]) -> Result<(), PackError> {
         let pos = self.open.as_ref().ok_or(PackError::NoOpenFile)?.pos;
         self.put(pos, buf)
+    }
+
+    /// Read the rest of the regular file just created (everything from
+    /// its current position to its declared size) from `src`, straight into
+    /// the image buffer.
+    pub fn read_data(&mut self, src: &mut dyn Read) -> Result<(), PackError> {
+        let f = self.open.as_mut().ok_or(PackError::NoOpenFile)?;
+        let (pos, len) = (f.pos, f.size - f.pos);
+        let source = |e| PackError::Source {
+            path: f.path.clone(),
+            source: e,
+        };
+        if let Some(buf) = f.inline.as_mut() {
+            src.read_exact(&mut buf[pos as usize..]).map_err(source)?;
+            f.pos = f.size;
+            return Ok(());
+        }
+        if len == 0 || pos % BLOCK_SIZE as u64 != 0 || f.pending.is_some() {
+            let mut tmp = Vec::with_capacity(len as usize);
+            src.take(len).read_to_end(&mut tmp).map_err(source)?;
+            if tmp.len() as u64 != len {
+                return Err(source(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+            return self.put(pos, &tmp);
+        }
+        let path = f.path.clone();
+        let first = self
+            .stream
+            .push_with(len as usize, |b| src.read_exact(b))
+            .map_err(|e| PackError::Source { path, source: e })?;
+        let bs = BLOCK_SIZE as u64;
+        self.record(pos / bs, first, len.div_ceil(bs));
+        self.open.as_mut().expect("open").pos = pos + len;
+        Ok(())
     }
 
     /// Copy `len` bytes of `src` from `src_offset` to logical offset

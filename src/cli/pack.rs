@@ -204,6 +204,12 @@ pub fn run(args: PackArgs) -> anyhow::Result<ExitCode> {
     if let Some(name) = &args.name {
         return pack_store_image(name, &args, opts, &mut progress);
     }
+    // A new file rather than a truncated old one: truncating a large image
+    // in place costs time, and ext4 then flushes the new one on close.
+    if std::fs::symlink_metadata(&args.output).is_ok_and(|m| m.is_file()) {
+        std::fs::remove_file(&args.output)
+            .with_context(|| format!("replacing {}", args.output.display()))?;
+    }
     let out = File::create(&args.output)
         .with_context(|| format!("creating {}", args.output.display()))?;
     let mut w = Ext4Writer::new(out, opts).context("starting the image")?;
