@@ -262,7 +262,13 @@ impl Ext4Writer {
             .max(1);
         let gdt_reserved =
             (groups_max * crate::group::DESC_SIZE as u64).div_ceil(BLOCK_SIZE as u64);
-        let stream = BlockStream::new(out, 1 + gdt_reserved);
+        // Group 1 starts with the backup superblock and descriptors
+        // (sparse_super2); the stream leaves room for them there.
+        let hole = (groups_max > 1).then(|| {
+            let start = crate::BLOCKS_PER_GROUP;
+            (start, start + 1 + gdt_reserved)
+        });
+        let stream = BlockStream::new(out, 1 + gdt_reserved, hole);
         let t = Timestamp::from_secs(opts.source_date_epoch.unwrap_or(0));
         let mut nodes = Vec::new();
         for ino in 1..=LOST_FOUND_INO {
@@ -590,8 +596,11 @@ impl Ext4Writer {
         let whole = (end - off) / bs * bs;
         if whole > 0 {
             self.flush_pending()?;
-            let first = self.stream.copy_from(src, soff, whole)?;
-            self.record(off / bs, first, whole / bs);
+            let mut lblk = off / bs;
+            for (first, n) in self.stream.copy_from(src, soff, whole)? {
+                self.record(lblk, first, n);
+                lblk += n;
+            }
             off += whole;
             soff += whole;
             if let Some(f) = self.open.as_mut() {
@@ -697,7 +706,8 @@ impl Ext4Writer {
 
     /// Bytes of data written into the image so far (for progress).
     pub fn data_bytes_written(&self) -> u64 {
-        (self.stream.next_block() - 1 - self.gdt_reserved) * BLOCK_SIZE as u64
+        let skipped: u64 = self.stream.gaps().iter().map(|(s, e)| e - s).sum();
+        (self.stream.next_block() - 1 - self.gdt_reserved - skipped) * BLOCK_SIZE as u64
     }
 
     /// Inodes created so far (for progress).
