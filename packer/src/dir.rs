@@ -98,3 +98,114 @@ pub fn empty_leaf() -> Vec<u8> {
     put_u16(&mut b, 4, LEAF_SPACE as u16);
     b
 }
+
+/// Bytes of an inline directory's `i_block` that hold entries: all but the
+/// 4-byte parent inode number (its implied `..`) at the front.
+pub const INLINE_ENTRY_SPACE: usize = 56;
+
+/// Write `entries` one after another into `region`, the last one's record
+/// stretched to the region's end; an empty region gets one unused entry.
+fn fill_region(region: &mut [u8], entries: &[&DirEntry]) {
+    let mut off = 0;
+    for (i, e) in entries.iter().enumerate() {
+        let rec = if i + 1 == entries.len() {
+            region.len() - off
+        } else {
+            rec_len(e.name.len())
+        };
+        put_entry(region, off, e.ino, rec, &e.name, e.file_type);
+        off += rec;
+    }
+    if entries.is_empty() {
+        put_u16(region, 4, region.len() as u16);
+    }
+}
+
+/// Lay a directory out inline (`INCOMPAT_INLINE_DATA`): `i_block` holds the
+/// parent inode and as many entries as fit its 56 bytes, in order; the rest
+/// go to the `system.data` value, which then takes all `room` bytes the
+/// inode has for it (as the kernel does when it grows an inline directory).
+/// Returns `i_block` and the value (empty when `i_block` sufficed), or `None`
+/// when the entries do not fit.
+pub fn pack_inline(parent: u32, entries: &[DirEntry], room: usize) -> Option<([u8; 60], Vec<u8>)> {
+    let mut head = Vec::new();
+    let mut used = 0;
+    let mut rest = entries.iter().peekable();
+    while let Some(e) = rest.peek() {
+        let need = rec_len(e.name.len());
+        if used + need > INLINE_ENTRY_SPACE {
+            break;
+        }
+        used += need;
+        head.push(*e);
+        rest.next();
+    }
+    let tail: Vec<&DirEntry> = rest.collect();
+    let mut i_block = [0u8; 60];
+    put_u32(&mut i_block, 0, parent);
+    fill_region(&mut i_block[4..], &head);
+    if tail.is_empty() {
+        return Some((i_block, Vec::new()));
+    }
+    let need: usize = tail.iter().map(|e| rec_len(e.name.len())).sum();
+    if need > room {
+        return None;
+    }
+    let mut value = vec![0u8; room];
+    fill_region(&mut value, &tail);
+    Some((i_block, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::le::get_u32;
+
+    fn entry(name: &str, ino: u32) -> DirEntry {
+        DirEntry {
+            name: name.as_bytes().to_vec(),
+            ino,
+            file_type: 1,
+        }
+    }
+
+    /// (inode, rec_len, name) of each entry in a region.
+    fn walk(region: &[u8]) -> Vec<(u32, usize, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut off = 0;
+        while off < region.len() {
+            let rec = u16::from_le_bytes([region[off + 4], region[off + 5]]) as usize;
+            let n = region[off + 6] as usize;
+            out.push((
+                get_u32(region, off),
+                rec,
+                region[off + 8..off + 8 + n].to_vec(),
+            ));
+            off += rec;
+        }
+        assert_eq!(off, region.len(), "records cover the region exactly");
+        out
+    }
+
+    #[test]
+    fn an_empty_inline_dir_has_one_unused_entry() {
+        let (ib, v) = pack_inline(7, &[], 68).unwrap();
+        assert_eq!(get_u32(&ib, 0), 7);
+        assert_eq!(walk(&ib[4..]), vec![(0, 56, vec![])]);
+        assert!(v.is_empty());
+    }
+
+    #[test]
+    fn entries_spill_from_i_block_into_the_value() {
+        // 16 + 16 + 16 bytes fit the 56 of i_block; the fourth spills.
+        let es: Vec<_> = (0..4).map(|i| entry(&format!("name{i}"), 20 + i)).collect();
+        let (ib, v) = pack_inline(2, &es, 68).unwrap();
+        let head = walk(&ib[4..]);
+        assert_eq!(head.len(), 3);
+        assert_eq!(head[2].1, 56 - 32);
+        assert_eq!(v.len(), 68);
+        assert_eq!(walk(&v), vec![(23, 68, b"name3".to_vec())]);
+        let many: Vec<_> = (0..9).map(|i| entry(&format!("name{i}"), 20 + i)).collect();
+        assert!(pack_inline(2, &many, 68).is_none());
+    }
+}

@@ -20,6 +20,8 @@ pub const FL_INDEX: u32 = 0x1000;
 pub const FL_HUGE_FILE: u32 = 0x4_0000;
 /// `EXT4_EXTENTS_FL`: `i_block` holds an extent tree.
 pub const FL_EXTENTS: u32 = 0x8_0000;
+/// `EXT4_INLINE_DATA_FL`: the data is in `i_block` and the `system.data` xattr.
+pub const FL_INLINE_DATA: u32 = 0x1000_0000;
 
 /// One inode as written to the inode table.
 #[derive(Debug, Clone)]

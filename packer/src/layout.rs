@@ -10,8 +10,16 @@
 //! ..                 free space for the VM
 //! ```
 //!
-//! Every used block is in `[0, 1 + gdt)` or `[data_start, journal end)`, so the
-//! bitmaps are two ranges.
+//! Group 1 (block 32768) starts with a backup of the superblock and the
+//! descriptors (`sparse_super2`, `s_backup_bgs = [1, 0]`, like the first of
+//! mke2fs's two): the stream steps over `1 + gdt reserved` blocks there, and
+//! whatever it skipped is left free. Every used block is in `[0, 1 + gdt)`,
+//! the backup, or `[data_start, journal end)` outside those skipped runs, so
+//! the bitmaps are a few ranges. A single-group image has no backup.
+//!
+//! Why only one backup: a second in the last group would need that group's
+//! first blocks free, but the last group usually starts inside file data
+//! already streamed out, and moving its start costs up to a group (128 MiB).
 
 use std::collections::HashMap;
 
@@ -26,7 +34,9 @@ use crate::group::{GroupDesc, DESC_SIZE};
 use crate::inode::{self, DiskInode, INODE_SIZE};
 use crate::meta::*;
 use crate::superblock::*;
-use crate::writer::{show, Ext4Writer, Kind, Summary, JOURNAL_INO, ROOT_INO};
+use crate::writer::{
+    show, Ext4Writer, Kind, Summary, INLINE_I_BLOCK, JOURNAL_INO, LOST_FOUND_INO, ROOT_INO,
+};
 use crate::xattr::{self, Attr};
 use crate::{htree, journal, BLOCKS_PER_GROUP, BLOCK_SIZE};
 
@@ -38,6 +48,17 @@ const INODES_PER_BLOCK: u64 = (BLOCK_SIZE / INODE_SIZE) as u64;
 const LINK_MAX: u32 = 65000;
 /// Smallest last group worth having, in blocks.
 const MIN_LAST_GROUP: u64 = 1024;
+
+/// A directory's link count: 2 plus its subdirectories, or 1 past
+/// [`LINK_MAX`] (`dir_nlink`).
+fn dir_links(subdirs: u32) -> u16 {
+    let links = 2 + subdirs;
+    if links >= LINK_MAX {
+        1
+    } else {
+        links as u16
+    }
+}
 
 /// Derive the UUID (RFC 4122 version 4 layout) and hash seed from the content digest.
 fn ids(digest: &[u8]) -> ([u8; 16], [u32; 4]) {
@@ -54,7 +75,7 @@ fn ids(digest: &[u8]) -> ([u8; 16], [u32; 4]) {
 
 /// Push `blocks` into the stream as one run and return their extents.
 fn push_run(w: &mut Ext4Writer, blocks: &[Vec<u8>]) -> Result<Vec<Extent>, PackError> {
-    let first = w.stream.next_block();
+    let first = w.stream.place(blocks.len() as u64)?;
     for b in blocks {
         w.stream.push(b)?;
     }
@@ -66,11 +87,18 @@ fn push_run(w: &mut Ext4Writer, blocks: &[Vec<u8>]) -> Result<Vec<Extent>, PackE
 /// Build an extent tree, writing its blocks to the stream; returns the root
 /// and the number of tree blocks.
 fn push_tree(w: &mut Ext4Writer, ext: &[Extent], seed: u32) -> Result<([u8; 60], u64), PackError> {
-    let mut next = w.stream.next_block();
-    let (root, blocks) = extent::build(ext, seed, || {
-        next += 1;
-        next - 1
-    });
+    let build = |first: u64| {
+        let mut next = first;
+        extent::build(ext, seed, || {
+            next += 1;
+            next - 1
+        })
+    };
+    let at = w.stream.next_block();
+    let (mut root, mut blocks) = build(at);
+    if w.stream.hits_hole(at, blocks.len() as u64) {
+        (root, blocks) = build(w.stream.place(blocks.len() as u64)?);
+    }
     for (nr, b) in &blocks {
         debug_assert_eq!(*nr, w.stream.next_block());
         w.stream.push(b)?;
@@ -87,12 +115,36 @@ pub(crate) fn finish(mut w: Ext4Writer) -> Result<Summary, PackError> {
     let data_start = 1 + w.gdt_reserved;
     let n_inodes = w.nodes.len();
 
+    // Directories small enough to live in their inode (not the root or
+    // lost+found, which e2fsck wants in blocks): i_block and system.data.
+    let mut inline_dirs: Vec<Option<([u8; 60], Vec<u8>)>> = w
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| match &n.kind {
+            Kind::Dir {
+                entries, parent, ..
+            } if w.opts.inline_data
+                && i as u32 + 1 != ROOT_INO
+                && i as u32 + 1 != LOST_FOUND_INO =>
+            {
+                let room = xattr::max_inline_data_value(&n.attrs)?;
+                dir::pack_inline(*parent, entries, room)
+            }
+            _ => None,
+        })
+        .collect();
+
     // Shared xattr blocks, deduplicated by content.
     let mut xblocks: Vec<(Vec<Attr>, u32)> = Vec::new();
     let mut xindex: HashMap<Vec<Attr>, usize> = HashMap::new();
     let mut node_xblock: Vec<Option<usize>> = vec![None; n_inodes];
     for (i, n) in w.nodes.iter().enumerate() {
-        if n.attrs.is_empty() || xattr::fits_inline(&n.attrs) {
+        if n.attrs.is_empty()
+            || xattr::fits_inline(&n.attrs)
+            || n.inline.is_some()
+            || inline_dirs[i].is_some()
+        {
             continue;
         }
         let idx = match xindex.get(&n.attrs) {
@@ -106,11 +158,12 @@ pub(crate) fn finish(mut w: Ext4Writer) -> Result<Summary, PackError> {
         xblocks[idx].1 += 1;
         node_xblock[i] = Some(idx);
     }
-    let xfirst = w.stream.next_block();
-    for (k, (attrs, refs)) in xblocks.iter().enumerate() {
-        let nr = xfirst + k as u64;
+    let mut xblock_nr = Vec::with_capacity(xblocks.len());
+    for (attrs, refs) in &xblocks {
+        let nr = w.stream.place(1)?;
         let b = xattr::block(attrs, *refs, nr, csum_seed);
         w.stream.push(&b)?;
+        xblock_nr.push(nr);
     }
 
     // Directories, symlinks and extent trees, inode by inode.
@@ -138,13 +191,24 @@ pub(crate) fn finish(mut w: Ext4Writer) -> Result<Summary, PackError> {
         d.size = node.size;
         let mut blocks = 0u64;
         if let Some(x) = node_xblock[i] {
-            d.file_acl = xfirst + x as u64;
+            d.file_acl = xblock_nr[x];
             blocks += 1;
         } else {
             d.inline_xattrs = xattr::inline_area(&node.attrs);
         }
         match &node.kind {
             Kind::Reserved => unreachable!(),
+            Kind::File if node.inline.is_some() => {
+                let data = node.inline.as_deref().expect("checked by the guard");
+                counts.files += 1;
+                counts.inline_files += 1;
+                counts.data_bytes += node.size;
+                let head = data.len().min(INLINE_I_BLOCK);
+                d.i_block[..head].copy_from_slice(&data[..head]);
+                let value = data[head..].to_vec();
+                d.inline_xattrs = xattr::inline_area(&xattr::with_inline_data(&node.attrs, value));
+                d.flags = inode::FL_INLINE_DATA;
+            }
             Kind::File => {
                 counts.files += 1;
                 counts.data_bytes += node.size;
@@ -156,6 +220,17 @@ pub(crate) fn finish(mut w: Ext4Writer) -> Result<Summary, PackError> {
                 d.flags = inode::FL_EXTENTS;
                 blocks += data_blocks + tree;
             }
+            Kind::Dir { subdirs, .. } if inline_dirs[i].is_some() => {
+                let (i_block, value) = inline_dirs[i].take().expect("checked by the guard");
+                counts.dirs += 1;
+                counts.inline_dirs += 1;
+                dirs_per_ino[i] = true;
+                d.links = dir_links(*subdirs);
+                d.i_block = i_block;
+                d.size = (INLINE_I_BLOCK + value.len()) as u64;
+                d.inline_xattrs = xattr::inline_area(&xattr::with_inline_data(&node.attrs, value));
+                d.flags = inode::FL_INLINE_DATA;
+            }
             Kind::Dir {
                 entries,
                 parent,
@@ -163,8 +238,7 @@ pub(crate) fn finish(mut w: Ext4Writer) -> Result<Summary, PackError> {
             } => {
                 counts.dirs += 1;
                 dirs_per_ino[i] = true;
-                let links = 2 + subdirs;
-                d.links = if links >= LINK_MAX { 1 } else { links as u16 };
+                d.links = dir_links(*subdirs);
                 let mut all = Vec::with_capacity(entries.len() + 2);
                 all.push(DirEntry {
                     name: b".".to_vec(),
@@ -243,7 +317,7 @@ pub(crate) fn finish(mut w: Ext4Writer) -> Result<Summary, PackError> {
         journal::default_blocks(fixed.unwrap_or(meta_end + free_blocks_wanted)) as u64
     };
     let mut groups = want_inodes.div_ceil(BLOCKS_PER_GROUP).max(1);
-    let (ipg, itb, total) = loop {
+    let (ipg, itb, total, run_start) = loop {
         let ipg = want_inodes
             .div_ceil(groups)
             .next_multiple_of(INODES_PER_BLOCK)
@@ -253,8 +327,18 @@ pub(crate) fn finish(mut w: Ext4Writer) -> Result<Summary, PackError> {
             continue;
         }
         let itb = ipg / INODES_PER_BLOCK;
-        let needed = meta_end + groups * (itb + 2) + journal_blocks;
-        let mut total = needed + free_blocks_wanted;
+        // Inode tables, bitmaps and journal go in one run, past the hole
+        // for group 1's backup if they would overlap it; the blocks skipped
+        // count as free space.
+        let run = groups * (itb + 2) + journal_blocks;
+        let start = w.stream.past_hole(meta_end, run);
+        let backup_blocks = 1 + (groups * DESC_SIZE as u64).div_ceil(bs);
+        let skipped_free = (start - meta_end).saturating_sub(backup_blocks);
+        let needed = start + run;
+        let mut total = needed + free_blocks_wanted.saturating_sub(skipped_free);
+        if groups > 1 && start < BLOCKS_PER_GROUP {
+            total += backup_blocks; // the backup then sits in the free space
+        }
         if let Some(f) = fixed {
             if f < needed {
                 return Err(PackError::TooSmall {
@@ -272,13 +356,16 @@ pub(crate) fn finish(mut w: Ext4Writer) -> Result<Summary, PackError> {
         if fixed.is_none() {
             total = total.max((groups - 1) * BLOCKS_PER_GROUP + MIN_LAST_GROUP);
         }
-        break (ipg, itb, total);
+        break (ipg, itb, total, start);
     };
     let gdt_blocks = (groups * DESC_SIZE as u64).div_ceil(bs);
     if gdt_blocks > w.gdt_reserved {
         return Err(PackError::TooLarge(total * bs));
     }
-    let itable_start = meta_end;
+    // sparse_super2 with one backup, in group 1 (as mke2fs's first of two).
+    let backup_at = BLOCKS_PER_GROUP;
+    let backup = groups > 1 && total >= backup_at + 1 + gdt_blocks;
+    let itable_start = run_start;
     let bbitmap_start = itable_start + groups * itb;
     let ibitmap_start = bbitmap_start + groups;
     let journal_start = ibitmap_start + groups;
@@ -304,6 +391,7 @@ pub(crate) fn finish(mut w: Ext4Writer) -> Result<Summary, PackError> {
     }
 
     // Inode tables.
+    w.stream.leave_free_to(itable_start)?;
     let ino_seed = csum_seed;
     let mut chunk = Vec::with_capacity(4096 * INODE_SIZE);
     for (i, d) in disk.iter().enumerate() {
@@ -316,7 +404,18 @@ pub(crate) fn finish(mut w: Ext4Writer) -> Result<Summary, PackError> {
     w.stream.push(&chunk)?;
 
     // Bitmaps and descriptors.
-    let used = [(0u64, 1 + gdt_blocks), (data_start, used_end)];
+    let mut used = vec![(0u64, 1 + gdt_blocks)];
+    let mut from = data_start;
+    for &(gap_start, gap_end) in w.stream.gaps() {
+        if gap_start > from {
+            used.push((from, gap_start));
+        }
+        from = from.max(gap_end);
+    }
+    used.push((from, used_end));
+    if backup {
+        used.push((backup_at, backup_at + 1 + gdt_blocks));
+    }
     let mut descs = Vec::with_capacity(groups as usize);
     let mut bbitmaps = Vec::with_capacity(groups as usize);
     let mut ibitmaps = Vec::with_capacity(groups as usize);
@@ -377,6 +476,9 @@ pub(crate) fn finish(mut w: Ext4Writer) -> Result<Summary, PackError> {
         gdt.extend_from_slice(&d.to_bytes(g as u32, csum_seed));
     }
     w.stream.write_at(&gdt, bs)?;
+    if backup {
+        w.stream.write_at(&gdt, (backup_at + 1) * bs)?;
+    }
 
     // Superblock.
     let mut compat = COMPAT_EXT_ATTR | COMPAT_DIR_INDEX | COMPAT_SPARSE_SUPER2;
@@ -405,7 +507,15 @@ pub(crate) fn finish(mut w: Ext4Writer) -> Result<Summary, PackError> {
         inodes_per_group: ipg as u32,
         time: w.opts.source_date_epoch.unwrap_or(0),
         feature_compat: compat,
-        feature_incompat: INCOMPAT_FILETYPE | INCOMPAT_EXTENTS | INCOMPAT_64BIT | INCOMPAT_FLEX_BG,
+        feature_incompat: INCOMPAT_FILETYPE
+            | INCOMPAT_EXTENTS
+            | INCOMPAT_64BIT
+            | INCOMPAT_FLEX_BG
+            | if w.opts.inline_data {
+                INCOMPAT_INLINE_DATA
+            } else {
+                0
+            },
         feature_ro_compat: RO_COMPAT_SPARSE_SUPER
             | RO_COMPAT_LARGE_FILE
             | RO_COMPAT_HUGE_FILE
@@ -424,8 +534,17 @@ pub(crate) fn finish(mut w: Ext4Writer) -> Result<Summary, PackError> {
         },
         jnl_blocks,
         log_groups_per_flex: 4,
+        backup_bgs: [u32::from(backup), 0],
+        block_group_nr: 0,
     };
     w.stream.write_at(&sb.to_bytes(), 1024)?;
+    if backup {
+        let copy = Superblock {
+            block_group_nr: 1,
+            ..sb
+        };
+        w.stream.write_at(&copy.to_bytes(), backup_at * bs)?;
+    }
     w.stream.file().set_len(total * bs)?;
 
     let _ = ROOT_INO;

@@ -48,19 +48,33 @@ fn storable_xattr(name: &[u8]) -> bool {
 
 /// The [`Metadata`] of `path` (not following symlinks), xattrs included.
 pub fn metadata_of(path: &Path, st: &std::fs::Metadata) -> Result<Metadata, PackError> {
-    let mut xattrs = Vec::new();
     let names = xattr::list(path).map_err(|e| src_err(path, e))?;
+    let xattrs = storable_xattrs(names, |n| xattr::get(path, n)).map_err(|e| src_err(path, e))?;
+    Ok(metadata_with(st, xattrs))
+}
+
+/// The storable xattrs among `names`, read with `get`, sorted.
+fn storable_xattrs(
+    names: xattr::XAttrs,
+    get: impl Fn(&OsStr) -> std::io::Result<Option<Vec<u8>>>,
+) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut xattrs = Vec::new();
     for name in names {
         let nb = name.as_bytes();
         if !storable_xattr(nb) {
             continue;
         }
-        if let Some(v) = xattr::get(path, &name).map_err(|e| src_err(path, e))? {
+        if let Some(v) = get(&name)? {
             xattrs.push((nb.to_vec(), v));
         }
     }
     xattrs.sort();
-    Ok(Metadata {
+    Ok(xattrs)
+}
+
+/// [`Metadata`] from a stat result and the xattrs already read.
+fn metadata_with(st: &std::fs::Metadata, xattrs: Vec<(Vec<u8>, Vec<u8>)>) -> Metadata {
+    Metadata {
         mode: st.mode(),
         uid: st.uid(),
         gid: st.gid(),
@@ -78,7 +92,28 @@ pub fn metadata_of(path: &Path, st: &std::fs::Metadata) -> Result<Metadata, Pack
         },
         rdev: dev_split(st.rdev()),
         xattrs,
-    })
+    }
+}
+
+/// Open `name` in the directory `dir` without following a symlink, so the
+/// kernel looks up one component instead of the whole path.
+fn open_in(dir: &File, name: &OsStr) -> std::io::Result<File> {
+    use std::os::fd::FromRawFd;
+    let c = std::ffi::CString::new(name.as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: a valid directory descriptor we borrow and a NUL-terminated name.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just opened and is owned by nobody else.
+    Ok(unsafe { File::from_raw_fd(fd) })
 }
 
 /// Data segments `(offset, len)` of a file, from `SEEK_DATA`/`SEEK_HOLE`.
@@ -127,8 +162,7 @@ pub fn pack_dir_with_progress(
     let st = std::fs::symlink_metadata(root).map_err(|e| src_err(root, e))?;
     w.create(b"", &metadata_of(root, &st)?, None, 0)?;
     let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
-    let mut buf = Vec::new();
-    walk(root, &mut Vec::new(), w, &mut links, &mut buf, progress)
+    walk(root, &mut Vec::new(), w, &mut links, progress)
 }
 
 fn walk(
@@ -136,23 +170,35 @@ fn walk(
     rel: &mut Vec<u8>,
     w: &mut Ext4Writer,
     links: &mut HashMap<(u64, u64), Vec<u8>>,
-    buf: &mut Vec<u8>,
     progress: &mut dyn FnMut(&Ext4Writer),
 ) -> Result<(), PackError> {
+    let dir_fd = File::open(dir).map_err(|e| src_err(dir, e))?;
     let mut names: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| src_err(dir, e))?
-        .map(|e| e.map(|e| e.file_name()))
+        .map(|e| e.and_then(|e| Ok((e.file_name(), e.file_type()?.is_file()))))
         .collect::<Result<_, _>>()
         .map_err(|e| src_err(dir, e))?;
-    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-    for name in names {
+    names.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    for (name, is_file) in names {
         let path = dir.join(&name);
         let len = rel.len();
         if !rel.is_empty() {
             rel.push(b'/');
         }
         rel.extend_from_slice(name.as_bytes());
-        let st = std::fs::symlink_metadata(&path).map_err(|e| src_err(&path, e))?;
+        // Regular files (the bulk) are opened relative to their directory
+        // and stat'ed and read through the descriptor.
+        let opened = if is_file {
+            let f = open_in(&dir_fd, &name).map_err(|e| src_err(&path, e))?;
+            let st = f.metadata().map_err(|e| src_err(&path, e))?;
+            Some((f, st))
+        } else {
+            None
+        };
+        let st = match &opened {
+            Some((_, st)) => st.clone(),
+            None => std::fs::symlink_metadata(&path).map_err(|e| src_err(&path, e))?,
+        };
         let ft = st.file_type();
         if !ft.is_dir() && st.nlink() > 1 {
             if let Some(first) = links.get(&(st.dev(), st.ino())) {
@@ -162,27 +208,32 @@ fn walk(
             }
             links.insert((st.dev(), st.ino()), rel.clone());
         }
-        let meta = metadata_of(&path, &st)?;
+        let meta = match &opened {
+            Some((f, _)) if ft.is_file() => {
+                use xattr::FileExt;
+                let names = f.list_xattr().map_err(|e| src_err(&path, e))?;
+                let xattrs =
+                    storable_xattrs(names, |n| f.get_xattr(n)).map_err(|e| src_err(&path, e))?;
+                metadata_with(&st, xattrs)
+            }
+            _ => metadata_of(&path, &st)?,
+        };
         if ft.is_dir() {
             w.create(rel, &meta, None, 0)?;
-            walk(&path, rel, w, links, buf, progress)?;
+            walk(&path, rel, w, links, progress)?;
         } else if ft.is_symlink() {
             let target = std::fs::read_link(&path).map_err(|e| src_err(&path, e))?;
             w.create(rel, &meta, Some(target.as_os_str().as_bytes()), 0)?;
         } else if ft.is_file() {
             let size = st.len();
             w.create(rel, &meta, None, size)?;
-            let f = File::open(&path).map_err(|e| src_err(&path, e))?;
+            let f = match opened {
+                Some((f, _)) => f,
+                None => File::open(&path).map_err(|e| src_err(&path, e))?,
+            };
             let sparse = st.blocks() * 512 < size;
             if size <= SMALL_FILE && !sparse {
-                buf.clear();
-                (&f).take(size)
-                    .read_to_end(buf)
-                    .map_err(|e| src_err(&path, e))?;
-                if buf.len() as u64 != size {
-                    return Err(src_err(&path, std::io::ErrorKind::UnexpectedEof.into()));
-                }
-                w.write_data(buf)?;
+                w.read_data(&mut &f)?;
             } else {
                 let segs = if sparse {
                     data_segments(&f, size)

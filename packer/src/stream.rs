@@ -1,6 +1,8 @@
 //! Sequential block output: the writer places everything it writes one block
 //! after another, so the image is produced as one forward stream (buffered),
-//! with `copy_file_range` for data handed over as a file range.
+//! with `copy_file_range` for data handed over as a file range. The stream
+//! steps over one reserved hole (the backup superblock and descriptors at
+//! the start of group 1) and remembers the blocks it skipped.
 
 use std::fs::File;
 use std::io;
@@ -22,17 +24,53 @@ pub struct BlockStream {
     buf_start: u64,
     /// Whether `copy_file_range` has failed with "not supported" before.
     no_cfr: bool,
+    /// Blocks `[start, end)` nothing may be streamed into.
+    hole: Option<(u64, u64)>,
+    /// Runs of blocks skipped over (left unused), in order.
+    gaps: Vec<(u64, u64)>,
 }
 
 impl BlockStream {
-    /// Start writing at block `start` of `file`.
-    pub fn new(file: File, start: u64) -> Self {
+    /// Start writing at block `start` of `file`, never into `hole`.
+    pub fn new(file: File, start: u64, hole: Option<(u64, u64)>) -> Self {
         BlockStream {
             file,
             buf: Vec::with_capacity(BUF_LIMIT),
             buf_start: start,
             no_cfr: false,
+            hole,
+            gaps: Vec::new(),
         }
+    }
+
+    /// Whether a run of `n` blocks starting at `at` would overlap the hole.
+    pub fn hits_hole(&self, at: u64, n: u64) -> bool {
+        self.hole
+            .is_some_and(|(s, e)| n > 0 && at < e && at + n > s)
+    }
+
+    /// The end of the hole if a run of `n` blocks at `at` would overlap it.
+    pub fn past_hole(&self, at: u64, n: u64) -> u64 {
+        match self.hole {
+            Some((_, e)) if self.hits_hole(at, n) => e,
+            _ => at,
+        }
+    }
+
+    /// Make the next `n` blocks one run clear of the hole (skipping past it
+    /// if need be) and return where that run starts.
+    pub fn place(&mut self, n: u64) -> io::Result<u64> {
+        let at = self.next_block();
+        let to = self.past_hole(at, n);
+        if to != at {
+            self.jump(to, true)?;
+        }
+        Ok(to)
+    }
+
+    /// The runs of blocks skipped over so far.
+    pub fn gaps(&self) -> &[(u64, u64)] {
+        &self.gaps
     }
 
     /// The block the next push lands on.
@@ -42,11 +80,31 @@ impl BlockStream {
 
     /// Append `data`, zero-padded to whole blocks; returns its first block.
     pub fn push(&mut self, data: &[u8]) -> io::Result<u64> {
-        let at = self.next_block();
+        let at = self.place(data.len().div_ceil(BLOCK_SIZE) as u64)?;
         self.buf.extend_from_slice(data);
         let rem = self.buf.len() % BLOCK_SIZE;
         if rem != 0 {
             self.buf.resize(self.buf.len() + BLOCK_SIZE - rem, 0);
+        }
+        if self.buf.len() >= BUF_LIMIT {
+            self.flush()?;
+        }
+        Ok(at)
+    }
+
+    /// Append `len` bytes that `fill` writes straight into the buffer
+    /// (zero-padded to whole blocks), saving a copy; returns the first block.
+    pub fn push_with(
+        &mut self,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> io::Result<()>,
+    ) -> io::Result<u64> {
+        let at = self.place(len.div_ceil(BLOCK_SIZE) as u64)?;
+        let start = self.buf.len();
+        self.buf.resize(start + len.next_multiple_of(BLOCK_SIZE), 0);
+        if let Err(e) = fill(&mut self.buf[start..start + len]) {
+            self.buf.truncate(start);
+            return Err(e);
         }
         if self.buf.len() >= BUF_LIMIT {
             self.flush()?;
@@ -65,18 +123,52 @@ impl BlockStream {
         Ok(())
     }
 
-    /// Continue at block `block` (at or after [`Self::next_block`]), leaving a hole.
+    /// Continue at block `block` (at or after [`Self::next_block`]); the
+    /// blocks in between are in use but stay unwritten (zeros).
     pub fn skip_to(&mut self, block: u64) -> io::Result<()> {
+        self.jump(block, false)
+    }
+
+    /// Continue at block `block`, the blocks in between left unused.
+    pub fn leave_free_to(&mut self, block: u64) -> io::Result<()> {
+        self.jump(block, true)
+    }
+
+    fn jump(&mut self, block: u64, free: bool) -> io::Result<()> {
         self.flush()?;
         debug_assert!(block >= self.buf_start);
+        if free && block > self.buf_start {
+            self.gaps.push((self.buf_start, block));
+        }
         self.buf_start = block;
         Ok(())
     }
 
     /// Append `len` bytes of `src` from `offset` (zero-padded to whole
-    /// blocks); returns the first block.
-    pub fn copy_from(&mut self, src: &File, offset: u64, len: u64) -> io::Result<u64> {
+    /// blocks), split around the hole; returns the runs `(first block,
+    /// blocks)` it went to.
+    pub fn copy_from(&mut self, src: &File, offset: u64, len: u64) -> io::Result<Vec<(u64, u64)>> {
+        let bs = BLOCK_SIZE as u64;
         self.flush()?;
+        let at = self.buf_start;
+        let mut runs = Vec::new();
+        let (mut offset, mut len) = (offset, len);
+        if let Some((hs, _)) = self.hole.filter(|_| self.hits_hole(at, len.div_ceil(bs))) {
+            if at < hs {
+                let head = (hs - at) * bs;
+                runs.push((self.copy_run(src, offset, head)?, hs - at));
+                offset += head;
+                len -= head;
+            }
+            self.place(len.div_ceil(bs))?;
+        }
+        let first = self.copy_run(src, offset, len)?;
+        runs.push((first, len.div_ceil(bs)));
+        Ok(runs)
+    }
+
+    /// [`Self::copy_from`] into one run at the current position.
+    fn copy_run(&mut self, src: &File, offset: u64, len: u64) -> io::Result<u64> {
         let at = self.buf_start;
         let out_off = at * BLOCK_SIZE as u64;
         let mut done = 0u64;

@@ -12,7 +12,7 @@ pub const COMPAT_HAS_JOURNAL: u32 = 0x4;
 pub const COMPAT_EXT_ATTR: u32 = 0x8;
 /// `COMPAT_DIR_INDEX`.
 pub const COMPAT_DIR_INDEX: u32 = 0x20;
-/// `COMPAT_SPARSE_SUPER2`: backups only where `s_backup_bgs` says (here: none).
+/// `COMPAT_SPARSE_SUPER2`: backups only in the groups `s_backup_bgs` names.
 pub const COMPAT_SPARSE_SUPER2: u32 = 0x200;
 
 /// `INCOMPAT_FILETYPE`.
@@ -23,6 +23,8 @@ pub const INCOMPAT_EXTENTS: u32 = 0x40;
 pub const INCOMPAT_64BIT: u32 = 0x80;
 /// `INCOMPAT_FLEX_BG`.
 pub const INCOMPAT_FLEX_BG: u32 = 0x200;
+/// `INCOMPAT_INLINE_DATA`: small files and directories live in their inode.
+pub const INCOMPAT_INLINE_DATA: u32 = 0x8000;
 
 /// `RO_COMPAT_SPARSE_SUPER`.
 pub const RO_COMPAT_SPARSE_SUPER: u32 = 0x1;
@@ -75,6 +77,10 @@ pub struct Superblock {
     pub jnl_blocks: Option<[u32; 17]>,
     /// log2 of groups per flex group.
     pub log_groups_per_flex: u8,
+    /// Groups holding a backup superblock and descriptors (`sparse_super2`; 0: none).
+    pub backup_bgs: [u32; 2],
+    /// The group this copy sits in (0 for the primary).
+    pub block_group_nr: u16,
 }
 
 impl Superblock {
@@ -104,6 +110,7 @@ impl Superblock {
         put_u32(&mut b, 0x4C, 1); // dynamic revision
         put_u32(&mut b, 0x54, 11); // first non-reserved inode
         put_u16(&mut b, 0x58, crate::inode::INODE_SIZE as u16);
+        put_u16(&mut b, 0x5A, self.block_group_nr);
         put_u32(&mut b, 0x5C, self.feature_compat);
         put_u32(&mut b, 0x60, self.feature_incompat);
         put_u32(&mut b, 0x64, self.feature_ro_compat);
@@ -128,6 +135,8 @@ impl Superblock {
         put_u32(&mut b, 0x160, FLAGS_UNSIGNED_HASH);
         b[0x174] = self.log_groups_per_flex;
         b[0x175] = 1; // checksum type: crc32c
+        put_u32(&mut b, 0x24C, self.backup_bgs[0]);
+        put_u32(&mut b, 0x250, self.backup_bgs[1]);
         b[0x274] = t_hi; // s_wtime_hi
         b[0x276] = t_hi; // s_mkfs_time_hi
         b[0x277] = t_hi; // s_lastcheck_hi

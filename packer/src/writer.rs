@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::io::Read;
 use std::os::unix::fs::FileExt;
 
 use sha2::{Digest, Sha256};
@@ -22,6 +23,8 @@ pub(crate) const ROOT_INO: u32 = 2;
 pub(crate) const JOURNAL_INO: u32 = 8;
 /// lost+found, the first non-reserved inode.
 pub(crate) const LOST_FOUND_INO: u32 = 11;
+/// Bytes of inline data that `i_block` holds; the rest goes to `system.data`.
+pub(crate) const INLINE_I_BLOCK: usize = 60;
 /// Largest file: 2^32 blocks.
 const MAX_FILE_SIZE: u64 = (1u64 << 32) * BLOCK_SIZE as u64 - BLOCK_SIZE as u64;
 
@@ -54,6 +57,11 @@ pub struct Options {
     pub label: Vec<u8>,
     /// UUID to use instead of the one derived from the content.
     pub uuid: Option<[u8; 16]>,
+    /// Store small regular files (1 to 128 bytes) and small directories in
+    /// their inode (`INCOMPAT_INLINE_DATA`): no data block, no tail slack.
+    /// Default: true. Readers that do not know the feature (some libraries,
+    /// kernels before 3.8) need it off.
+    pub inline_data: bool,
 }
 
 impl Default for Options {
@@ -69,6 +77,7 @@ impl Default for Options {
             max_size: 1 << 40,
             label: Vec::new(),
             uuid: None,
+            inline_data: true,
         }
     }
 }
@@ -84,6 +93,10 @@ pub struct Summary {
     pub symlinks: u64,
     /// Devices, fifos and sockets.
     pub specials: u64,
+    /// Regular files stored in their inode (inline data).
+    pub inline_files: u64,
+    /// Directories stored in their inode (inline data).
+    pub inline_dirs: u64,
     /// Extra names of hard-linked files.
     pub hard_links: u64,
     /// Sum of regular file sizes.
@@ -150,6 +163,8 @@ pub(crate) struct Node {
     pub size: u64,
     pub extents: Vec<Extent>,
     pub data_blocks: u64,
+    /// A regular file's whole content when it is stored in the inode.
+    pub inline: Option<Vec<u8>>,
 }
 
 impl Node {
@@ -162,6 +177,7 @@ impl Node {
             size: 0,
             extents: Vec::new(),
             data_blocks: 0,
+            inline: None,
         }
     }
 }
@@ -175,6 +191,8 @@ struct OpenFile {
     pos: u64,
     /// A partially filled block: its logical number and contents.
     pending: Option<(u32, Box<[u8; BLOCK_SIZE]>)>,
+    /// The whole content, for a file small enough to live in its inode.
+    inline: Option<Vec<u8>>,
 }
 
 /// A streaming ext4 image writer with a tar-like API.
@@ -232,7 +250,11 @@ impl Ext4Writer {
     /// Start an image in `out`, which is truncated first. The root directory
     /// and `lost+found` exist from the start.
     pub fn new(out: File, opts: Options) -> Result<Self, PackError> {
-        out.set_len(0)?;
+        // Truncating even an empty file makes ext4 flush the whole image
+        // when it is closed (auto_da_alloc): only truncate what has data.
+        if out.metadata()?.len() > 0 {
+            out.set_len(0)?;
+        }
         let groups_max = opts
             .size
             .unwrap_or(opts.max_size)
@@ -240,7 +262,13 @@ impl Ext4Writer {
             .max(1);
         let gdt_reserved =
             (groups_max * crate::group::DESC_SIZE as u64).div_ceil(BLOCK_SIZE as u64);
-        let stream = BlockStream::new(out, 1 + gdt_reserved);
+        // Group 1 starts with the backup superblock and descriptors
+        // (sparse_super2); the stream leaves room for them there.
+        let hole = (groups_max > 1).then(|| {
+            let start = crate::BLOCKS_PER_GROUP;
+            (start, start + 1 + gdt_reserved)
+        });
+        let stream = BlockStream::new(out, 1 + gdt_reserved, hole);
         let t = Timestamp::from_secs(opts.source_date_epoch.unwrap_or(0));
         let mut nodes = Vec::new();
         for ino in 1..=LOST_FOUND_INO {
@@ -426,6 +454,11 @@ impl Ext4Writer {
             _ => b"X",
         };
         self.hash_entry(tag, &path, meta, symlink_target.unwrap_or(&[]), size);
+        let inline = (ftype == S_IFREG && self.opts.inline_data && size > 0)
+            .then(|| xattr::max_inline_data_value(&attrs))
+            .flatten()
+            .filter(|room| size <= (INLINE_I_BLOCK + room) as u64)
+            .map(|_| vec![0u8; size as usize]);
         let mut node = Node::new(meta.clone(), attrs, kind);
         node.size = node_size;
         if ftype == S_IFREG {
@@ -435,6 +468,7 @@ impl Ext4Writer {
                 size,
                 pos: 0,
                 pending: None,
+                inline,
             });
         }
         self.nodes.push(node);
@@ -489,6 +523,40 @@ impl Ext4Writer {
         self.put(pos, buf)
     }
 
+    /// Read the rest of the regular file just created (everything from
+    /// its current position to its declared size) from `src`, straight into
+    /// the image buffer.
+    pub fn read_data(&mut self, src: &mut dyn Read) -> Result<(), PackError> {
+        let f = self.open.as_mut().ok_or(PackError::NoOpenFile)?;
+        let (pos, len) = (f.pos, f.size - f.pos);
+        let source = |e| PackError::Source {
+            path: f.path.clone(),
+            source: e,
+        };
+        if let Some(buf) = f.inline.as_mut() {
+            src.read_exact(&mut buf[pos as usize..]).map_err(source)?;
+            f.pos = f.size;
+            return Ok(());
+        }
+        if len == 0 || pos % BLOCK_SIZE as u64 != 0 || f.pending.is_some() {
+            let mut tmp = Vec::with_capacity(len as usize);
+            src.take(len).read_to_end(&mut tmp).map_err(source)?;
+            if tmp.len() as u64 != len {
+                return Err(source(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+            return self.put(pos, &tmp);
+        }
+        let path = f.path.clone();
+        let first = self
+            .stream
+            .push_with(len as usize, |b| src.read_exact(b))
+            .map_err(|e| PackError::Source { path, source: e })?;
+        let bs = BLOCK_SIZE as u64;
+        self.record(pos / bs, first, len.div_ceil(bs));
+        self.open.as_mut().expect("open").pos = pos + len;
+        Ok(())
+    }
+
     /// Copy `len` bytes of `src` from `src_offset` to logical offset
     /// `logical_offset` of the regular file just created, with
     /// `copy_file_range` where possible. Segments must come in increasing
@@ -508,6 +576,11 @@ impl Ext4Writer {
                 source: e,
             })
         };
+        if self.open.as_ref().is_some_and(|f| f.inline.is_some()) {
+            let mut tmp = vec![0u8; len as usize];
+            read(&mut tmp, src_offset)?;
+            return self.put(logical_offset, &tmp);
+        }
         let mut off = logical_offset;
         let mut soff = src_offset;
         let end = logical_offset + len;
@@ -523,8 +596,11 @@ impl Ext4Writer {
         let whole = (end - off) / bs * bs;
         if whole > 0 {
             self.flush_pending()?;
-            let first = self.stream.copy_from(src, soff, whole)?;
-            self.record(off / bs, first, whole / bs);
+            let mut lblk = off / bs;
+            for (first, n) in self.stream.copy_from(src, soff, whole)? {
+                self.record(lblk, first, n);
+                lblk += n;
+            }
             off += whole;
             soff += whole;
             if let Some(f) = self.open.as_mut() {
@@ -563,6 +639,12 @@ impl Ext4Writer {
     fn put(&mut self, off: u64, data: &[u8]) -> Result<(), PackError> {
         let bs = BLOCK_SIZE as u64;
         self.check_range(off, data.len() as u64)?;
+        let f = self.open.as_mut().expect("checked");
+        if let Some(buf) = f.inline.as_mut() {
+            buf[off as usize..off as usize + data.len()].copy_from_slice(data);
+            f.pos = off + data.len() as u64;
+            return Ok(());
+        }
         let mut off = off;
         let mut d = data;
         while !d.is_empty() {
@@ -611,13 +693,21 @@ impl Ext4Writer {
 
     fn close_file(&mut self) -> Result<(), PackError> {
         self.flush_pending()?;
-        self.open = None;
+        if let Some(OpenFile {
+            ino,
+            inline: Some(data),
+            ..
+        }) = self.open.take()
+        {
+            self.node_mut(ino).inline = Some(data);
+        }
         Ok(())
     }
 
     /// Bytes of data written into the image so far (for progress).
     pub fn data_bytes_written(&self) -> u64 {
-        (self.stream.next_block() - 1 - self.gdt_reserved) * BLOCK_SIZE as u64
+        let skipped: u64 = self.stream.gaps().iter().map(|(s, e)| e - s).sum();
+        (self.stream.next_block() - 1 - self.gdt_reserved - skipped) * BLOCK_SIZE as u64
     }
 
     /// Inodes created so far (for progress).

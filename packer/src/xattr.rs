@@ -125,6 +125,41 @@ pub fn fits_inline(attrs: &[Attr]) -> bool {
         <= XATTR_SPACE
 }
 
+/// `EXT4_XATTR_INDEX_SYSTEM`, the namespace of `system.data`.
+const INDEX_SYSTEM: u8 = 7;
+
+/// The `system.data` attribute that holds an inline-data inode's bytes
+/// beyond the 60 in `i_block` (present, possibly empty, on every such inode).
+pub fn inline_data_attr(value: Vec<u8>) -> Attr {
+    Attr {
+        index: INDEX_SYSTEM,
+        name: b"data".to_vec(),
+        value,
+    }
+}
+
+/// The longest `system.data` value that fits the in-inode area next to
+/// `attrs` (a multiple of 4), or `None` if not even an empty one fits.
+pub fn max_inline_data_value(attrs: &[Attr]) -> Option<usize> {
+    let data_entry = entry_size(&inline_data_attr(Vec::new()));
+    let used = 4
+        + attrs
+            .iter()
+            .map(|a| entry_size(a) + value_size(a))
+            .sum::<usize>()
+        + data_entry
+        + 4;
+    XATTR_SPACE.checked_sub(used).map(|free| free & !3)
+}
+
+/// `attrs` plus a `system.data` entry holding `value`, sorted.
+pub fn with_inline_data(attrs: &[Attr], value: Vec<u8>) -> Vec<Attr> {
+    let mut all = attrs.to_vec();
+    all.push(inline_data_attr(value));
+    sort(&mut all);
+    all
+}
+
 /// Whether `attrs` fit one xattr block.
 pub fn fits_block(attrs: &[Attr]) -> bool {
     BLOCK_HEADER
@@ -243,5 +278,20 @@ mod tests {
         let big = vec![to_attr(b"user.a", &[1; 200]).unwrap()];
         assert!(!fits_inline(&big));
         assert!(fits_block(&big));
+    }
+
+    #[test]
+    fn inline_data_room_matches_the_kernel() {
+        // 256-byte inodes, i_extra_isize 32: the kernel's
+        // get_max_inline_xattr_value_size gives 68 bytes, so 128 in all.
+        assert_eq!(max_inline_data_value(&[]), Some(68));
+        assert!(fits_inline(&with_inline_data(&[], vec![7; 68])));
+        assert!(!fits_inline(&with_inline_data(&[], vec![7; 69])));
+        let cap = vec![to_attr(b"security.capability", &[1; 20]).unwrap()];
+        let room = max_inline_data_value(&cap).unwrap();
+        assert!(fits_inline(&with_inline_data(&cap, vec![0; room])));
+        assert!(!fits_inline(&with_inline_data(&cap, vec![0; room + 1])));
+        let big = vec![to_attr(b"user.a", &[1; 80]).unwrap()];
+        assert_eq!(max_inline_data_value(&big), None);
     }
 }

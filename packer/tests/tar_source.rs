@@ -91,7 +91,12 @@ fn tar_entries_without_parents_get_implied_directories() {
     b.append_data(&mut h, "a/b/c/file", &b"hello"[..]).unwrap();
     let data = b.into_inner().unwrap();
     let img = t.path().join("img");
-    let mut w = Ext4Writer::new(File::create(&img).unwrap(), Options::default()).unwrap();
+    // Read back with ext4-view, which does not know inline data.
+    let opts = Options {
+        inline_data: false,
+        ..Options::default()
+    };
+    let mut w = Ext4Writer::new(File::create(&img).unwrap(), opts).unwrap();
     d2v_packer::source::pack_tar(&data[..], &mut w, 1_234_567).unwrap();
     w.finish().unwrap();
     assert_fsck_clean(&img);

@@ -36,6 +36,10 @@ pub struct PackArgs {
     /// Leave out the jbd2 journal.
     #[arg(long)]
     pub no_journal: bool,
+    /// Store every file and directory in data blocks, none inline in its
+    /// inode (for readers without the ext4 `inline_data` feature).
+    #[arg(long)]
+    pub no_inline_data: bool,
     /// The tightest image for a read-only root (no journal, no free space
     /// unless --free asks for some); vm.json marks the drive read-only.
     #[arg(long)]
@@ -159,11 +163,13 @@ fn mib(b: u64) -> f64 {
 /// One line: files, data bytes, image size, overhead.
 pub fn summary_line(out: &Path, s: &Summary) -> String {
     format!(
-        "{}: {} files, {} dirs, {} symlinks; {:.1} MiB data in a {:.1} MiB image ({:.1} MiB free, {:.1} MiB journal, overhead {:.2}%)",
+        "{}: {} files, {} dirs, {} symlinks ({} files, {} dirs inline); {:.1} MiB data in a {:.1} MiB image ({:.1} MiB free, {:.1} MiB journal, overhead {:.2}%)",
         out.display(),
         s.files,
         s.dirs,
         s.symlinks,
+        s.inline_files,
+        s.inline_dirs,
         mib(s.data_bytes),
         mib(s.image_bytes),
         mib(s.free_bytes),
@@ -184,6 +190,7 @@ pub fn run(args: PackArgs) -> anyhow::Result<ExitCode> {
     };
     let opts = Options {
         journal: !args.no_journal && !args.read_only,
+        inline_data: !args.no_inline_data,
         free_bytes: args.free,
         size: args.size,
         read_only_tight: args.read_only,
@@ -196,6 +203,12 @@ pub fn run(args: PackArgs) -> anyhow::Result<ExitCode> {
     };
     if let Some(name) = &args.name {
         return pack_store_image(name, &args, opts, &mut progress);
+    }
+    // A new file rather than a truncated old one: truncating a large image
+    // in place costs time, and ext4 then flushes the new one on close.
+    if std::fs::symlink_metadata(&args.output).is_ok_and(|m| m.is_file()) {
+        std::fs::remove_file(&args.output)
+            .with_context(|| format!("replacing {}", args.output.display()))?;
     }
     let out = File::create(&args.output)
         .with_context(|| format!("creating {}", args.output.display()))?;

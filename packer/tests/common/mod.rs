@@ -65,6 +65,29 @@ pub fn assert_fsck_clean(image: &Path) {
     );
 }
 
+/// Extract the whole tree of `image` into the existing directory `out` with
+/// `debugfs rdump` (which reads inline data and needs no root).
+pub fn debugfs_rdump(image: &Path, out: &Path) {
+    let st = Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("rdump / {}", out.display()))
+        .arg(image)
+        .output()
+        .expect("run debugfs");
+    assert!(st.status.success(), "debugfs rdump: {st:?}");
+}
+
+/// `debugfs -R CMD image`, its standard output.
+pub fn debugfs(image: &Path, cmd: &str) -> String {
+    let out = Command::new("debugfs")
+        .arg("-R")
+        .arg(cmd)
+        .arg(image)
+        .output()
+        .expect("run debugfs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Pack `dir` into `image` with `opts`.
 pub fn pack_dir(dir: &Path, image: &Path, opts: Options) -> Summary {
     let f = File::create(image).unwrap();
