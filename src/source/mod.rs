@@ -102,7 +102,7 @@ pub enum ResolveError {
         looked: String,
     },
     /// A source failed.
-    #[error("{kind}: {reference}: {source}")]
+    #[error("{kind}: {source}")]
     Source {
         /// Which source.
         kind: SourceKind,
