@@ -11,6 +11,12 @@
 #   skopeo copy + umoci unpack       download and unpack into a rootfs tree
 #   buildah pull REF                 into empty containers-storage (vfs)
 #
+# And the other way, pushing the same image (stored uncompressed) to a new
+# repository, gzip-compressing on the way:
+#   d2v push NAME REF                from a store that imported the fixture
+#   skopeo copy oci:DIR docker://REF --dest-compress-format gzip, from d2v's
+#                                    store (an OCI layout, layers uncompressed)
+#
 # Prints medians (hyperfine) and ratios; asserts nothing. Needs root,
 # docker-registry, skopeo, umoci, buildah, hyperfine, jq, cargo.
 # Env: RUNS, D2V_FIXTURES, CARGO_TARGET_DIR, BENCH_TMP (default /var/tmp).
@@ -73,9 +79,23 @@ bench umoci "rm -rf $work/oci $work/bundle" \
 bench buildah "buildah --root $work/bstore --runroot $work/brun --storage-driver vfs rmi -a -f >/dev/null 2>&1 || true" \
   "buildah --root $work/bstore --runroot $work/brun --storage-driver vfs pull -q --tls-verify=false docker://$ref >/dev/null"
 
+# Push: a fresh repository per run, so every blob is uploaded (d2v also gets a
+# fresh store, else it would mount the blobs it pushed before across repos).
+bench d2v_push "rm -rf $work/push && D2V_HOME=$work/push $d2v import oci:$fixtures/debian-oci:bookworm --as debian >/dev/null" \
+  "D2V_HOME=$work/push $d2v push debian 127.0.0.1:$port/d2v-\$(date +%s%N):1 >/dev/null 2>&1"
+# skopeo remembers where it saw each blob (its blob-info cache) and would mount
+# the seeded gzip blob instead of compressing: forget that before each run.
+bench skopeo_push "rm -f /var/lib/containers/cache/blob-info-cache-v1.*" \
+  "skopeo copy -q --dest-tls-verify=false --dest-compress-format gzip --dest-compress oci:$work/push:debian docker://127.0.0.1:$port/sk-\$(date +%s%N):1"
+
 printf '\n%-34s %10s %10s\n' "pull of $ref" "seconds" "peer/d2v"
 row() { printf '%-34s %10.3f %10.2f\n' "$1" "${results[$2]}" "$(echo "${results[$2]} / ${results[d2v]}" | bc -l)"; }
 row "d2v pull (stored, indexed)" d2v
 row "skopeo copy (download only)" skopeo
 row "skopeo copy + umoci unpack" umoci
 row "buildah pull (vfs)" buildah
+
+printf '\n%-34s %10s %10s\n' "push of the same image" "seconds" "peer/d2v"
+printf '%-34s %10.3f %10.2f\n' "d2v push (gzip)" "${results[d2v_push]}" 1
+printf '%-34s %10.3f %10.2f\n' "skopeo copy --dest-compress" "${results[skopeo_push]}" \
+  "$(echo "${results[skopeo_push]} / ${results[d2v_push]}" | bc -l)"

@@ -42,7 +42,7 @@ fn open_decoded(path: &Path) -> io::Result<Option<Box<dyn Read>>> {
     let kind = detect(file.fill_buf()?);
     Ok(match kind {
         Compression::None => Some(Box::new(file)),
-        Compression::Gzip => Some(Box::new(flate2::read::GzDecoder::new(file))),
+        Compression::Gzip => Some(Box::new(flate2::read::MultiGzDecoder::new(file))),
         Compression::Zstd => Some(Box::new(zstd::stream::read::Decoder::with_buffer(file)?)),
         Compression::Bzip2 => Some(Box::new(bzip2::read::BzDecoder::new(file))),
         Compression::Xz => {

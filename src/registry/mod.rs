@@ -32,6 +32,7 @@
 mod artifact;
 mod auth;
 mod client;
+mod pgzip;
 mod progress;
 mod pull;
 mod push;

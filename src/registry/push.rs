@@ -299,19 +299,18 @@ pub(super) fn hash_file(path: &Path) -> Result<(Digest, u64)> {
     ))
 }
 
-/// Gzips `src` into `dest` (deterministically: no name, no time stamp);
-/// returns the digest and size of the result.
+/// Gzips `src` into `dest` on every core (deterministically: see
+/// [`super::pgzip`]); returns the digest and size of the result.
 fn gzip_file(src: &Path, dest: &Path) -> Result<(Digest, u64)> {
     let mut input = std::fs::File::open(src).ctx("open", src)?;
     let out = std::fs::File::create(dest).ctx("create", dest)?;
-    let hashing = HashingWriter {
+    let mut hashing = HashingWriter {
         inner: io::BufWriter::with_capacity(1 << 20, out),
         hasher: Sha256::new(),
         size: 0,
     };
-    let mut gz = flate2::GzBuilder::new().write(hashing, flate2::Compression::default());
-    io::copy(&mut input, &mut gz).ctx("compress", src)?;
-    let mut hashing = gz.finish().ctx("compress", src)?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    super::pgzip::compress(&mut input, &mut hashing, threads).ctx("compress", src)?;
     hashing.flush().ctx("write", dest)?;
     Ok((
         Digest::from_sha256(hashing.hasher.finalize().into()),
