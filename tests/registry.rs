@@ -528,3 +528,44 @@ fn push_manifest_and_pull_manifest_move_store_blobs_without_naming_anything() {
         .unwrap_err();
     assert!(err.to_string().contains("missing blob"), "{err}");
 }
+
+#[test]
+fn mount_and_pack_fetch_a_missing_image_like_docker_run() {
+    if !facilities(&["e2fsck"]) {
+        return;
+    }
+    let registry = seeded();
+    let reference = format!("{}/busybox:latest", registry.host());
+
+    // mount on an empty store pulls first, then shows the files.
+    let d2v = D2v::new();
+    {
+        let mounted = Mounted::new(&d2v, &reference);
+        assert!(mounted.path().join("bin/busybox").is_file());
+    }
+    assert!(names(&d2v).contains(&format!("{reference} ")));
+
+    // pack on another empty store does the same.
+    let other = D2v::new();
+    let out_dir = tempfile::tempdir().unwrap();
+    let image = out_dir.path().join("bb.ext4");
+    let out = other.run(&["pack", &reference, "-o", image.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    sh(&format!("e2fsck -fn {} >/dev/null", image.display()));
+
+    // Without a source that has it, the error says what was looked up.
+    let empty = tempfile::tempdir().unwrap();
+    let out = other.run(&[
+        "mount",
+        "--image-sources",
+        "store",
+        &format!("{}/nothing:1", registry.host()),
+        empty.path().to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("no image named") && err.contains("looked in: store"),
+        "{err}"
+    );
+}

@@ -24,6 +24,9 @@ pub struct MountArgs {
     /// Internal: run as the detached server of a background mount
     #[arg(long, hide = true)]
     pub daemon: bool,
+    /// Where a missing image is fetched from
+    #[command(flatten)]
+    pub sources: super::sources::SourceArgs,
 }
 
 const READY: &str = "d2v-mount-ready";
@@ -32,6 +35,9 @@ const READY: &str = "d2v-mount-ready";
 /// d2v serves the mount, and this returns once the mount is live.
 pub fn mount(args: MountArgs) -> Result<ExitCode> {
     check_mountpoint(&args.dir)?;
+    if !args.daemon {
+        args.sources.ensure(&Store::open_default()?, &args.name)?;
+    }
     if args.foreground || args.daemon {
         return serve(&args);
     }

@@ -52,7 +52,7 @@ pub struct PackArgs {
     #[arg(long, value_name = "REF")]
     pub push: Option<String>,
     #[command(flatten)]
-    pub registry: super::registry::RegistryArgs,
+    pub sources: super::sources::SourceArgs,
 }
 
 /// Parse a size like `4096`, `512K`, `256M`, `1G`, `2T` (binary units; an
@@ -246,7 +246,7 @@ fn push_artifact(args: &PackArgs, vm_json: &Path) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     let store = d2v::store::Store::open_default()?;
-    let registry = args.registry.registry()?;
+    let registry = args.sources.registry.registry()?;
     let started = Instant::now();
     let report = registry
         .push_vm_artifact(&store, &args.output, vm_json, reference)
@@ -264,6 +264,7 @@ fn pack_store_image(
     progress: &mut Progress,
 ) -> anyhow::Result<ExitCode> {
     let store = d2v::store::Store::open_default()?;
+    args.sources.ensure(&store, name)?;
     let pack_opts = d2v::pack::PackOptions {
         writer: opts,
         init: d2v::run::init_binary(),

@@ -9,8 +9,8 @@ use std::process::ExitCode;
 /// Arguments of `d2v run`.
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
-    /// Image name in the store (packed on demand once `d2v pack NAME` is wired;
-    /// until then use --image)
+    /// Image name in the store, packed on demand (fetched first, like
+    /// `docker run`, when the store lacks it)
     pub name: Option<String>,
     /// A packed ext4 root filesystem to boot
     #[arg(long, conflicts_with = "name")]
@@ -48,6 +48,9 @@ pub struct RunArgs {
     /// Extra kernel command-line word (repeatable), e.g. d2v.grace_ms=500
     #[arg(long = "kernel-arg")]
     pub kernel_args: Vec<String>,
+    /// Where a missing image is fetched from
+    #[command(flatten)]
+    pub sources: super::sources::SourceArgs,
     /// Arguments replacing the image's CMD
     #[arg(last = true)]
     pub args: Vec<String>,
@@ -56,8 +59,9 @@ pub struct RunArgs {
 /// Packs store image `name` for booting (reusing an unchanged earlier pack):
 /// every run boots a fresh copy of the image, as every `docker run` starts a
 /// fresh container.
-fn pack_for_run(name: &str) -> anyhow::Result<PathBuf> {
+fn pack_for_run(name: &str, sources: &super::sources::SourceArgs) -> anyhow::Result<PathBuf> {
     let store = d2v::store::Store::open_default()?;
+    sources.ensure(&store, name)?;
     let safe: String = name
         .chars()
         .map(|c| {
@@ -95,7 +99,7 @@ fn pack_for_run(name: &str) -> anyhow::Result<PathBuf> {
 pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let image = match (&a.image, &a.name) {
         (Some(p), _) => p.clone(),
-        (None, Some(name)) => pack_for_run(name)?,
+        (None, Some(name)) => pack_for_run(name, &a.sources)?,
         (None, None) => bail!("give an image name or --image PATH"),
     };
     let initrd = match a.initrd.as_str() {

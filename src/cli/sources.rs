@@ -1,7 +1,7 @@
 //! Options shared by the commands that look images up (`build`, `pull`, `mount`,
 //! `pack`, `run`), and the [`Resolver`] they configure.
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use clap::Args;
 use d2v::daemon::DaemonSource;
 use d2v::registry::RegistrySource;
@@ -54,6 +54,19 @@ impl SourceArgs {
             resolver = resolver.with_source(Box::new(RegistrySource::new(self.registry.options())));
         }
         Ok(resolver)
+    }
+
+    /// Makes sure the store holds image `name`, fetching it from the daemon or
+    /// a registry (in the configured order) when it does not, as `docker run`
+    /// pulls a missing image. `--pull` fetches even when the store has it.
+    pub fn ensure(&self, store: &Store, name: &str) -> Result<()> {
+        if !self.pull && store.image(name).is_ok() {
+            return Ok(());
+        }
+        self.resolver(store)?.image(name).with_context(|| {
+            format!("no image named {name:?} in the store, and fetching it failed")
+        })?;
+        Ok(())
     }
 
     /// The daemon address to use.
