@@ -72,6 +72,22 @@ fn a_second_store_reuses_the_first_ones_steps_through_the_registry() {
     assert!(log.contains("4 steps run, 0 cached"), "{log}");
     assert!(log.contains("exported 4 cache entries"), "{log}");
     let a_all = file_of(&a, "all");
+    // The cache's layers travel gzip-compressed, its config says what it is.
+    let raw = registry.inspect("cache:app", true);
+    assert_eq!(
+        raw["config"]["mediaType"],
+        "application/vnd.d2v.cache.config.v1+json"
+    );
+    let layers = raw["layers"].as_array().unwrap();
+    // Four layer steps, but COPY --from=builder /rand makes the very tar the
+    // builder's RUN made: a layer is listed once.
+    assert_eq!(layers.len(), 3, "{raw}");
+    assert!(
+        layers
+            .iter()
+            .all(|l| l["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip"),
+        "{raw}"
+    );
 
     // Pushing the same cache again uploads nothing.
     let log = build(&a, ctx.path(), &["--cache-to", &to]);

@@ -1,7 +1,9 @@
 //! `d2v build --cache-to` / `--cache-from`: sharing the step cache through a
 //! registry, BuildKit's registry cache being the model. The cache travels as
 //! one OCI manifest (see `d2v::store::CacheConfig`): its config lists the
-//! entries, its layers are the layers they name.
+//! entries, its layers are the layers they name, gzip-compressed on the way
+//! (a layer the registry already has, e.g. from pushing the image, is not sent
+//! again).
 
 use anyhow::{bail, Context, Result};
 use d2v::build::progress::Progress;
@@ -119,7 +121,7 @@ pub fn export(
         };
         let (manifest, entries) = store.cache_manifest(keys)?;
         let report = registry
-            .push_manifest(store, &manifest, &spec.reference)
+            .push_gzipped(store, &manifest, &spec.reference)
             .with_context(|| format!("--cache-to {}", spec.reference))?;
         progress.note(&format!(
             "exported {entries} cache entries to {} ({}, {} blobs uploaded, {} already there)",

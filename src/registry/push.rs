@@ -135,18 +135,35 @@ impl Registry {
     }
 
     /// Pushes the store image `name` to `reference` as an OCI image whose
-    /// layers are gzip-compressed (what every client reads). A layer whose
-    /// recorded gzip form (what it was pulled as, or last pushed as) the
-    /// registry already has is not compressed or sent again; a layer
-    /// compressed here has its gzip form recorded for the next push.
+    /// layers are gzip-compressed (what every client reads); see
+    /// [`Registry::push_gzipped`].
     pub fn push_image(&self, store: &Store, name: &str, reference: &str) -> Result<PushReport> {
         let image = store.image(name)?;
+        let mut manifest = image.manifest.clone();
+        let config = &image.manifest.config;
+        manifest.config = Descriptor::new(MEDIA_TYPE_CONFIG, config.digest.clone(), config.size);
+        manifest.annotations = Default::default();
+        self.push_gzipped(store, &manifest, reference)
+    }
+
+    /// Pushes `manifest`, whose layers are uncompressed tar blobs in the store
+    /// (the config may be any blob there), with every layer gzip-compressed.
+    /// A layer whose recorded gzip form (what it was pulled as, or last pushed
+    /// as) the registry already has, or can mount from another repository, is
+    /// not compressed or sent again; a layer compressed here has its gzip form
+    /// recorded for the next push.
+    pub fn push_gzipped(
+        &self,
+        store: &Store,
+        manifest: &Manifest,
+        reference: &str,
+    ) -> Result<PushReport> {
         let target = self.target(reference)?;
         let scratch = store.scratch_dir()?;
         let mut files = HashMap::new();
         let mut layers = Vec::new();
         let mut compressed_here = Vec::new();
-        for desc in &image.manifest.layers {
+        for desc in &manifest.layers {
             if let Some((gz, size, Compression::Gzip)) = store.compressed_form(&desc.digest) {
                 let source = store.compressed_source(&desc.digest);
                 if self.block_on(exists_or_mount(&target, &gz, source.as_deref()))? {
@@ -160,15 +177,11 @@ impl Registry {
             layers.push(Descriptor::new(MEDIA_TYPE_LAYER_GZIP, gz.clone(), size));
             compressed_here.push((desc.digest.clone(), gz, size));
         }
-        let config = &image.manifest.config;
         let manifest = Manifest {
             schema_version: 2,
             media_type: Some(MEDIA_TYPE_MANIFEST.to_string()),
-            config: Descriptor::new(MEDIA_TYPE_CONFIG, config.digest.clone(), config.size),
             layers,
-            annotations: Default::default(),
-            artifact_type: None,
-            extra: Default::default(),
+            ..manifest.clone()
         };
         let report = self.push_with(store, &manifest, reference, &files)?;
         let repository = target.repository();
