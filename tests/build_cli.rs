@@ -292,10 +292,23 @@ fn ctrl_c_stops_the_build_and_leaves_nothing() {
             .any(|m| m.starts_with(d2v.home().to_str().unwrap())),
         "a mount was left behind"
     );
-    let leftover = sh("pgrep -f '[s]leep 300' || true");
+    // The step's processes die with its PID namespace; allow the kernel a
+    // moment to finish tearing it down, then name any survivor.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let leftover = loop {
+        let found = sh("pgrep -f '[s]leep 300' || true");
+        if found.trim().is_empty() || std::time::Instant::now() > deadline {
+            break found;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     assert!(
         leftover.trim().is_empty(),
-        "the step's process survived: {leftover}"
+        "the step's process survived: {}",
+        sh(&format!(
+            "ps -o pid,ppid,stat,etimes,args -p {} || true",
+            leftover.split_whitespace().collect::<Vec<_>>().join(",")
+        ))
     );
     assert!(!d2v.ok(&["cache", "ls"]).contains("sleep 300"));
     let tmp: Vec<_> = std::fs::read_dir(d2v.home().join("d2v/tmp"))
