@@ -10,7 +10,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 [ "$(id -u)" = 0 ] || { echo "demo.sh: run as root" >&2; exit 1; }
 ./scripts/install-deps.sh
 cargo build --release
-d2v=$PWD/target/release/d2v
+d2v=${CARGO_TARGET_DIR:-$PWD/target}/release/d2v
 export D2V_FIXTURES=${D2V_FIXTURES:-/var/tmp/d2v-fixtures}
 ./testdata/fixtures/make-fixtures.sh "$D2V_FIXTURES" >/dev/null
 out=${D2V_DEMO_OUT:-/var/tmp/d2v-demo}
