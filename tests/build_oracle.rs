@@ -159,44 +159,24 @@ impl Case {
     }
 }
 
-/// buildah on a throwaway store (vfs driver, chroot isolation).
-struct Buildah {
-    root: tempfile::TempDir,
+/// buildah on a throwaway store (vfs driver, chroot isolation) holding the bases.
+struct Buildah(harness::buildah::Buildah);
+
+impl std::ops::Deref for Buildah {
+    type Target = harness::buildah::Buildah;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl Buildah {
     fn new(bases: &[Base]) -> Buildah {
-        let b = Buildah {
-            root: scratch("d2v-oracle-buildah-"),
-        };
+        let b = Buildah(harness::buildah::Buildah::new("d2v-oracle-buildah-", "vfs"));
         for base in bases {
             let id = b.ok(&["pull", "-q", &base.oci()]);
             b.ok(&["tag", id.trim(), base.name()]);
         }
         b
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::new("buildah");
-        let r = self.root.path();
-        c.env("BUILDAH_ISOLATION", "chroot")
-            .arg("--root")
-            .arg(r.join("root"))
-            .arg("--runroot")
-            .arg(r.join("runroot"))
-            .args(["--storage-driver", "vfs"]);
-        c
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.cmd().args(args).output().expect("run buildah");
-        assert!(
-            out.status.success(),
-            "buildah {args:?} failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
     }
 
     fn build(&self, case: &Case) {
@@ -248,14 +228,6 @@ impl Drop for Buildah {
         // Unmount working containers so the temp dir can go.
         let _ = self.cmd().args(["rm", "--all"]).output();
     }
-}
-
-fn scratch(prefix: &str) -> tempfile::TempDir {
-    let base = std::env::var("D2V_TEST_TMP").unwrap_or_else(|_| "/var/tmp".into());
-    tempfile::Builder::new()
-        .prefix(prefix)
-        .tempdir_in(base)
-        .unwrap()
 }
 
 /// Build noise: paths whose content depends on when or how often a build ran,

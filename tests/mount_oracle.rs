@@ -27,22 +27,21 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// A private buildah storage holding the busybox fixture as `base`, and an OCI
-/// layout the built images are pushed to. Everything is removed on drop.
-struct Buildah {
-    dir: tempfile::TempDir,
+/// A private buildah storage (overlay driver) holding the busybox fixture as
+/// `base`, and an OCI layout the built images are pushed to. Everything is
+/// removed on drop.
+struct Buildah(harness::buildah::Buildah);
+
+impl std::ops::Deref for Buildah {
+    type Target = harness::buildah::Buildah;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl Buildah {
     fn new() -> Buildah {
-        let base = std::env::var("D2V_TEST_TMP").unwrap_or_else(|_| "/var/tmp".into());
-        let b = Buildah {
-            // Not under /tmp: overlayfs needs a filesystem that supports it as upper.
-            dir: tempfile::Builder::new()
-                .prefix("d2v-oracle-")
-                .tempdir_in(base)
-                .unwrap(),
-        };
+        let b = Buildah(harness::buildah::Buildah::new("d2v-oracle-", "overlay"));
         let fixture = harness::fixtures().join("busybox-oci");
         b.ok(&["pull", "-q", &format!("oci:{}:latest", fixture.display())]);
         let id = b.ok(&["images", "-q", "--no-trunc"]);
@@ -50,33 +49,9 @@ impl Buildah {
         b
     }
 
-    fn cmd(&self) -> Command {
-        let mut c = Command::new("buildah");
-        let d = self.dir.path();
-        c.env("BUILDAH_ISOLATION", "chroot")
-            .arg("--root")
-            .arg(d.join("root"))
-            .arg("--runroot")
-            .arg(d.join("runroot"))
-            .arg("--storage-driver")
-            .arg("overlay");
-        c
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.cmd().args(args).output().expect("run buildah");
-        assert!(
-            out.status.success(),
-            "buildah {args:?} failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// The OCI layout images are pushed to.
+    /// The OCI layout the built images are pushed to.
     fn layout(&self) -> PathBuf {
-        self.dir.path().join("layout")
+        self.dir().join("layout")
     }
 
     /// Builds `testdata/oracle/<case>` (after `prepare` adds generated files to a
@@ -86,7 +61,7 @@ impl Buildah {
         let src = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("testdata/oracle")
             .join(case);
-        let ctx = self.dir.path().join(format!("ctx-{case}"));
+        let ctx = self.dir().join(format!("ctx-{case}"));
         sh(&format!("cp -r {} {}", src.display(), ctx.display()));
         prepare(&ctx);
         self.ok(&[
@@ -130,7 +105,7 @@ impl Drop for Buildah {
         let _ = self.cmd().args(["rm", "--all"]).output();
         let _ = self.cmd().args(["rmi", "--all", "--force"]).output();
         // containers/storage may leave its overlay home bind-mounted on itself.
-        let root = self.dir.path().to_string_lossy().into_owned();
+        let root = self.dir().to_string_lossy().into_owned();
         let mut left: Vec<String> = harness::mount_points()
             .into_iter()
             .filter(|m| m.starts_with(&root))
@@ -180,7 +155,7 @@ fn oracle(case: &str, prepare: impl FnOnce(&Path), check: impl FnOnce(&Path, &Vi
     ]);
     let m = Mounted::new(&d2v, case);
 
-    let reference = b.dir.path().join("reference");
+    let reference = b.dir().join("reference");
     sh(&format!(
         "umoci raw unpack --image {}:{case} {}",
         b.layout().display(),

@@ -6,7 +6,7 @@ use d2v::build::executor::{self, BuildError, BuildOptions, StageBuilder};
 use d2v::build::progress::{Progress, ProgressMode};
 use d2v::daemon::stage::BuildRequest;
 use d2v::daemon::DockerStageBuilder;
-use d2v::dockerfile::{self, PlanOptions};
+use d2v::dockerfile;
 use d2v::store::Store;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -22,18 +22,8 @@ pub struct BuildArgs {
     /// The name to give the image
     #[arg(short = 't', long = "tag", value_name = "NAME")]
     pub tag: String,
-    /// The Dockerfile (default: CONTEXT/Dockerfile)
-    #[arg(short = 'f', long = "file", value_name = "DOCKERFILE")]
-    pub file: Option<PathBuf>,
-    /// A build arg; `K` alone takes the value of the environment variable K
-    #[arg(long = "build-arg", value_name = "K=V")]
-    pub build_args: Vec<String>,
-    /// The stage to build (default: the last)
-    #[arg(long)]
-    pub target: Option<String>,
-    /// Target platform (only linux/amd64)
-    #[arg(long)]
-    pub platform: Option<String>,
+    #[command(flatten)]
+    pub dockerfile: super::plan::DockerfileArgs,
     /// Run every step, ignoring the step cache
     #[arg(long)]
     pub no_cache: bool,
@@ -101,10 +91,7 @@ fn parse_secret(raw: &str) -> Result<(String, PathBuf)> {
 
 /// Runs `d2v build`.
 pub fn run(args: BuildArgs) -> Result<ExitCode> {
-    let path = args
-        .file
-        .clone()
-        .unwrap_or_else(|| args.context.join("Dockerfile"));
+    let path = args.dockerfile.path(&args.context);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("couldn't read the Dockerfile {}", path.display()))?;
     if !args.context.is_dir() {
@@ -127,7 +114,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     d2v::store::validate_name(&args.tag)?;
 
     let store = Store::open_default()?;
-    let build_args = super::plan::build_args(&args.build_args)?;
+    let opts = args.dockerfile.plan_options(path.clone(), false)?;
     // Ask for the daemon first: without it, nothing else is worth doing.
     let stage_builder: Option<Arc<dyn StageBuilder>> = match args.stage_builder {
         StageBuilderKind::Native => None,
@@ -136,7 +123,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
                 context: context.clone(),
                 dockerfile_text: text.clone(),
                 dockerfile_in_context: dockerfile_in_context.clone(),
-                build_args: build_args.clone(),
+                build_args: opts.build_args.clone(),
                 no_cache: args.no_cache,
             };
             let host = args.sources.docker_host();
@@ -145,13 +132,6 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
                     .context("--stage-builder docker needs a Docker-API daemon")?,
             ))
         }
-    };
-    let opts = PlanOptions {
-        dockerfile_path: path.clone(),
-        build_args,
-        target: args.target.clone(),
-        platform: args.platform.clone(),
-        lenient_bases: false,
     };
     let resolver = args.sources.resolver(&store)?;
     let plan = dockerfile::plan(&text, &opts, &resolver)?;

@@ -231,13 +231,19 @@ pub fn run(args: PackArgs) -> anyhow::Result<ExitCode> {
         .finish()
         .with_context(|| format!("writing {}", args.output.display()))?;
     progress.done();
+    let vm_json = write_vm_json(&args)?;
+    println!("{}", summary_line(&args.output, &summary));
+    push_artifact(&args, &vm_json)
+}
+
+/// Writes vm.json (Firecracker's `--config-file`) beside the packed image.
+fn write_vm_json(args: &PackArgs) -> anyhow::Result<PathBuf> {
     let image = std::path::absolute(&args.output).unwrap_or_else(|_| args.output.clone());
     let vm_json = image.with_file_name("vm.json");
     VmConfig::new(&args.kernel, &image, args.read_only)
         .write(&vm_json)
         .with_context(|| format!("writing {}", vm_json.display()))?;
-    println!("{}", summary_line(&args.output, &summary));
-    push_artifact(&args, &vm_json)
+    Ok(vm_json)
 }
 
 /// `--push REF`: the packed image and its vm.json as an OCI artifact.
@@ -280,11 +286,7 @@ fn pack_store_image(
     )
     .with_context(|| format!("couldn't pack {name} into {}", args.output.display()))?;
     progress.done();
-    let image = std::path::absolute(&args.output).unwrap_or_else(|_| args.output.clone());
-    let vm_json = image.with_file_name("vm.json");
-    VmConfig::new(&args.kernel, &image, args.read_only)
-        .write(&vm_json)
-        .with_context(|| format!("writing {}", vm_json.display()))?;
+    let vm_json = write_vm_json(args)?;
     match outcome.summary {
         Some(summary) => println!(
             "{} ({:.2}s)",

@@ -5,24 +5,51 @@ use clap::Args;
 use d2v::dockerfile::{self, PlanOptions};
 use d2v::store::Store;
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+/// The Dockerfile options `d2v build` and `d2v plan` share.
+#[derive(Args, Debug)]
+pub struct DockerfileArgs {
+    /// The Dockerfile (default: CONTEXT/Dockerfile; `d2v plan -f -` reads stdin)
+    #[arg(short = 'f', long = "file", value_name = "DOCKERFILE")]
+    pub file: Option<PathBuf>,
+    /// A build arg; `K` alone takes the value of the environment variable K
+    #[arg(long = "build-arg", value_name = "K=V")]
+    pub build_args: Vec<String>,
+    /// The stage to build (default: the last)
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Target platform (only linux/amd64)
+    #[arg(long)]
+    pub platform: Option<String>,
+}
+
+impl DockerfileArgs {
+    /// The Dockerfile's path: `-f`, else CONTEXT/Dockerfile.
+    pub fn path(&self, context: &Path) -> PathBuf {
+        self.file
+            .clone()
+            .unwrap_or_else(|| context.join("Dockerfile"))
+    }
+
+    /// The planner's options for the Dockerfile at `path`.
+    pub fn plan_options(&self, path: PathBuf, lenient_bases: bool) -> anyhow::Result<PlanOptions> {
+        Ok(PlanOptions {
+            dockerfile_path: path,
+            build_args: build_args(&self.build_args)?,
+            target: self.target.clone(),
+            platform: self.platform.clone(),
+            lenient_bases,
+        })
+    }
+}
 
 /// Arguments of `d2v plan`.
 #[derive(Args, Debug)]
 pub struct PlanArgs {
-    /// The Dockerfile (default: CONTEXT/Dockerfile; `-` reads stdin).
-    #[arg(short = 'f', long = "file", value_name = "DOCKERFILE")]
-    pub file: Option<PathBuf>,
-    /// A build arg; `K` alone takes the value of the environment variable K.
-    #[arg(long = "build-arg", value_name = "K=V")]
-    pub build_args: Vec<String>,
-    /// The stage to plan for (default: the last).
-    #[arg(long)]
-    pub target: Option<String>,
-    /// Target platform (only linux/amd64).
-    #[arg(long)]
-    pub platform: Option<String>,
+    #[command(flatten)]
+    pub dockerfile: DockerfileArgs,
     /// The build context directory.
     pub context: PathBuf,
 }
@@ -49,11 +76,9 @@ pub(super) fn build_args(raw: &[String]) -> anyhow::Result<Vec<(String, String)>
 /// Runs `d2v plan`: prints `{"stages", "target", "config", "warnings"}` as
 /// JSON on stdout; warnings also go to stderr.
 pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
-    let path = args
-        .file
-        .clone()
-        .unwrap_or_else(|| args.context.join("Dockerfile"));
-    let text = if path.as_os_str() == "-" {
+    let path = args.dockerfile.path(&args.context);
+    let stdin = path.as_os_str() == "-";
+    let text = if stdin {
         let mut s = String::new();
         std::io::stdin()
             .read_to_string(&mut s)
@@ -63,19 +88,14 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
         std::fs::read_to_string(&path)
             .with_context(|| format!("reading the Dockerfile {}", path.display()))?
     };
-    let opts = PlanOptions {
-        dockerfile_path: if path.as_os_str() == "-" {
-            PathBuf::from("<stdin>")
-        } else {
-            path
-        },
-        build_args: build_args(&args.build_args)?,
-        target: args.target,
-        platform: args.platform,
-        // `plan` only describes: a base missing from the store is planned with
-        // an empty config and a warning (`d2v build` fails on it instead).
-        lenient_bases: true,
+    let shown = if stdin {
+        PathBuf::from("<stdin>")
+    } else {
+        path
     };
+    // `plan` only describes: a base missing from the store is planned with
+    // an empty config and a warning (`d2v build` fails on it instead).
+    let opts = args.dockerfile.plan_options(shown, true)?;
     let store = Store::open_default()?;
     let plan = dockerfile::plan(&text, &opts, &store)?;
     for w in &plan.warnings {

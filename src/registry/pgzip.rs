@@ -32,25 +32,18 @@ fn read_chunk(input: &mut impl Read) -> io::Result<Vec<u8>> {
 /// Gzips all of `input` into `output` using up to `threads` cores.
 pub fn compress(mut input: impl Read, mut output: impl Write, threads: usize) -> io::Result<()> {
     let threads = threads.max(1);
-    let mut first = true;
+    let mut written = 0;
     loop {
         let mut batch = Vec::with_capacity(threads);
-        for _ in 0..threads {
+        let mut end = false;
+        while batch.len() < threads && !end {
             let chunk = read_chunk(&mut input)?;
-            let last = chunk.len() < CHUNK;
+            end = chunk.len() < CHUNK;
             // An empty input still makes one (empty) member: a valid gzip file.
-            if !chunk.is_empty() || (first && batch.is_empty()) {
+            if !chunk.is_empty() || written + batch.len() == 0 {
                 batch.push(chunk);
             }
-            if last {
-                break;
-            }
         }
-        first = false;
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let done = batch.len() < threads || batch.last().is_some_and(|c| c.len() < CHUNK);
         let members: Vec<io::Result<Vec<u8>>> = std::thread::scope(|scope| {
             let handles: Vec<_> = batch
                 .iter()
@@ -64,7 +57,8 @@ pub fn compress(mut input: impl Read, mut output: impl Write, threads: usize) ->
         for member in members {
             output.write_all(&member?)?;
         }
-        if done {
+        written += batch.len();
+        if end {
             return Ok(());
         }
     }

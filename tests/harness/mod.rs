@@ -2,6 +2,7 @@
 //! and facility checks that fail loudly in CI.
 #![allow(dead_code)]
 
+pub mod buildah;
 pub mod podman;
 pub mod registry;
 pub mod tree;

@@ -496,21 +496,14 @@ impl<'r> Dispatcher<'r> {
                 let by = format!("RUN {} # buildkit", run.argv.join(" "));
                 self.push(origin, pos, StepKind::Run(run), state, by);
             }
-            Instruction::Copy(i) => {
+            Instruction::Copy(_) | Instruction::Add(_) => {
+                let (add, options, src, dest) = match inst {
+                    Instruction::Copy(i) => (false, &i.options, &i.src, &i.dest),
+                    Instruction::Add(i) => (true, &i.options, &i.src, &i.dest),
+                    _ => unreachable!(),
+                };
                 let step = self
-                    .copy_step(origin, false, &i.options, &i.src, &i.dest, pos, &vars)
-                    .map_err(|(at, m)| err(at, m))?;
-                self.push(
-                    origin,
-                    pos,
-                    StepKind::Copy(step),
-                    state,
-                    format!("{text} # buildkit"),
-                );
-            }
-            Instruction::Add(i) => {
-                let step = self
-                    .copy_step(origin, true, &i.options, &i.src, &i.dest, pos, &vars)
+                    .copy_step(origin, add, options, src, dest, pos, &vars)
                     .map_err(|(at, m)| err(at, m))?;
                 self.push(
                     origin,
