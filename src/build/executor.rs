@@ -105,6 +105,8 @@ pub struct BuildOptions {
     /// Builds the stages other stages depend on elsewhere (`--stage-builder
     /// docker`); `None` builds every stage here.
     pub stage_builder: Option<Arc<dyn StageBuilder>>,
+    /// What RUN steps may do beyond the default confinement (`--allow`).
+    pub allow: super::entitlements::Entitlements,
 }
 
 /// What a build did.
@@ -151,6 +153,9 @@ pub fn build(
     cancel: &AtomicBool,
 ) -> Result<BuildReport, BuildError> {
     let store = images.store();
+    opts.allow
+        .check(plan)
+        .map_err(|e| BuildError::Other(e.to_string()))?;
     let delegated = delegated_stages(plan, opts, progress);
     let ex = Executor {
         delegated,
@@ -565,8 +570,18 @@ impl Executor<'_> {
         progress: &mut StepRun,
     ) -> Result<Option<(Digest, u64)>, BuildError> {
         let scratch = self.store.scratch_dir()?;
-        let lower = mount_layers(self.store, &parent.layers, &scratch.path().join("lower"))
-            .map_err(|e| step_err(step, e))?;
+        // A RUN step's user namespace sees the layers' ids shifted into its range.
+        let shift = match step.kind {
+            StepKind::Run(_) => crate::userns::current().step_uids.base,
+            _ => 0,
+        };
+        let lower = mount_layers(
+            self.store,
+            &parent.layers,
+            &scratch.path().join("lower"),
+            shift,
+        )
+        .map_err(|e| step_err(step, e))?;
         let work = scratch.path().join("step");
         std::fs::create_dir(&work).map_err(|e| step_err(step, e))?;
         let upper = match &step.kind {
@@ -599,10 +614,15 @@ impl Executor<'_> {
             StepKind::Config => unreachable!("config steps have no filesystem"),
         };
         drop(lower);
-        self.store_layer(step, &upper)
+        self.store_layer(step, &upper, shift)
     }
 
-    fn store_layer(&self, step: &Step, upper: &Path) -> Result<Option<(Digest, u64)>, BuildError> {
+    fn store_layer(
+        &self,
+        step: &Step,
+        upper: &Path,
+        shift: u32,
+    ) -> Result<Option<(Digest, u64)>, BuildError> {
         let empty = std::fs::read_dir(upper)
             .map_err(|e| step_err(step, e))?
             .next()
@@ -611,7 +631,7 @@ impl Executor<'_> {
             return Ok(None);
         }
         let mut blob = self.store.blob_writer()?;
-        super::layer::write_layer_to(upper, &mut blob).map_err(|e| step_err(step, e))?;
+        super::layer::write_layer_to(upper, &mut blob, shift).map_err(|e| step_err(step, e))?;
         let (digest, size) = blob.commit_sized(None)?;
         self.store.ensure_layer_index(&digest)?;
         Ok(Some((digest, size)))
@@ -648,10 +668,13 @@ impl Executor<'_> {
         } else {
             step.state.workdir.clone()
         };
+        // Entitlements were checked before the build started.
         spec.network = match run.network {
-            PlanNetwork::None => sandbox::Network::None,
-            _ => sandbox::Network::Host,
+            PlanNetwork::Default => sandbox::NetworkMode::Private,
+            PlanNetwork::None => sandbox::NetworkMode::None,
+            PlanNetwork::Host => sandbox::NetworkMode::Host,
         };
+        spec.privileged = run.insecure;
         let mut stage_mounts = Vec::new();
         for m in &run.mounts {
             spec.mounts
@@ -665,7 +688,7 @@ impl Executor<'_> {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755))
                 .map_err(|e| step_err(step, e))?;
-            spec.mounts.push(sandbox::RunMount::Bind {
+            spec.mounts.push(sandbox::SandboxMount::Bind {
                 target: format!("/dev/pipes/{}", script.name),
                 root: dir,
                 source: PathBuf::from(&script.name),
@@ -700,22 +723,27 @@ impl Executor<'_> {
         m: &PlanMount,
         scratch: &Path,
         keep: &mut Vec<LayersMount>,
-    ) -> Result<super::sandbox::RunMount, BuildError> {
-        use super::sandbox::RunMount;
+    ) -> Result<super::sandbox::SandboxMount, BuildError> {
+        use super::sandbox::SandboxMount as RunMount;
         let _ = plan;
         let target = m.target.clone().unwrap_or_default();
         Ok(match m.kind {
             MountKind::Cache => {
                 let id = m.id.clone().unwrap_or_else(|| target.clone());
+                // Per id range: its files belong to the steps' ids.
+                let base = crate::userns::current().step_uids.base;
                 let dir = self
                     .store
                     .root()
                     .join("d2v/run-cache")
+                    .join(base.to_string())
                     .join(hex::encode(sha2_256(id.as_bytes())));
                 RunMount::Cache {
                     target,
                     host_dir: dir,
                     readonly: m.readonly.unwrap_or(false),
+                    owner: (m.uid.unwrap_or(0), m.gid.unwrap_or(0)),
+                    mode: m.mode.unwrap_or(0o755),
                 }
             }
             MountKind::Tmpfs => RunMount::Tmpfs {
@@ -747,6 +775,8 @@ impl Executor<'_> {
                         .clone()
                         .unwrap_or_else(|| format!("/run/secrets/{id}")),
                     source: src.clone(),
+                    owner: (m.uid.unwrap_or(0), m.gid.unwrap_or(0)),
+                    mode: m.mode.unwrap_or(0o400),
                 }
             }
             MountKind::Bind => {
@@ -759,6 +789,7 @@ impl Executor<'_> {
                             self.store,
                             &layers,
                             &scratch.join(format!("bind-from-{}", keep.len())),
+                            crate::userns::current().step_uids.base,
                         )
                         .map_err(|e| step_err(step, e))?;
                         let dir = mnt.dir().to_path_buf();
@@ -811,7 +842,7 @@ impl Executor<'_> {
             None => (self.opts.context.clone(), None),
             Some(from) => {
                 let layers = self.layers_of(step, from)?;
-                let mnt = mount_layers(self.store, &layers, &scratch.join("from"))
+                let mnt = mount_layers(self.store, &layers, &scratch.join("from"), 0)
                     .map_err(|e| step_err(step, e))?;
                 (mnt.dir().to_path_buf(), Some(mnt))
             }
@@ -927,11 +958,15 @@ impl Drop for LayersMount {
     }
 }
 
-/// Mounts `layers` read-only at `dir` (created).
+/// Mounts `layers` read-only at `dir` (created), ids shown shifted by
+/// `id_shift` (a RUN step's range, see [`crate::userns`]; 0 for d2v's own use).
+/// Other users may use it (RUN steps run as other ids), which is safe because
+/// a build's mounts live in its private mount namespace.
 pub fn mount_layers(
     store: &Store,
     layers: &[(Digest, u64)],
     dir: &Path,
+    id_shift: u32,
 ) -> Result<LayersMount, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let indexes = layers
@@ -943,6 +978,9 @@ pub fn mount_layers(
     let opts = d2v_fuse::MountOptions {
         threads: 2,
         auto_unmount: false,
+        allow_other: true,
+        id_shift,
+        suid_dev: true,
         ..Default::default()
     };
     let mount = d2v_fuse::mount(Arc::new(tree), dir, &opts).map_err(|e| e.to_string())?;

@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use d2v::build::entitlements::Entitlements;
 use d2v::build::executor::{self, BuildError, BuildOptions, StageBuilder};
 use d2v::build::progress::{Progress, ProgressMode};
 use d2v::daemon::stage::BuildRequest;
@@ -45,6 +46,10 @@ pub struct BuildArgs {
     /// type=registry,ref=REF
     #[arg(long = "cache-from", value_name = "REF")]
     pub cache_from: Vec<CacheSpec>,
+    /// Grant RUN steps an entitlement: network.host (RUN --network=host),
+    /// security.insecure (RUN --security=insecure); repeatable or comma-separated
+    #[arg(long = "allow", value_name = "ENTITLEMENT")]
+    pub allow: Vec<String>,
     /// Where base images come from
     #[command(flatten)]
     pub sources: super::sources::SourceArgs,
@@ -112,6 +117,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         .map(|s| parse_secret(s))
         .collect::<Result<_>>()?;
     d2v::store::validate_name(&args.tag)?;
+    let allow = Entitlements::parse(&args.allow)?;
 
     let store = Store::open_default()?;
     let opts = args.dockerfile.plan_options(path.clone(), false)?;
@@ -158,6 +164,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         no_cache: args.no_cache,
         secrets,
         stage_builder,
+        allow,
     };
     let registry = if args.cache_to.is_empty() && args.cache_from.is_empty() {
         None
