@@ -2,7 +2,7 @@
 //! production), a fresh upper dir that becomes the step's layer, and the
 //! workdir overlay needs beside it.
 //!
-//! Options keep the upper dir a plain diff: no `redirect_dir` (renamed lower
+//! Options keep the upper dir a plain diff: no redirects (`redirect_dir=nofollow`: renamed lower
 //! dirs are copied up whole), no `metacopy` (copied-up files carry their
 //! data), no `index`.
 
@@ -91,7 +91,7 @@ impl Overlay {
             .map(|p| p.to_string_lossy().into_owned())
             .collect();
         let mut opts = format!(
-            "lowerdir={},upperdir={},workdir={},redirect_dir=off,index=off,metacopy=off",
+            "lowerdir={},upperdir={},workdir={},redirect_dir=nofollow,index=off,metacopy=off",
             lower.join(":"),
             self.upper.display(),
             self.work.display()

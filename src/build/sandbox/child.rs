@@ -240,7 +240,6 @@ pub(super) extern "C" fn child_main(arg: *mut c_void) -> libc::c_int {
             // The parent gave up before releasing us (it reports why).
             libc::_exit(125);
         }
-        libc::close(plan.sync_fd);
     }
     enter_rootfs(plan);
     become_namespace_root(plan);
@@ -429,6 +428,19 @@ fn drop_to_user_and_exec(plan: &ChildPlan) -> ! {
         ok(plan, rc, SetupStep::Gid);
         let rc = libc::syscall(libc::SYS_setresuid, plan.uid, plan.uid, plan.uid);
         ok(plan, rc, SetupStep::Uid);
+        // Changing ids cleared the parent-death signal: set it again, then make
+        // sure the parent did not die in between (it holds the sync pipe's
+        // write end open until the step is reaped).
+        let rc = libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        ok(plan, rc.into(), SetupStep::Parent);
+        let mut pfd = libc::pollfd {
+            fd: plan.sync_fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        if libc::poll(&mut pfd, 1, 0) != 0 && pfd.revents & libc::POLLHUP != 0 {
+            libc::_exit(125);
+        }
         if plan.confine && plan.uid == 0 {
             // A non-root uid has lost its capabilities in setresuid already.
             let header = CapHeader {

@@ -458,7 +458,9 @@ fn spawn_and_wait(
     drop(err_w);
     drop(sync_r);
     // From here on the child must be reaped whatever happens.
-    let released = release(spec, pid, sync_w);
+    // The write end stays open until the child is reaped: the child checks
+    // it for a hang-up to notice a parent that died while it changed ids.
+    let released = release(spec, pid, &sync_w);
     let (network, cancelled) = match released {
         Ok(net) => {
             let pumped = pump(out_r.as_raw_fd(), output, cancel, pid);
@@ -470,6 +472,7 @@ fn spawn_and_wait(
         }
     };
     let status = wait(pid);
+    drop(sync_w);
     drop(network);
     let cancelled = cancelled?;
     let status = status?;
@@ -486,7 +489,7 @@ fn spawn_and_wait(
 fn release(
     spec: &RunSpec,
     pid: libc::pid_t,
-    sync_w: OwnedFd,
+    sync_w: &OwnedFd,
 ) -> Result<Option<net::StepNetwork>, SandboxError> {
     let line = spec.ids.map_line();
     for file in ["uid_map", "gid_map"] {
@@ -497,7 +500,7 @@ fn release(
         NetworkMode::Private => Some(net::StepNetwork::start(pid)?),
         NetworkMode::None | NetworkMode::Host => None,
     };
-    rustix::io::write(&sync_w, b"1").map_err(|e| io_err("releasing the step")(e.into()))?;
+    rustix::io::write(sync_w, b"1").map_err(|e| io_err("releasing the step")(e.into()))?;
     Ok(network)
 }
 
