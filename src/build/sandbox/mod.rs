@@ -24,6 +24,7 @@
 //! ```
 
 mod child;
+pub mod seccomp;
 
 use std::ffi::CString;
 use std::io;
