@@ -390,4 +390,3 @@ fn root_gets_dockers_default_capabilities_unless_privileged() {
     let (_, out, _) = run_capture(&spec);
     assert!(out.contains("CapEff:\t0000000000000000"), "{out}");
 }
-

@@ -131,10 +131,12 @@ pub fn mount(tree: Arc<MergedTree>, dir: &Path, opts: &MountOptions) -> Result<M
     config.n_threads = Some(opts.threads);
     config.clone_fd = opts.threads > 1;
     let session =
-        fuser::spawn_mount(D2vFs::new(tree, opts.id_shift), &dir, &config).map_err(|source| MountError::Io {
-            op: "mount",
-            path: dir.clone(),
-            source,
+        fuser::spawn_mount(D2vFs::new(tree, opts.id_shift), &dir, &config).map_err(|source| {
+            MountError::Io {
+                op: "mount",
+                path: dir.clone(),
+                source,
+            }
         })?;
     Ok(Mount {
         session: Some(session),

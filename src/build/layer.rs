@@ -384,7 +384,9 @@ fn unshift_capability(v: Vec<u8>, shift: u32) -> Vec<u8> {
     if magic & REVISION_MASK != REVISION_3 || rootid != shift {
         return v;
     }
-    let mut out = ((magic & !REVISION_MASK) | REVISION_2).to_le_bytes().to_vec();
+    let mut out = ((magic & !REVISION_MASK) | REVISION_2)
+        .to_le_bytes()
+        .to_vec();
     out.extend_from_slice(&v[4..20]);
     out
 }

@@ -345,8 +345,10 @@ fn map_helper(go: OwnedFd, res: OwnedFd, uid_args: &str, gid_args: &str) -> i32 
 /// Enters a new user and mount namespace mapping only the user itself to 0
 /// (what an unprivileged process may write for itself).
 fn enter_single(uid: u32, gid: u32) -> Result<(), UsernsError> {
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER | nix::sched::CloneFlags::CLONE_NEWNS)
-        .map_err(|e| sys("unsharing the user namespace")(e.into()))?;
+    nix::sched::unshare(
+        nix::sched::CloneFlags::CLONE_NEWUSER | nix::sched::CloneFlags::CLONE_NEWNS,
+    )
+    .map_err(|e| sys("unsharing the user namespace")(e.into()))?;
     std::fs::write("/proc/self/setgroups", "deny").map_err(sys("writing setgroups"))?;
     std::fs::write("/proc/self/uid_map", format!("0 {uid} 1\n")).map_err(sys("writing uid_map"))?;
     std::fs::write("/proc/self/gid_map", format!("0 {gid} 1\n")).map_err(sys("writing gid_map"))?;

@@ -5,6 +5,7 @@
 pub mod buildah;
 pub mod podman;
 pub mod registry;
+pub mod rootless;
 pub mod tree;
 
 use std::path::{Path, PathBuf};

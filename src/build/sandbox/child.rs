@@ -25,7 +25,6 @@ use std::ptr;
 use super::confine::{CAP_LAST, DEFAULT_CAPS};
 
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
-const SECCOMP_SET_MODE_FILTER: libc::c_uint = 1;
 
 #[repr(C)]
 struct CapHeader {
@@ -338,7 +337,11 @@ fn enter_rootfs(plan: &ChildPlan) {
             libc::umount2(c".".as_ptr(), libc::MNT_DETACH).into(),
             SetupStep::PivotRoot,
         );
-        ok(plan, libc::chdir(c"/".as_ptr()).into(), SetupStep::PivotRoot);
+        ok(
+            plan,
+            libc::chdir(c"/".as_ptr()).into(),
+            SetupStep::PivotRoot,
+        );
     }
 }
 
@@ -413,13 +416,11 @@ fn drop_to_user_and_exec(plan: &ChildPlan) -> ! {
             }
         }
         if let Some(prog) = &plan.seccomp {
-            let rc = libc::syscall(
-                libc::SYS_seccomp,
-                SECCOMP_SET_MODE_FILTER,
-                0,
-                prog as *const libc::sock_fprog,
+            ok(
+                plan,
+                super::seccomp::install(prog).into(),
+                SetupStep::Seccomp,
             );
-            ok(plan, rc, SetupStep::Seccomp);
         }
         let gids = plan.groups.as_ptr();
         let rc = libc::syscall(libc::SYS_setgroups, plan.groups.len(), gids);

@@ -289,12 +289,13 @@ pub fn run(
     let command = resolve_command(spec, &lower_root)?;
     prepare::own_upper_root(&overlay, &lower_root)?;
 
-    let seccomp = (!spec.privileged)
-        .then(|| seccomp::SeccompProgram::docker_default(confine::DEFAULT_CAPS));
+    let seccomp =
+        (!spec.privileged).then(|| seccomp::SeccompProgram::docker_default(confine::DEFAULT_CAPS));
     let (ended, points) = std::thread::scope(|s| {
         s.spawn(|| {
             let prepared = prepare::Prepared::new(spec, &overlay)?;
-            let result = spawn_and_wait(spec, &prepared, &command, seccomp.as_ref(), output, cancel);
+            let result =
+                spawn_and_wait(spec, &prepared, &command, seccomp.as_ref(), output, cancel);
             prepared.unmount();
             result.map(|r| (r, prepared.points))
         })
@@ -367,7 +368,11 @@ fn resolve_command(spec: &RunSpec, lower: &Root) -> Result<Command, SandboxError
         groups,
         workdir,
         env: env.iter().map(|a| cstr(a)).collect::<Result<_, _>>()?,
-        argv: spec.argv.iter().map(|a| cstr(a)).collect::<Result<_, _>>()?,
+        argv: spec
+            .argv
+            .iter()
+            .map(|a| cstr(a))
+            .collect::<Result<_, _>>()?,
         candidates,
     })
 }
@@ -493,8 +498,10 @@ fn release(
 ) -> Result<Option<net::StepNetwork>, SandboxError> {
     let line = spec.ids.map_line();
     for file in ["uid_map", "gid_map"] {
-        std::fs::write(format!("/proc/{pid}/{file}"), &line)
-            .map_err(io_err(format!("writing the step's {file} ({})", line.trim())))?;
+        std::fs::write(format!("/proc/{pid}/{file}"), &line).map_err(io_err(format!(
+            "writing the step's {file} ({})",
+            line.trim()
+        )))?;
     }
     let network = match spec.network {
         NetworkMode::Private => Some(net::StepNetwork::start(pid)?),
@@ -567,8 +574,7 @@ fn ancestors_c(path: &str) -> Result<Vec<CString>, SandboxError> {
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
-    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-        .map_err(|e| io_err("pipe")(e.into()))
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| io_err("pipe")(e.into()))
 }
 
 fn kill(pid: libc::pid_t) {

@@ -174,7 +174,10 @@ pub fn step_resolv_conf(host: &str) -> String {
         out.push_str(line);
         out.push('\n');
     }
-    if !out.lines().any(|l| l.trim_start().starts_with("nameserver")) {
+    if !out
+        .lines()
+        .any(|l| l.trim_start().starts_with("nameserver"))
+    {
         out.push_str(&format!("nameserver {SLIRP_DNS}\n"));
     }
     out

@@ -89,10 +89,7 @@ impl Prepared {
     fn dev(&mut self, root: &OwnedFd, base: u32) -> Result<(), SandboxError> {
         let (at, real) = self.point(root, "/dev", PointKind::Dir)?;
         let owner = [("uid", base.to_string()), ("gid", base.to_string())];
-        let mut opts = vec![
-            ("mode", "755".to_string()),
-            ("size", "65536k".to_string()),
-        ];
+        let mut opts = vec![("mode", "755".to_string()), ("size", "65536k".to_string())];
         opts.extend(owner.iter().cloned());
         mounts::new_fs("tmpfs", &opts, at.as_fd(), Attrs::PLAIN)
             .map_err(io_err("mounting /dev"))?;
@@ -135,10 +132,7 @@ impl Prepared {
         };
         mounts::new_fs("devpts", &pts_opts, pts.as_fd(), noexec).map_err(err("devpts"))?;
         let shm = open_path(&dev, "shm").map_err(err("shm"))?;
-        let mut shm_opts = vec![
-            ("mode", "1777".to_string()),
-            ("size", "65536k".to_string()),
-        ];
+        let mut shm_opts = vec![("mode", "1777".to_string()), ("size", "65536k".to_string())];
         shm_opts.extend(owner.iter().cloned());
         mounts::new_fs("tmpfs", &shm_opts, shm.as_fd(), Attrs::PLAIN).map_err(err("shm"))?;
         for (target, link) in [
@@ -151,7 +145,9 @@ impl Prepared {
         ] {
             rustix::fs::symlinkat(target, &dev, link).map_err(|e| err(link)(e.into()))?;
         }
-        for name in ["pts", "shm", "mqueue", "ptmx", "fd", "stdin", "stdout", "stderr", "core"] {
+        for name in [
+            "pts", "shm", "mqueue", "ptmx", "fd", "stdin", "stdout", "stderr", "core",
+        ] {
             rustix::fs::chownat(
                 &dev,
                 name,
@@ -191,7 +187,8 @@ impl Prepared {
         ];
         for (name, content) in files {
             let file = dir.join(name);
-            std::fs::write(&file, content).map_err(io_err(format!("writing {}", file.display())))?;
+            std::fs::write(&file, content)
+                .map_err(io_err(format!("writing {}", file.display())))?;
             std::os::unix::fs::chown(&file, Some(base), Some(base))
                 .map_err(io_err(format!("chown {}", file.display())))?;
             let src = open_path_abs(&file)?;

@@ -24,6 +24,9 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
 /// The most symlinks followed while resolving one mount target (Linux's limit).
 const MAX_SYMLINKS: usize = 40;
 
+/// The lower layers' `(mode, uid, gid)` of a path relative to the root, if any.
+pub(super) type LowerMeta<'a> = &'a dyn Fn(&Path) -> Option<(u32, u32, u32)>;
+
 /// What kind of mount point a target needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum PointKind {
@@ -155,7 +158,10 @@ impl MountPoints {
             dirs.push(fd);
         }
         // The target resolved to the root itself (`/`, or `..` all the way).
-        Ok((reopen_dir(dirs.last().expect("root stays").as_fd())?, PathBuf::new()))
+        Ok((
+            reopen_dir(dirs.last().expect("root stays").as_fd())?,
+            PathBuf::new(),
+        ))
     }
 
     /// Removes the created mount points from `upper` (the step's diff), deepest
@@ -163,11 +169,7 @@ impl MountPoints {
     /// up only because a mount point was created in them, when they are still
     /// empty, not opaque, and as the lower had them (`lower_meta` answers
     /// with the lower's `(mode, uid, gid)` of a path).
-    pub(super) fn remove_from(
-        &self,
-        upper: &Path,
-        lower_meta: &dyn Fn(&Path) -> Option<(u32, u32, u32)>,
-    ) {
+    pub(super) fn remove_from(&self, upper: &Path, lower_meta: LowerMeta<'_>) {
         let Ok(root) = rustix::fs::open(
             upper,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -409,11 +411,7 @@ mod tests {
         let (u, g) = owner();
         let mut mp = MountPoints::new(u, g);
         let err = mp
-            .resolve(
-                root_fd(t.path()).as_fd(),
-                Path::new("/f/x"),
-                PointKind::Dir,
-            )
+            .resolve(root_fd(t.path()).as_fd(), Path::new("/f/x"), PointKind::Dir)
             .unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::ENOTDIR));
     }
