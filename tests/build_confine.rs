@@ -235,12 +235,16 @@ fn a_run_layer_holds_only_what_the_step_changed() {
         return;
     }
     let d2v = with_busybox();
-    let ctx = context(&[(
-        "Dockerfile",
-        "FROM busybox\n\
-         RUN echo 127.0.0.1 base > /etc/hosts && echo base > /etc/hostname && echo nameserver 1.1.1.1 > /etc/resolv.conf\n\
-         RUN mkdir /newdir\n",
-    )]);
+    // An image that has the files a RUN step gets generated copies of.
+    let ctx = context(&[
+        (
+            "Dockerfile",
+            "FROM busybox\nCOPY etc/ /etc/\nRUN mkdir /newdir\n",
+        ),
+        ("etc/hosts", "127.0.0.1 base\n"),
+        ("etc/hostname", "base\n"),
+        ("etc/resolv.conf", "nameserver 192.0.2.1\n"),
+    ]);
     let out = build(&d2v, "onlynew", ctx.path(), &[]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(top_layer_entries(d2v.home(), "onlynew"), ["newdir/"]);
@@ -440,4 +444,98 @@ fn layer_listing(home: &Path, tag: &str) -> Vec<String> {
         }
     }
     out
+}
+
+#[test]
+fn debian_steps_reach_the_mirror_but_not_the_hosts_loopback() {
+    if !require_root_and(&["slirp4netns"]) {
+        return;
+    }
+    let d2v = D2v::new();
+    d2v.import(
+        &format!("oci:{}:bookworm", fixture("debian-oci")),
+        "debian:bookworm",
+    );
+    let port = loopback_server();
+    let dockerfile = format!(
+        "FROM debian:bookworm\n\
+         RUN apt-get update -q >/dev/null && echo MIRROR REACHED; \
+             for host in 10.0.2.2 127.0.0.1; do \
+               timeout 5 bash -c \"exec 3<>/dev/tcp/$host/{port} && printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3\" 2>/dev/null; \
+             done; \
+             echo probe done\n"
+    );
+    let ctx = context(&[("Dockerfile", &dockerfile)]);
+    let out = build(&d2v, "debprobe", ctx.path(), &[]);
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("MIRROR REACHED"), "{log}");
+    assert!(!log.contains("SECRET-"), "{log}");
+    assert!(log.contains("probe done"), "{log}");
+}
+
+#[test]
+fn killing_a_rootless_build_leaves_nothing_its_prune_cannot_clear() {
+    if !require_root_and(&["newuidmap", "slirp4netns"]) {
+        return;
+    }
+    let user = RootlessD2v::new();
+    user.ok(&[
+        "import",
+        &format!("oci:{}:latest", fixture("busybox-oci")),
+        "--as",
+        "busybox",
+    ]);
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM busybox\nRUN mkdir -p /x/y && echo data > /x/y/f && chown -R 1000:1000 /x && sleep 4392\n",
+    )]);
+    let ctx = rootless::readable_copy(ctx.path());
+    let mut child = user
+        .cmd()
+        .args(["build", "-t", "k", "--progress", "plain"])
+        .arg(ctx.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for the long step, then kill d2v itself (not runuser).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Command::new("pgrep")
+        .args(["-f", "sleep 4392"])
+        .output()
+        .unwrap()
+        .stdout
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "the step never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let killed = Command::new("pkill")
+        .args(["-9", "-u", rootless::USER, "-f", "d2v build -t k"])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !Command::new("pgrep")
+        .args(["-f", "sleep 4392"])
+        .output()
+        .unwrap()
+        .stdout
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "the step survived d2v");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let home = user.home().to_string_lossy().into_owned();
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    assert!(!mounts.contains(&home), "mounts left: {mounts}");
+    // Its scratch holds files of the user's subordinate ids: only d2v, in
+    // the user's namespace, can remove them.
+    let tmp = user.home().join("d2v/tmp");
+    assert!(std::fs::read_dir(&tmp).unwrap().next().is_some());
+    user.ok(&["prune"]);
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
+    assert!(left.is_empty(), "scratch left after prune: {left:?}");
 }
