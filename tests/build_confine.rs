@@ -539,3 +539,179 @@ fn killing_a_rootless_build_leaves_nothing_its_prune_cannot_clear() {
     let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
     assert!(left.is_empty(), "scratch left after prune: {left:?}");
 }
+
+#[test]
+fn an_ordinary_user_imports_mounts_packs_pulls_pushes_and_prunes() {
+    if !require_root_and(&["newuidmap", "fusermount3", "docker-registry"]) {
+        return;
+    }
+    let user = RootlessD2v::new();
+    user.ok(&[
+        "import",
+        &format!("oci:{}:latest", fixture("busybox-oci")),
+        "--as",
+        "busybox",
+    ]);
+    assert!(user.ok(&["images"]).contains("busybox"));
+    // The view appears in the user's own mount namespace, readable by them,
+    // and goes away with `d2v umount`.
+    let mnt = tempfile::tempdir().unwrap();
+    let u = rootless::user();
+    std::os::unix::fs::chown(mnt.path(), Some(u.uid), Some(u.gid)).unwrap();
+    let m = mnt.path().to_str().unwrap();
+    user.ok(&["mount", "busybox", m]);
+    let as_user = Command::new("runuser")
+        .args(["-u", rootless::USER, "--", "cat"])
+        .arg(mnt.path().join("etc/passwd"))
+        .output()
+        .unwrap();
+    // Not even root may look into another user's private view.
+    let as_root = std::fs::read_to_string(mnt.path().join("etc/passwd"));
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    user.ok(&["umount", m]);
+    assert!(
+        String::from_utf8_lossy(&as_user.stdout).starts_with("root:"),
+        "{}",
+        text(&as_user)
+    );
+    assert!(as_root.is_err());
+    assert!(
+        mounts
+            .lines()
+            .any(|l| l.contains(m) && l.contains("nosuid,nodev")),
+        "{mounts}"
+    );
+    assert!(!std::fs::read_to_string("/proc/mounts").unwrap().contains(m));
+    // pack writes an image the user owns.
+    let out_dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(out_dir.path(), Some(u.uid), Some(u.gid)).unwrap();
+    let ext4 = out_dir.path().join("bb.ext4");
+    user.ok(&["pack", "busybox", "-o", ext4.to_str().unwrap()]);
+    let fsck = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(&ext4)
+        .output()
+        .unwrap();
+    assert!(fsck.status.success(), "{}", text(&fsck));
+    // push to and pull from a registry.
+    let registry = harness::registry::TestRegistry::start();
+    let reference = format!("{}/rootless/busybox:1", registry.host());
+    user.ok(&["push", "busybox", &reference]);
+    let other = RootlessD2v::new();
+    other.ok(&["pull", &reference]);
+    assert!(other.ok(&["images"]).contains("rootless/busybox"));
+    user.ok(&["rm", "busybox"]);
+    user.ok(&["prune"]);
+}
+
+#[test]
+fn file_capabilities_of_the_image_work_in_a_step() {
+    if !require_root_and(&["setcap"]) {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let ok = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", fixture("busybox-rootfs")))
+        .arg(root.path())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    std::fs::create_dir(root.path().join("capdir")).unwrap();
+    std::fs::copy(
+        root.path().join("bin/busybox"),
+        root.path().join("capdir/grep"),
+    )
+    .unwrap();
+    let ok = Command::new("setcap")
+        .arg("cap_net_raw+ep")
+        .arg(root.path().join("capdir/grep"))
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let d2v = D2v::new();
+    d2v.import(&format!("rootfs:{}", root.path().display()), "capimg");
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM capimg\nUSER app\nRUN /capdir/grep CapEff /proc/self/status\n",
+    )]);
+    let out = build(&d2v, "caps", ctx.path(), &[]);
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("CapEff:\t0000000000002000"), "{log}");
+}
+
+#[test]
+fn a_user_without_subordinate_ids_builds_as_itself_and_is_told_why_other_users_fail() {
+    if !require_root_and(&[]) {
+        return;
+    }
+    let name = "d2v-nosubids";
+    if !Command::new("id")
+        .arg(name)
+        .output()
+        .unwrap()
+        .status
+        .success()
+    {
+        let ok = Command::new("useradd")
+            .args(["--create-home", "--shell", "/bin/sh", name])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        let kept: String = std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.starts_with(&format!("{name}:")))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(file, kept).unwrap();
+    }
+    let u = rootless::user(); // for the copied binary
+    let home = tempfile::Builder::new()
+        .prefix("d2v-nosub-home-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let ok = Command::new("chown")
+        .arg(format!("{name}:"))
+        .arg(home.path())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let run = |args: &[&str]| {
+        Command::new("runuser")
+            .args(["-u", name, "--", "env", "-i", "PATH=/usr/bin:/bin"])
+            .arg(format!("HOME=/home/{name}"))
+            .arg(format!("D2V_HOME={}", home.path().display()))
+            .arg(&u.bin)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "import",
+        &format!("oci:{}:latest", fixture("busybox-oci")),
+        "--as",
+        "busybox",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let ctx = rootless::readable_copy(
+        context(&[("Dockerfile", "FROM busybox\nRUN id -u > /who\n")]).path(),
+    );
+    let out = run(&["build", "-t", "me", ctx.path().to_str().unwrap()]);
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("no subordinate id range"), "{log}");
+    let ctx = rootless::readable_copy(
+        context(&[("Dockerfile", "FROM busybox\nUSER app\nRUN id -u\n")]).path(),
+    );
+    let out = run(&["build", "-t", "app", ctx.path().to_str().unwrap()]);
+    let log = text(&out);
+    assert!(!out.status.success(), "{log}");
+    assert!(
+        log.contains("Dockerfile:3") && log.contains("/etc/subuid"),
+        "{log}"
+    );
+}

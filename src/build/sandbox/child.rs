@@ -140,6 +140,9 @@ pub(super) struct ChildPlan {
     pub seccomp: Option<libc::sock_fprog>,
     pub hostname: CString,
     pub groups: Vec<libc::gid_t>,
+    /// setgroups(2) is allowed (not when d2v's own user namespace was set up
+    /// without subordinate ids, which requires denying it).
+    pub may_setgroups: bool,
     pub uid: libc::uid_t,
     pub gid: libc::gid_t,
     pub workdir_parents: Vec<CString>,
@@ -354,8 +357,10 @@ fn become_namespace_root(plan: &ChildPlan) {
         ok(plan, rc, SetupStep::Identity);
         let rc = libc::syscall(libc::SYS_setresuid, 0, 0, 0);
         ok(plan, rc, SetupStep::Identity);
-        let rc = libc::syscall(libc::SYS_setgroups, 0, ptr::null::<libc::gid_t>());
-        ok(plan, rc, SetupStep::Identity);
+        if plan.may_setgroups {
+            let rc = libc::syscall(libc::SYS_setgroups, 0, ptr::null::<libc::gid_t>());
+            ok(plan, rc, SetupStep::Identity);
+        }
     }
 }
 
@@ -422,9 +427,11 @@ fn drop_to_user_and_exec(plan: &ChildPlan) -> ! {
                 SetupStep::Seccomp,
             );
         }
-        let gids = plan.groups.as_ptr();
-        let rc = libc::syscall(libc::SYS_setgroups, plan.groups.len(), gids);
-        ok(plan, rc, SetupStep::Groups);
+        if plan.may_setgroups {
+            let gids = plan.groups.as_ptr();
+            let rc = libc::syscall(libc::SYS_setgroups, plan.groups.len(), gids);
+            ok(plan, rc, SetupStep::Groups);
+        }
         let rc = libc::syscall(libc::SYS_setresgid, plan.gid, plan.gid, plan.gid);
         ok(plan, rc, SetupStep::Gid);
         let rc = libc::syscall(libc::SYS_setresuid, plan.uid, plan.uid, plan.uid);

@@ -421,6 +421,9 @@ fn spawn_and_wait(
         seccomp: seccomp.map(|s| s.as_fprog()),
         hostname: cstr(&spec.hostname)?,
         groups: command.groups.clone(),
+        may_setgroups: std::fs::read_to_string("/proc/self/setgroups")
+            .map(|s| s.trim() != "deny")
+            .unwrap_or(true),
         uid: command.uid,
         gid: command.gid,
         workdir_parents: ancestors_c(&command.workdir)?,

@@ -56,7 +56,7 @@ impl Prepared {
         let (_, sys_real) = prepared.point(&root, "/sys", PointKind::Dir)?;
         prepared.proc_at = overlay.merged.join(proc_real);
         prepared.sys_at = overlay.merged.join(sys_real);
-        prepared.dev(&root, base)?;
+        prepared.dev(&root, spec)?;
         prepared.generated_files(spec, &root, base)?;
         for (i, m) in spec.mounts.iter().enumerate() {
             prepared.step_mount(spec, &root, i, m)?;
@@ -86,7 +86,8 @@ impl Prepared {
     /// A `/dev` as Docker's: a small tmpfs with the standard device nodes
     /// (bound from the host: a user namespace cannot create them), `pts`,
     /// `shm`, and the usual symlinks.
-    fn dev(&mut self, root: &OwnedFd, base: u32) -> Result<(), SandboxError> {
+    fn dev(&mut self, root: &OwnedFd, spec: &RunSpec) -> Result<(), SandboxError> {
+        let base = spec.ids.base;
         let (at, real) = self.point(root, "/dev", PointKind::Dir)?;
         let owner = [("uid", base.to_string()), ("gid", base.to_string())];
         let mut opts = vec![("mode", "755".to_string()), ("size", "65536k".to_string())];
@@ -120,12 +121,15 @@ impl Prepared {
                 .map_err(|e| err(dir)(e.into()))?;
         }
         let pts = open_path(&dev, "pts").map_err(err("pts"))?;
-        let pts_opts = [
+        let mut pts_opts = vec![
             ("newinstance", String::new()),
             ("ptmxmode", "0666".to_string()),
             ("mode", "0620".to_string()),
-            ("gid", (base + 5).to_string()),
         ];
+        // Group `tty`, where the step's ids reach that far.
+        if let Some(tty) = spec.ids.to_outer(5) {
+            pts_opts.push(("gid", tty.to_string()));
+        }
         let noexec = Attrs {
             noexec: true,
             ..Attrs::PLAIN
