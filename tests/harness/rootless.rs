@@ -60,13 +60,17 @@ pub fn user() -> &'static User {
         };
         let (uid, gid) = (id("-u"), id("-g"));
         let home = PathBuf::from(format!("/home/{USER}"));
-        // A copy of the binary outside the (possibly private) checkout.
-        let dir = PathBuf::from(format!("/var/tmp/d2v-rootless-bin-{}", std::process::id()));
+        // A copy of the binary outside the (possibly private) checkout, put
+        // in place by a rename so that concurrent test processes never see a
+        // half-written one (and running ones keep theirs).
+        let dir = PathBuf::from("/var/tmp/d2v-rootless-bin");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let bin = dir.join("d2v");
-        std::fs::copy(env!("CARGO_BIN_EXE_d2v"), &bin).unwrap();
-        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let tmp = dir.join(format!(".d2v-{}", std::process::id()));
+        std::fs::copy(env!("CARGO_BIN_EXE_d2v"), &tmp).unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::rename(&tmp, &bin).unwrap();
         User {
             uid,
             gid,
