@@ -44,17 +44,6 @@ impl<'a> SourceMap<'a> {
         }
     }
 
-    /// The location of the first non-blank character of 1-based `line`.
-    pub(crate) fn line_location(&self, line: usize) -> Location {
-        let text = self.line_text(line).unwrap_or_default();
-        let col = text.chars().take_while(|c| c.is_whitespace()).count() + 1;
-        Location {
-            file: self.file.clone(),
-            line: line.max(1),
-            col,
-        }
-    }
-
     /// The text of 1-based `line`, without its newline.
     pub(crate) fn line_text(&self, line: usize) -> Option<&'a str> {
         self.text

@@ -4,25 +4,58 @@
 
 mod commands;
 
+use super::checks::{looks_secret, Check, Checks};
 use super::config::{
     default_shell, parse_duration, parse_port_spec, set_env, validate_signal, Healthcheck, History,
     ImageConfig,
 };
 use super::error::{FrontendError, Location, SourceMap};
 use super::flags::{self, FlagValue};
-use super::heredoc::RawHeredoc;
+use super::instruction::{Form, Instruction};
 use super::lex::{expand_word, expand_words, split_words, Vars};
 use super::steps::{CopyFrom, Step, StepKind, StepState};
-use super::text::{clean_path, first_line, join_continuations, name_values};
-use parse_dockerfile::{Command, HealthcheckArguments, Instruction, JsonOrStringArray};
-use std::collections::HashMap;
+use super::text::{clean_path, name_values};
 
-/// Where an instruction's text comes from, for spans and error locations.
+/// How many bytes of step state (env, args) a whole plan may hold: each step
+/// keeps a snapshot, so a big ENV repeated over many steps is bounded here.
+pub(crate) const PLAN_STATE_BUDGET: usize = 256 << 20;
+
+/// The plan's running total of step-state and expanded bytes.
+#[derive(Debug, Default)]
+pub(crate) struct Budget {
+    used: std::cell::Cell<usize>,
+}
+
+impl Budget {
+    fn charge(&self, bytes: usize) -> Result<(), String> {
+        self.used.set(self.used.get().saturating_add(bytes));
+        if self.used.get() > PLAN_STATE_BUDGET {
+            return Err(format!(
+                "the Dockerfile expands to more than {} MiB (env, args and values of every step)",
+                PLAN_STATE_BUDGET >> 20
+            ));
+        }
+        Ok(())
+    }
+
+    fn charge_state(&self, state: &StepState) -> Result<(), String> {
+        self.charge(
+            state.env.iter().map(String::len).sum::<usize>()
+                + state
+                    .args
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum::<usize>()
+                + state.user.len()
+                + state.workdir.len(),
+        )
+    }
+}
+
+/// Where an instruction's text comes from, for error locations.
 pub(crate) struct Origin<'t> {
-    /// The text the instruction's spans index.
+    /// The text the instruction's offsets index.
     pub(crate) map: SourceMap<'t>,
-    /// RUN here-documents by RUN keyword offset in `map.text`.
-    pub(crate) heredocs: &'t HashMap<usize, Vec<RawHeredoc>>,
     /// For ONBUILD triggers of a base image: every location is this FROM.
     pub(crate) fixed: Option<Location>,
     /// The escape character of `map.text`.
@@ -37,7 +70,7 @@ impl Origin<'_> {
     fn err(&self, pos: usize, inst: &str, msg: impl Into<String>) -> FrontendError {
         match &self.fixed {
             Some(loc) => {
-                let trigger = first_line(self.map.text, pos, self.escape);
+                let trigger = self.map.text.trim_end();
                 let msg = format!(
                     "ONBUILD trigger from the base image ({trigger}): {}",
                     msg.into()
@@ -47,32 +80,6 @@ impl Origin<'_> {
             None => self.map.error(pos, Some(inst), msg),
         }
     }
-}
-
-/// The instruction's keyword (upper case) and the byte offset where it starts.
-pub(crate) fn keyword(inst: &Instruction<'_>) -> (&'static str, usize) {
-    let (name, span) = match inst {
-        Instruction::Add(i) => ("ADD", &i.add.span),
-        Instruction::Arg(i) => ("ARG", &i.arg.span),
-        Instruction::Cmd(i) => ("CMD", &i.cmd.span),
-        Instruction::Copy(i) => ("COPY", &i.copy.span),
-        Instruction::Entrypoint(i) => ("ENTRYPOINT", &i.entrypoint.span),
-        Instruction::Env(i) => ("ENV", &i.env.span),
-        Instruction::Expose(i) => ("EXPOSE", &i.expose.span),
-        Instruction::From(i) => ("FROM", &i.from.span),
-        Instruction::Healthcheck(i) => ("HEALTHCHECK", &i.healthcheck.span),
-        Instruction::Label(i) => ("LABEL", &i.label.span),
-        Instruction::Maintainer(i) => ("MAINTAINER", &i.maintainer.span),
-        Instruction::Onbuild(i) => ("ONBUILD", &i.onbuild.span),
-        Instruction::Run(i) => ("RUN", &i.run.span),
-        Instruction::Shell(i) => ("SHELL", &i.shell.span),
-        Instruction::Stopsignal(i) => ("STOPSIGNAL", &i.stopsignal.span),
-        Instruction::User(i) => ("USER", &i.user.span),
-        Instruction::Volume(i) => ("VOLUME", &i.volume.span),
-        Instruction::Workdir(i) => ("WORKDIR", &i.workdir.span),
-        _ => ("UNKNOWN", &(0..0)),
-    };
-    (name, span.start)
 }
 
 /// Args (with values) then env: env wins, as in BuildKit's `getEnv`.
@@ -92,6 +99,10 @@ pub(crate) struct StageOutput {
     pub(crate) deps: Vec<usize>,
     /// ARG names declared in the stage.
     pub(crate) declared_args: Vec<String>,
+    /// Whether a WORKDIR was set in this stage or the stages it is built on.
+    pub(crate) workdir_set: bool,
+    /// Build checks raised while dispatching.
+    pub(crate) checks: Vec<Check>,
 }
 
 /// Resolves a `--from` value to a stage (by name or index) or an image.
@@ -108,6 +119,13 @@ pub(crate) struct Dispatcher<'r> {
     build_args: &'r [(String, String)],
     global_args: &'r [(String, Option<String>)],
     resolve_from: ResolveFrom<'r>,
+    /// Whether a WORKDIR was set (here or in a parent stage): BuildKit's
+    /// WorkdirRelativePath check looks only at the first one.
+    pub(crate) workdir_set: bool,
+    /// The last CMD, ENTRYPOINT and HEALTHCHECK of the stage, for
+    /// MultipleInstructionsDisallowed.
+    last_once: Vec<(&'static str, Location)>,
+    checks: Checks,
 }
 
 impl<'r> Dispatcher<'r> {
@@ -136,6 +154,9 @@ impl<'r> Dispatcher<'r> {
             build_args,
             global_args,
             resolve_from,
+            workdir_set: false,
+            last_once: Vec::new(),
+            checks: Checks::default(),
         };
         (d, triggers)
     }
@@ -147,6 +168,8 @@ impl<'r> Dispatcher<'r> {
             config: self.config,
             deps: self.deps,
             declared_args: self.declared,
+            workdir_set: self.workdir_set,
+            checks: self.checks.found,
         }
     }
 
@@ -190,10 +213,34 @@ impl<'r> Dispatcher<'r> {
             .unwrap_or_else(default_shell)
     }
 
+    /// A build check at `pos`.
+    fn check(&mut self, origin: &Origin<'_>, rule: &str, pos: usize, message: String) {
+        if origin.fixed.is_none() {
+            self.checks.add(rule, origin.location(pos), message);
+        }
+    }
+
+    /// MultipleInstructionsDisallowed: an earlier CMD/ENTRYPOINT/HEALTHCHECK
+    /// of the stage is overridden.
+    fn used_once(&mut self, origin: &Origin<'_>, name: &'static str, pos: usize) {
+        let here = origin.location(pos);
+        if let Some(k) = self.last_once.iter().position(|(n, _)| *n == name) {
+            let (_, earlier) = self.last_once.remove(k);
+            if origin.fixed.is_none() {
+                self.checks.add(
+                    "MultipleInstructionsDisallowed",
+                    earlier,
+                    format!("Multiple {name} instructions should not be used in the same stage because only the last one will be used"),
+                );
+            }
+        }
+        self.last_once.push((name, here));
+    }
+
     fn push(
         &mut self,
         origin: &Origin<'_>,
-        pos: usize,
+        inst: &Instruction,
         kind: StepKind,
         state: StepState,
         created_by: String,
@@ -206,8 +253,8 @@ impl<'r> Dispatcher<'r> {
             empty_layer: empty_layer.then_some(true),
         });
         self.steps.push(Step {
-            location: origin.location(pos),
-            text: first_line(origin.map.text, pos, origin.escape),
+            location: origin.location(inst.pos),
+            text: inst.text().to_string(),
             kind,
             state,
         });
@@ -217,57 +264,91 @@ impl<'r> Dispatcher<'r> {
     pub(crate) fn dispatch(
         &mut self,
         origin: &Origin<'_>,
-        inst: &Instruction<'_>,
+        inst: &Instruction,
+        budget: &Budget,
     ) -> Result<(), FrontendError> {
-        let (name, pos) = keyword(inst);
+        let name = inst.keyword.as_str();
+        let pos = inst.pos;
         let esc = origin.escape;
         let state = self.state();
-        let text = first_line(origin.map.text, pos, esc);
         let err = |at: usize, msg: String| origin.err(at, name, msg);
+        budget.charge_state(&state).map_err(|m| err(pos, m))?;
+        budget
+            .charge(inst.line.text.len())
+            .map_err(|m| err(pos, m))?;
+        let text = inst.text().to_string();
         let vars = self.vars();
-        let word = |s: &str, at: usize| expand_word(s, esc, &vars).map_err(|e| err(at, e.0));
+        let word = |s: &str, at: usize| {
+            let w = expand_word(s, esc, &vars).map_err(|e| err(at, e.0))?;
+            budget.charge(w.len()).map_err(|m| err(at, m))?;
+            Ok::<_, FrontendError>(w)
+        };
+        let rest = inst.args.text.as_str();
+        let rest_at = inst.args_at(0);
         // ENV and LABEL: `K=V` pairs, each word expanded; errors point at the word.
-        let pairs = |value: &str, span: &std::ops::Range<usize>, what: &str| {
-            let text = origin.map.text;
-            let raw = name_values(value, esc, what).map_err(|(w, m)| {
-                let at = w.map_or(span.start, |w| find_from(text, span.start, span.end, &w));
+        let pairs = |what: &str| {
+            let raw = name_values(rest, esc, what).map_err(|(w, m)| {
+                let at = w.map_or(rest_at, |w| inst.find(0, &w));
                 err(at, m)
             })?;
             let mut out = Vec::new();
-            let mut cursor = span.start;
+            let mut cursor = 0;
             for (k, v) in raw {
-                let kpos = find_from(text, cursor, span.end, &k);
-                let vpos = find_from(text, kpos + k.len(), span.end, &v);
-                cursor = (vpos + v.len()).min(span.end);
-                let k = word(&k, kpos)?;
-                if k.is_empty() {
-                    return Err(err(kpos, format!("{what} names can not be blank")));
+                let kpos = rest[cursor.min(rest.len())..]
+                    .find(&k)
+                    .map_or(cursor, |i| cursor + i);
+                let vpos = rest[(kpos + k.len()).min(rest.len())..]
+                    .find(&v)
+                    .map_or(kpos + k.len(), |i| kpos + k.len() + i);
+                cursor = (vpos + v.len()).min(rest.len());
+                let key = word(&k, inst.args_at(kpos))?;
+                if key.is_empty() {
+                    return Err(err(
+                        inst.args_at(kpos),
+                        format!("{what} names can not be blank"),
+                    ));
                 }
-                out.push((k, word(&v, vpos)?));
+                out.push((key, word(&v, inst.args_at(vpos))?, inst.args_at(kpos)));
             }
             Ok(out)
         };
-        match inst {
-            Instruction::Arg(i) => {
+        // Flags on instructions that take none are errors, as in BuildKit.
+        if !matches!(name, "RUN" | "COPY" | "ADD" | "HEALTHCHECK" | "ONBUILD") {
+            flags::check(name, &inst.flags).map_err(|(at, m)| err(at, m))?;
+        }
+        let legacy = |rest: &str| {
+            split_words(rest, esc)
+                .first()
+                .is_some_and(|w| !w.contains('='))
+        };
+        match name {
+            "ARG" => {
                 let mut new_args = Vec::new();
-                let mut cursor = i.arguments.span.start;
-                for w in split_words(&i.arguments.value, esc) {
+                let mut cursor = 0;
+                for w in split_words(rest, esc) {
                     let (key, default) = match w.split_once('=') {
                         Some((k, v)) => (k.to_string(), Some(v.to_string())),
                         None => (w.clone(), None),
                     };
-                    let kpos = find_from(origin.map.text, cursor, i.arguments.span.end, &key);
+                    let kpos = rest[cursor.min(rest.len())..]
+                        .find(&key)
+                        .map_or(cursor, |i| cursor + i);
                     let vpos = kpos + key.len() + 1;
-                    cursor = vpos.min(i.arguments.span.end);
-                    let key = word(&key, kpos)?;
+                    cursor = vpos.min(rest.len());
+                    let key = word(&key, inst.args_at(kpos))?;
                     if key.is_empty() {
-                        return Err(err(
-                            i.arguments.span.start,
-                            "ARG names can not be blank".into(),
-                        ));
+                        return Err(err(rest_at, "ARG names can not be blank".into()));
+                    }
+                    if looks_secret(&key) {
+                        self.check(
+                            origin,
+                            "SecretsUsedInArgOrEnv",
+                            pos,
+                            format!("Do not use ARG or ENV instructions for sensitive data (ARG {key:?})"),
+                        );
                     }
                     let default = match default {
-                        Some(d) => Some(word(&d, vpos)?),
+                        Some(d) => Some(word(&d, inst.args_at(vpos))?),
                         None => None,
                     };
                     let value = lookup(self.build_args, &key).or(default).or_else(|| {
@@ -279,57 +360,66 @@ impl<'r> Dispatcher<'r> {
                     });
                     new_args.push((key, value));
                 }
+                if new_args.is_empty() {
+                    return Err(err(pos, "ARG requires at least one argument".into()));
+                }
                 for (k, v) in new_args {
                     self.declared.push(k.clone());
                     self.args.retain(|(ek, _)| *ek != k);
                     self.args.push((k, v));
                 }
-                self.push(origin, pos, StepKind::Config, state, text);
+                self.push(origin, inst, StepKind::Config, state, text);
             }
-            Instruction::Env(i) => {
-                let expanded = pairs(&i.arguments.value, &i.arguments.span, "ENV")?;
-                let env = self.config.config.env.get_or_insert_with(Vec::new);
-                let mut by = Vec::new();
-                for (k, v) in expanded {
-                    set_env(env, &k, &v);
-                    by.push(format!("{k}={v}"));
+            "ENV" | "LABEL" => {
+                let is_env = name == "ENV";
+                if legacy(rest) {
+                    self.check(
+                        origin,
+                        "LegacyKeyValueFormat",
+                        pos,
+                        format!("\"{name} key=value\" should be used instead of legacy \"{name} key value\" format"),
+                    );
                 }
-                self.push(
-                    origin,
-                    pos,
-                    StepKind::Config,
-                    state,
-                    format!("ENV {}", by.join(" ")),
-                );
-            }
-            Instruction::Label(i) => {
                 let mut by = Vec::new();
-                for (k, v) in pairs(&i.arguments.value, &i.arguments.span, "LABEL")? {
+                for (k, v, _) in pairs(name)? {
                     by.push(format!("{k}={v}"));
-                    self.config
-                        .config
-                        .labels
-                        .get_or_insert_with(Default::default)
-                        .insert(k, v);
+                    if is_env {
+                        if looks_secret(&k) {
+                            self.check(
+                                origin,
+                                "SecretsUsedInArgOrEnv",
+                                pos,
+                                format!("Do not use ARG or ENV instructions for sensitive data (ENV {k:?})"),
+                            );
+                        }
+                        set_env(self.config.config.env.get_or_insert_with(Vec::new), &k, &v);
+                    } else {
+                        self.config
+                            .config
+                            .labels
+                            .get_or_insert_with(Default::default)
+                            .insert(k, v);
+                    }
                 }
-                self.push(
-                    origin,
-                    pos,
-                    StepKind::Config,
-                    state,
-                    format!("LABEL {}", by.join(" ")),
-                );
+                let by = format!("{name} {}", by.join(" "));
+                self.push(origin, inst, StepKind::Config, state, by);
             }
-            Instruction::Maintainer(i) => {
-                self.config.author = Some(i.name.value.to_string());
-                self.push(origin, pos, StepKind::Config, state, text);
+            "MAINTAINER" => {
+                if rest.is_empty() {
+                    return Err(err(pos, "MAINTAINER requires exactly one argument".into()));
+                }
+                self.config.author = Some(rest.to_string());
+                self.push(origin, inst, StepKind::Config, state, text);
             }
-            Instruction::Expose(i) => {
-                for arg in &i.arguments {
-                    let words = expand_words(&arg.value, esc, &vars)
-                        .map_err(|e| err(arg.span.start, e.0))?;
+            "EXPOSE" => {
+                let mut cursor = 0;
+                for raw in rest.split_whitespace() {
+                    let at_byte = rest[cursor..].find(raw).map_or(cursor, |i| cursor + i);
+                    cursor = at_byte + raw.len();
+                    let at = inst.args_at(at_byte);
+                    let words = expand_words(raw, esc, &vars).map_err(|e| err(at, e.0))?;
                     for w in words {
-                        let ports = parse_port_spec(&w).map_err(|m| err(arg.span.start, m))?;
+                        let ports = parse_port_spec(&w).map_err(|m| err(at, m))?;
                         let map = self
                             .config
                             .config
@@ -340,27 +430,33 @@ impl<'r> Dispatcher<'r> {
                         }
                     }
                 }
-                self.push(origin, pos, StepKind::Config, state, text);
+                if cursor == 0 {
+                    return Err(err(pos, "EXPOSE requires at least one argument".into()));
+                }
+                self.push(origin, inst, StepKind::Config, state, text);
             }
-            Instruction::User(i) => {
-                let user = word(&i.arguments.value, i.arguments.span.start)?;
+            "USER" => {
+                let user = word(rest, rest_at)?;
                 if user.is_empty() {
-                    return Err(err(
-                        i.arguments.span.start,
-                        "USER requires a user name or uid".into(),
-                    ));
+                    return Err(err(rest_at, "USER requires a user name or uid".into()));
                 }
                 self.config.config.user = Some(user);
-                self.push(origin, pos, StepKind::Config, state, text);
+                self.push(origin, inst, StepKind::Config, state, text);
             }
-            Instruction::Workdir(i) => {
-                let dir = word(&i.arguments.value, i.arguments.span.start)?;
+            "WORKDIR" => {
+                let dir = word(rest, rest_at)?;
                 if dir.is_empty() {
-                    return Err(err(
-                        i.arguments.span.start,
-                        "WORKDIR can not be blank".into(),
-                    ));
+                    return Err(err(rest_at, "WORKDIR can not be blank".into()));
                 }
+                if !self.workdir_set && !dir.starts_with('/') {
+                    self.check(
+                        origin,
+                        "WorkdirRelativePath",
+                        pos,
+                        format!("Relative workdir {dir:?} can have unexpected results if the base image changes"),
+                    );
+                }
+                self.workdir_set = true;
                 // BuildKit's NormalizeWorkdir: relative paths are joined to
                 // the current one (and cleaned); absolute ones are kept as written.
                 let current = self.config.config.working_dir.clone().unwrap_or_default();
@@ -370,29 +466,31 @@ impl<'r> Dispatcher<'r> {
                     clean_path(&format!("/{current}/{dir}"))
                 };
                 self.config.config.working_dir = Some(joined.clone());
-                self.push(
-                    origin,
-                    pos,
-                    StepKind::Workdir(joined),
-                    state,
-                    format!("{text} # buildkit"),
-                );
+                let by = format!("{text} # buildkit");
+                self.push(origin, inst, StepKind::Workdir(joined), state, by);
             }
-            Instruction::Volume(i) => {
+            "VOLUME" => {
                 let mut paths = Vec::new();
-                match &i.arguments {
-                    JsonOrStringArray::Json(a) => {
-                        for v in &a.value {
-                            paths.push((word(&v.value, v.span.start)?, v.span.start));
+                match inst.form().map_err(|(at, m)| err(at, m))? {
+                    Form::Json(values) => {
+                        for v in values {
+                            let at = inst.find(0, &v);
+                            paths.push((word(&v, at)?, at));
                         }
                     }
-                    JsonOrStringArray::String(a) => {
-                        for v in a {
-                            let words = expand_words(&v.value, esc, &vars)
-                                .map_err(|e| err(v.span.start, e.0))?;
-                            paths.extend(words.into_iter().map(|w| (w, v.span.start)));
+                    Form::Shell => {
+                        let mut cursor = 0;
+                        for raw in rest.split_whitespace() {
+                            let b = rest[cursor..].find(raw).map_or(cursor, |i| cursor + i);
+                            cursor = b + raw.len();
+                            let at = inst.args_at(b);
+                            let words = expand_words(raw, esc, &vars).map_err(|e| err(at, e.0))?;
+                            paths.extend(words.into_iter().map(|w| (w, at)));
                         }
                     }
+                }
+                if paths.is_empty() {
+                    return Err(err(pos, "VOLUME requires at least one argument".into()));
                 }
                 for (p, at) in paths {
                     if p.trim().is_empty() {
@@ -407,128 +505,168 @@ impl<'r> Dispatcher<'r> {
                         .get_or_insert_with(Default::default)
                         .insert(p, Default::default());
                 }
-                self.push(origin, pos, StepKind::Config, state, text);
+                self.push(origin, inst, StepKind::Config, state, text);
             }
-            Instruction::Stopsignal(i) => {
-                let sig = word(&i.arguments.value, i.arguments.span.start)?;
-                validate_signal(&sig).map_err(|m| err(i.arguments.span.start, m))?;
+            "STOPSIGNAL" => {
+                let sig = word(rest, rest_at)?;
+                validate_signal(&sig).map_err(|m| err(rest_at, m))?;
                 self.config.config.stop_signal = Some(sig);
-                self.push(origin, pos, StepKind::Config, state, text);
+                self.push(origin, inst, StepKind::Config, state, text);
             }
-            Instruction::Shell(i) => {
-                self.config.config.shell =
-                    Some(i.arguments.iter().map(|a| a.value.to_string()).collect());
-                self.push(origin, pos, StepKind::Config, state, text);
+            "SHELL" => {
+                let Form::Json(shell) = inst.form().map_err(|(at, m)| err(at, m))? else {
+                    return Err(err(
+                        rest_at,
+                        "SHELL requires the arguments to be in JSON form".into(),
+                    ));
+                };
+                if shell.is_empty() {
+                    return Err(err(rest_at, "SHELL requires at least one argument".into()));
+                }
+                self.config.config.shell = Some(shell);
+                self.push(origin, inst, StepKind::Config, state, text);
             }
-            Instruction::Cmd(i) => {
-                let argv = self.command_argv(origin, &i.arguments);
-                self.config.config.cmd = Some(argv.clone());
-                self.cmd_set = true;
-                let by = format!("CMD {}", serde_json::to_string(&argv).unwrap_or_default());
-                self.push(origin, pos, StepKind::Config, state, by);
-            }
-            Instruction::Entrypoint(i) => {
-                let argv = self.command_argv(origin, &i.arguments);
-                self.config.config.entrypoint = Some(argv.clone());
-                if !self.cmd_set {
-                    self.config.config.cmd = None;
+            "CMD" | "ENTRYPOINT" => {
+                let is_cmd = name == "CMD";
+                self.used_once(origin, if is_cmd { "CMD" } else { "ENTRYPOINT" }, pos);
+                let form = inst.form().map_err(|(at, m)| err(at, m))?;
+                if form == Form::Shell
+                    && self.config.config.shell.as_ref().is_none_or(Vec::is_empty)
+                {
+                    self.check(
+                        origin,
+                        "JSONArgsRecommended",
+                        pos,
+                        format!("JSON arguments recommended for {name} to prevent unintended behavior related to OS signals"),
+                    );
+                }
+                let argv = self.command_argv(inst, form);
+                if is_cmd {
+                    self.config.config.cmd = Some(argv.clone());
+                    self.cmd_set = true;
+                } else {
+                    self.config.config.entrypoint = Some(argv.clone());
+                    if !self.cmd_set {
+                        self.config.config.cmd = None;
+                    }
                 }
                 let by = format!(
-                    "ENTRYPOINT {}",
+                    "{name} {}",
                     serde_json::to_string(&argv).unwrap_or_default()
                 );
-                self.push(origin, pos, StepKind::Config, state, by);
+                self.push(origin, inst, StepKind::Config, state, by);
             }
-            Instruction::Healthcheck(i) => {
-                let flags =
-                    flags::check("HEALTHCHECK", &i.options).map_err(|(at, m)| err(at, m))?;
-                let hc = match &i.arguments {
-                    HealthcheckArguments::None { .. } => {
-                        if let Some(f) = flags.first() {
-                            return Err(err(
-                                f.pos,
-                                "options are not allowed with HEALTHCHECK NONE".into(),
-                            ));
-                        }
-                        Healthcheck {
-                            test: vec!["NONE".into()],
-                            ..Default::default()
-                        }
-                    }
-                    HealthcheckArguments::Cmd { arguments, .. } => {
-                        let test = match arguments {
-                            Command::Exec(a) => std::iter::once("CMD".to_string())
-                                .chain(a.value.iter().map(|s| s.value.to_string()))
-                                .collect(),
-                            Command::Shell(s) => {
-                                let raw = origin.map.text.get(s.span.clone()).unwrap_or(s.value);
-                                vec!["CMD-SHELL".into(), join_continuations(raw, esc, false)]
-                            }
-                            _ => Vec::new(),
-                        };
-                        healthcheck_flags(test, &flags).map_err(|(at, m)| err(at, m))?
-                    }
-                    _ => Healthcheck::default(),
-                };
+            "HEALTHCHECK" => {
+                self.used_once(origin, "HEALTHCHECK", pos);
+                let hc = self.healthcheck(inst).map_err(|(at, m)| err(at, m))?;
                 self.config.config.healthcheck = Some(hc);
-                self.push(origin, pos, StepKind::Config, state, text);
+                self.push(origin, inst, StepKind::Config, state, text);
             }
-            Instruction::Onbuild(i) => {
-                let (inner, inner_pos) = keyword(&i.instruction);
-                if matches!(inner, "ONBUILD" | "FROM" | "MAINTAINER") {
-                    return Err(err(
-                        inner_pos,
-                        format!("{inner} isn't allowed as an ONBUILD trigger"),
-                    ));
+            "ONBUILD" => {
+                let inner = inst.onbuild_inner(esc);
+                if inner.keyword.is_empty() {
+                    return Err(err(pos, "ONBUILD requires at least one argument".into()));
                 }
-                let trigger = trigger_text(origin.map.text, &i.instruction, inner_pos, esc);
+                match inner.keyword.as_str() {
+                    "ONBUILD" => return Err(err(pos, "ONBUILD ONBUILD is not allowed".into())),
+                    "FROM" | "MAINTAINER" => {
+                        return Err(err(
+                            inner.pos,
+                            format!("{} isn't allowed as an ONBUILD trigger", inner.keyword),
+                        ))
+                    }
+                    _ => {}
+                }
+                // BuildKit records the trigger as written, here-document bodies appended.
+                let mut trigger = inst.flagged_args().text;
+                for doc in &inst.heredocs {
+                    trigger.push('\n');
+                    trigger.push_str(&doc.raw);
+                    trigger.push_str(&doc.name);
+                }
                 self.config
                     .config
                     .on_build
                     .get_or_insert_with(Vec::new)
                     .push(trigger);
-                self.push(origin, pos, StepKind::Config, state, text);
+                self.push(origin, inst, StepKind::Config, state, text);
             }
-            Instruction::Run(i) => {
+            "RUN" => {
                 let run = self
-                    .run_step(origin, i, &vars)
+                    .run_step(inst, esc, &vars, &state.workdir)
                     .map_err(|(at, m)| err(at, m))?;
                 let by = format!("RUN {} # buildkit", run.argv.join(" "));
-                self.push(origin, pos, StepKind::Run(run), state, by);
+                self.push(origin, inst, StepKind::Run(run), state, by);
             }
-            Instruction::Copy(_) | Instruction::Add(_) => {
-                let (add, options, src, dest) = match inst {
-                    Instruction::Copy(i) => (false, &i.options, &i.src, &i.dest),
-                    Instruction::Add(i) => (true, &i.options, &i.src, &i.dest),
-                    _ => unreachable!(),
-                };
+            "COPY" | "ADD" => {
                 let step = self
-                    .copy_step(origin, add, options, src, dest, pos, &vars)
+                    .copy_step(inst, esc, &vars)
                     .map_err(|(at, m)| err(at, m))?;
-                self.push(
-                    origin,
-                    pos,
-                    StepKind::Copy(step),
-                    state,
-                    format!("{text} # buildkit"),
-                );
+                let by = format!("{text} # buildkit");
+                self.push(origin, inst, StepKind::Copy(step), state, by);
             }
-            Instruction::From(_) => return Err(err(pos, "FROM inside a stage".into())),
+            "FROM" => return Err(err(pos, "FROM inside a stage".into())),
             _ => return Err(err(pos, "unsupported instruction".into())),
         }
         Ok(())
     }
 
-    fn command_argv(&self, origin: &Origin<'_>, cmd: &Command<'_>) -> Vec<String> {
-        match cmd {
-            Command::Exec(a) => a.value.iter().map(|s| s.value.to_string()).collect(),
-            Command::Shell(s) => {
-                let raw = origin.map.text.get(s.span.clone()).unwrap_or(s.value);
+    /// The argv of CMD/ENTRYPOINT: exec form as is, shell form in SHELL.
+    fn command_argv(&self, inst: &Instruction, form: Form) -> Vec<String> {
+        match form {
+            Form::Json(argv) => argv,
+            Form::Shell => {
                 let mut argv = self.shell();
-                argv.push(join_continuations(raw, origin.escape, false));
+                argv.push(inst.args.text.clone());
                 argv
             }
-            _ => Vec::new(),
+        }
+    }
+
+    /// HEALTHCHECK [flags] NONE | CMD command.
+    fn healthcheck(&self, inst: &Instruction) -> Result<Healthcheck, (usize, String)> {
+        let flags = flags::check("HEALTHCHECK", &inst.flags)?;
+        let rest = inst.args.text.as_str();
+        let split = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let kind = rest[..split].to_ascii_uppercase();
+        let cmd_from = rest[split..]
+            .find(|c: char| !c.is_whitespace())
+            .map_or(rest.len(), |i| split + i);
+        match kind.as_str() {
+            "NONE" => {
+                if let Some(f) = flags.first() {
+                    return Err((
+                        f.pos,
+                        "options are not allowed with HEALTHCHECK NONE".into(),
+                    ));
+                }
+                if cmd_from < rest.len() {
+                    return Err((
+                        inst.args_at(cmd_from),
+                        "HEALTHCHECK NONE takes no arguments".into(),
+                    ));
+                }
+                Ok(Healthcheck {
+                    test: vec!["NONE".into()],
+                    ..Default::default()
+                })
+            }
+            "CMD" => {
+                let cmd = &rest[cmd_from..];
+                let at = inst.args_at(cmd_from);
+                let test = match super::instruction::json_form(cmd).map_err(|m| (at, m))? {
+                    Form::Json(argv) => std::iter::once("CMD".to_string()).chain(argv).collect(),
+                    Form::Shell if cmd.is_empty() => {
+                        return Err((at, "Missing command after HEALTHCHECK CMD".into()))
+                    }
+                    Form::Shell => vec!["CMD-SHELL".into(), cmd.to_string()],
+                };
+                healthcheck_flags(test, &flags)
+            }
+            _ => Err((
+                inst.args_at(0),
+                format!("Unknown type {kind:?} in HEALTHCHECK (try CMD)"),
+            )),
         }
     }
 }
@@ -572,47 +710,9 @@ fn healthcheck_flags(
     Ok(hc)
 }
 
-/// The text of an ONBUILD trigger as written: its first logical line, or
-/// through the last here-document's terminator when it has any.
-fn trigger_text(text: &str, inner: &Instruction<'_>, pos: usize, esc: char) -> String {
-    let heredoc_end = match inner {
-        Instruction::Run(r) => r.here_docs.iter().map(|h| h.span.end).max(),
-        Instruction::Copy(parse_dockerfile::CopyInstruction { src, .. })
-        | Instruction::Add(parse_dockerfile::AddInstruction { src, .. }) => src
-            .iter()
-            .filter_map(|s| match s {
-                parse_dockerfile::Source::HereDoc(h) => Some(h.span.end),
-                _ => None,
-            })
-            .max(),
-        _ => None,
-    };
-    match heredoc_end {
-        Some(end) => {
-            // The terminator line starts at `end`; keep it, without its newline.
-            let line_end = text[end..].find('\n').map_or(text.len(), |i| end + i);
-            text[pos..line_end].trim_end_matches('\r').to_string()
-        }
-        None => first_line(text, pos, esc),
-    }
-}
-
-/// Where `needle` starts in `text[from..to]`, for error carets; `from`
-/// when it is not found there verbatim (e.g. split by a line continuation).
-fn find_from(text: &str, from: usize, to: usize, needle: &str) -> usize {
-    text.get(from..to.max(from))
-        .and_then(|t| t.find(needle))
-        .map_or(from, |i| from + i)
-}
-
 fn lookup(list: &[(String, String)], key: &str) -> Option<String> {
     list.iter()
         .rev()
         .find(|(k, _)| k == key)
         .map(|(_, v)| v.clone())
-}
-
-/// Parses an ONBUILD trigger into an instruction list (with its own text).
-pub(crate) fn parse_trigger(trigger: &str) -> String {
-    format!("FROM scratch\n{trigger}\n")
 }
