@@ -8,7 +8,7 @@
 //! directory destination ending in `/`; a top-level source symlink is
 //! followed; files keep their mode; owners are 0:0 from the context and kept
 //! from `--from` roots unless `--chown` (names from the target's
-//! `/etc/passwd` and `/etc/group`); `--chmod` is octal; new destination
+//! `/etc/passwd` and `/etc/group`); `--chmod` is octal or symbolic; new destination
 //! parents are 0755 root; `.dockerignore` and `--exclude` filter; `--parents`
 //! keeps source paths (from a `/./` pivot if present); ADD unpacks local tar
 //! archives (plain, gzip, zstd, bzip2, xz) and downloads URLs (`--checksum`). `--link` copies normally (the result is the
@@ -29,7 +29,7 @@ use super::glob;
 use super::inroot::Root;
 use super::url;
 use super::user::{UserDb, UserError};
-use crate::dockerfile::CopyStep;
+use crate::dockerfile::{chmod, CopyStep};
 
 /// Errors from COPY/ADD.
 #[derive(Debug, Error)]
@@ -43,8 +43,8 @@ pub enum CopyError {
     /// `--chown` did not resolve in the target rootfs.
     #[error("--chown: {0}")]
     Chown(#[from] UserError),
-    /// `--chmod` is not an octal mode.
-    #[error("--chmod={0}: only octal modes are supported")]
+    /// `--chmod` is not a mode.
+    #[error("--chmod: {0}")]
     Chmod(String),
     /// A bad pattern.
     #[error("bad pattern {0:?}")]
@@ -100,9 +100,14 @@ pub fn copy(req: &CopyRequest, merged: &Path) -> Result<(), CopyError> {
     };
     let chmod = match &step.chmod {
         Some(m) if !m.is_empty() => {
-            Some(u32::from_str_radix(m, 8).map_err(|_| CopyError::Chmod(m.clone()))?)
+            chmod::parse(m).map_err(CopyError::Chmod)?;
+            Some(m.as_str())
         }
         _ => None,
+    };
+    let mode_of = |mode: u32, is_dir: bool| match chmod {
+        Some(spec) => chmod::apply(spec, mode, is_dir).unwrap_or(mode),
+        None => mode,
     };
     let ignore = if req.from_context {
         let mut ig = DockerIgnore::load(&req.src_root)?;
@@ -220,7 +225,7 @@ pub fn copy(req: &CopyRequest, merged: &Path) -> Result<(), CopyError> {
         let (uid, gid) = chown.unwrap_or((0, 0));
         // Docker gives downloaded files mode 0600.
         let meta = EntryMeta {
-            mode: chmod.unwrap_or(0o600),
+            mode: mode_of(0o600, false),
             uid,
             gid,
             mtime: dl.mtime.map(|s| (s, 0)),
@@ -236,7 +241,7 @@ pub fn copy(req: &CopyRequest, merged: &Path) -> Result<(), CopyError> {
         };
         let (uid, gid) = chown.unwrap_or((0, 0));
         let meta = EntryMeta {
-            mode: chmod.unwrap_or(0o644),
+            mode: mode_of(0o644, false),
             uid,
             gid,
             mtime: None,
@@ -259,7 +264,8 @@ fn dest_path(dest: &str, workdir: &str) -> PathBuf {
 
 struct Opts<'a> {
     chown: Option<(u32, u32)>,
-    chmod: Option<u32>,
+    /// `--chmod`, octal or symbolic.
+    chmod: Option<&'a str>,
     /// Keep source owners (sources from a rootfs, not the context).
     keep_owner: bool,
     ignore: &'a DockerIgnore,
@@ -276,8 +282,13 @@ impl Opts<'_> {
             (None, true) => (st.uid(), st.gid()),
             (None, false) => (0, 0),
         };
+        let mode = st.mode() & 0o7777;
+        let mode = match self.chmod {
+            Some(spec) => chmod::apply(spec, mode, st.is_dir()).unwrap_or(mode),
+            None => mode,
+        };
         EntryMeta {
-            mode: self.chmod.unwrap_or(st.mode() & 0o7777),
+            mode,
             uid,
             gid,
             mtime: Some((st.mtime(), st.mtime_nsec())),
@@ -443,6 +454,18 @@ fn copy_dir(
                 // BuildKit applies the source dir's metadata to an existing dir.
                 w.set_dir_meta(target, meta).map_err(io_at(target))?;
             }
+        } else if top {
+            // The destination a directory's contents go into is new: Docker
+            // makes it 0755, owned by root or the --chown owner; only what is
+            // copied into it keeps the source's metadata.
+            let (uid, gid) = opts.chown.unwrap_or((0, 0));
+            let new = EntryMeta {
+                mode: 0o755,
+                uid,
+                gid,
+                mtime: None,
+            };
+            w.dir(target, new).map_err(io_at(target))?;
         } else {
             w.dir(target, meta).map_err(io_at(target))?;
         }
