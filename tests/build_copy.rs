@@ -79,6 +79,7 @@ impl Env {
             from_context: src_root.is_none(),
             dockerfile_in_context: Some("Dockerfile".into()),
             workdir: "/".into(),
+            users_root: None,
         };
         let result = ov.with_mounted(|merged| copy(&req, merged)).unwrap();
         assert!(

@@ -172,7 +172,12 @@ fn hash_tree(
 ) -> Result<(), ChecksumError> {
     let top = match open_in_root(root, rel, OFlags::PATH) {
         Ok(fd) => fd,
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)) => {
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
+            ) =>
+        {
             return Ok(())
         }
         Err(e) => return Err(io_err(rel)(e)),
@@ -182,13 +187,13 @@ fn hash_tree(
     record(h, rel, &st, kind);
     match kind {
         FileType::RegularFile => {
-            let fd = open_in_root(root, rel, OFlags::RDONLY | OFlags::NONBLOCK)
-                .map_err(io_err(rel))?;
+            let fd =
+                open_in_root(root, rel, OFlags::RDONLY | OFlags::NONBLOCK).map_err(io_err(rel))?;
             hash_content(h, fd, rel)?;
         }
         FileType::Directory => {
-            let fd = open_in_root(root, rel, OFlags::RDONLY | OFlags::DIRECTORY)
-                .map_err(io_err(rel))?;
+            let fd =
+                open_in_root(root, rel, OFlags::RDONLY | OFlags::DIRECTORY).map_err(io_err(rel))?;
             walk(h, fd, rel, ignore)?;
         }
         _ => {}
@@ -199,7 +204,12 @@ fn hash_tree(
 
 /// Walks below an open directory, depth first in name order, with an
 /// explicit stack (a deep tree cannot exhaust the thread's stack).
-fn walk(h: &mut Sha256, fd: OwnedFd, rel: &str, ignore: &DockerIgnore) -> Result<(), ChecksumError> {
+fn walk(
+    h: &mut Sha256,
+    fd: OwnedFd,
+    rel: &str,
+    ignore: &DockerIgnore,
+) -> Result<(), ChecksumError> {
     let names = dir_names(&fd).map_err(io_err(rel))?;
     let mut stack = vec![Frame {
         fd,
@@ -228,8 +238,13 @@ fn walk(h: &mut Sha256, fd: OwnedFd, rel: &str, ignore: &DockerIgnore) -> Result
             record(h, &child, &st, kind);
         }
         let open = |flags: OFlags| {
-            rustix::fs::openat(dir, &name, flags | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-                .map_err(|e| io_err(&child)(errno(e)))
+            rustix::fs::openat(
+                dir,
+                &name,
+                flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| io_err(&child)(errno(e)))
         };
         match kind {
             FileType::Symlink if !excluded => {
@@ -264,7 +279,11 @@ fn walk(h: &mut Sha256, fd: OwnedFd, rel: &str, ignore: &DockerIgnore) -> Result
 
 fn record(h: &mut Sha256, rel: &str, st: &rustix::fs::Stat, kind: FileType) {
     h.update(rel.as_bytes());
-    let mode = if kind == FileType::Symlink { 0o777 } else { st.st_mode & 0o7777 };
+    let mode = if kind == FileType::Symlink {
+        0o777
+    } else {
+        st.st_mode & 0o7777
+    };
     h.update(format!("\0{kind:?}:{mode:o}:{}:{}\0", st.st_uid, st.st_gid).as_bytes());
 }
 
@@ -365,7 +384,10 @@ mod tests {
         std::fs::write(&secret, "host secret 2, longer").unwrap();
         let after: Vec<String> = sources.iter().map(|s| sum(&ctx, &[s])).collect();
         for ((s, b), a) in sources.iter().zip(&before).zip(&after) {
-            assert_eq!(b, a, "the checksum of {s:?} read a file outside the context");
+            assert_eq!(
+                b, a,
+                "the checksum of {s:?} read a file outside the context"
+            );
         }
         // The context's own files still count, through a symlink inside it.
         std::fs::create_dir_all(ctx.join("outside")).unwrap();
@@ -379,7 +401,11 @@ mod tests {
         std::fs::write(dir.path().join("x"), "1").unwrap();
         let x = sum(dir.path(), &["../../x"]);
         std::fs::write(dir.path().join("x"), "changed").unwrap();
-        assert_ne!(sum(dir.path(), &["../../x"]), x, "../../x is the context's x");
+        assert_ne!(
+            sum(dir.path(), &["../../x"]),
+            x,
+            "../../x is the context's x"
+        );
         let a = sum(dir.path(), &["../../../../usr"]);
         std::fs::write(dir.path().join("x"), "2").unwrap();
         assert_eq!(sum(dir.path(), &["../../../../usr"]), a);

@@ -11,8 +11,9 @@
 //! `/etc/passwd` and `/etc/group`); `--chmod` is octal or symbolic; new destination
 //! parents are 0755 root; `.dockerignore` and `--exclude` filter; `--parents`
 //! keeps source paths (from a `/./` pivot if present); ADD unpacks local tar
-//! archives (plain, gzip, zstd, bzip2, xz) and downloads URLs (`--checksum`). `--link` copies normally (the result is the
-//! same files; only BuildKit's layer rebasing differs).
+//! archives (plain, gzip, zstd, bzip2, xz) and downloads URLs (`--checksum`).
+//! For `--link` the executor hands in an overlay over an empty base, so the
+//! layer holds only the copied files and their new parents, as BuildKit's.
 
 use std::fs::{self, File};
 use std::io;
@@ -87,6 +88,9 @@ pub struct CopyRequest {
     pub dockerfile_in_context: Option<String>,
     /// The stage's WORKDIR when the step runs (relative `dest` is under it).
     pub workdir: String,
+    /// Where `--chown` names are looked up when not in the rootfs written
+    /// into (`COPY --link` writes onto an empty base).
+    pub users_root: Option<PathBuf>,
 }
 
 /// Carries out `req` into `merged` (the overlay's merged dir, the rootfs the step
@@ -95,7 +99,13 @@ pub fn copy(req: &CopyRequest, merged: &Path) -> Result<(), CopyError> {
     let step = &req.step;
     let root = Root::open(merged).map_err(io_at(merged))?;
     let chown = match &step.chown {
-        Some(spec) if !spec.is_empty() => Some(UserDb::load(&root).chown(spec)?),
+        Some(spec) if !spec.is_empty() => {
+            let users = match &req.users_root {
+                Some(dir) => Root::open(dir).map_err(io_at(dir))?,
+                None => Root::open(merged).map_err(io_at(merged))?,
+            };
+            Some(UserDb::load(&users).chown(spec)?)
+        }
         _ => None,
     };
     let chmod = match &step.chmod {
