@@ -26,6 +26,7 @@ use thiserror::Error;
 use super::archive;
 use super::dest::{DestWriter, EntryMeta};
 use super::dockerignore::{DockerIgnore, IgnoreError};
+use super::git;
 use super::glob;
 use super::inroot::Root;
 use super::url;
@@ -56,6 +57,9 @@ pub enum CopyError {
     /// Downloading an ADD URL failed.
     #[error(transparent)]
     Url(#[from] super::url::UrlError),
+    /// Fetching an ADD git repository failed.
+    #[error(transparent)]
+    Git(#[from] git::GitError),
     /// Not supported (ADD of git repos, COPY of URLs).
     #[error("{0} is not supported yet")]
     Unsupported(String),
@@ -134,11 +138,38 @@ pub fn copy(req: &CopyRequest, merged: &Path) -> Result<(), CopyError> {
     // Match sources first: the count decides what the destination is.
     let mut matched: Vec<Matched> = Vec::new();
     let mut urls: Vec<&String> = Vec::new();
+    // Git checkouts live until the copy is done.
+    let mut checkouts: Vec<tempfile::TempDir> = Vec::new();
     for pattern in &step.sources {
-        if pattern.starts_with("git@") || pattern.ends_with(".git") && pattern.contains("://") {
-            return Err(CopyError::Unsupported(format!(
-                "ADD of a git repository ({pattern})"
-            )));
+        if let Some(r) = git::parse(pattern) {
+            if !step.is_add {
+                return Err(CopyError::Unsupported(format!(
+                    "COPY of a git repository ({pattern}); use ADD"
+                )));
+            }
+            let scratch = tempfile::tempdir().map_err(io_at("scratch"))?;
+            let checkout = git::fetch(
+                &r,
+                scratch.path(),
+                step.keep_git_dir,
+                step.checksum.as_deref(),
+            )?;
+            let tree = Root::open(&checkout.dir).map_err(io_at(&checkout.dir))?;
+            let none = DockerIgnore::default();
+            let mut found = match_sources(&tree, &r.subdir, &none, &exclude)?;
+            if found.is_empty() {
+                return Err(git::GitError::Subdir {
+                    url: r.remote.clone(),
+                    subdir: r.subdir.clone(),
+                }
+                .into());
+            }
+            for m in &mut found {
+                m.git = true;
+            }
+            matched.extend(found);
+            checkouts.push(scratch);
+            continue;
         }
         if url::is_url(pattern) {
             if !step.is_add {
@@ -193,7 +224,14 @@ pub fn copy(req: &CopyRequest, merged: &Path) -> Result<(), CopyError> {
         .map_err(io_at(&dest))?;
     }
 
+    let no_ignore = DockerIgnore::default();
+    let git_opts = Opts {
+        ignore: &no_ignore,
+        links: Default::default(),
+        ..opts
+    };
     for m in &matched {
+        let opts = if m.git { &git_opts } else { &opts };
         let st = fs::symlink_metadata(&m.host).map_err(io_at(&m.host))?;
         let out_base = if step.parents {
             dest.join(m.parents_rel.parent().unwrap_or(Path::new("")))
@@ -206,7 +244,7 @@ pub fn copy(req: &CopyRequest, merged: &Path) -> Result<(), CopyError> {
             } else {
                 out_base
             };
-            copy_dir(&mut w, &m.host, &m.rel, &target, &opts, true)?;
+            copy_dir(&mut w, &m.host, &m.rel, &target, opts, true)?;
         } else {
             let target = if dest_is_dir {
                 out_base.join(&m.name)
@@ -221,7 +259,7 @@ pub fn copy(req: &CopyRequest, merged: &Path) -> Result<(), CopyError> {
                 let into = if dest_is_dir { out_base } else { dest.clone() };
                 archive::unpack(&mut w, &m.host, &into, chown).map_err(io_at(&m.host))?;
             } else {
-                copy_entry(&mut w, &m.host, &st, &target, &opts)?;
+                copy_entry(&mut w, &m.host, &st, &target, opts)?;
             }
         }
     }
@@ -321,6 +359,8 @@ struct Matched {
     name: String,
     /// What `--parents` keeps (from a `/./` pivot when present).
     parents_rel: PathBuf,
+    /// A git checkout (no `.dockerignore` applies).
+    git: bool,
 }
 
 /// Match one source pattern in `src`.
@@ -389,6 +429,7 @@ fn match_sources(
             rel: rel_for_rules,
             name,
             parents_rel,
+            git: false,
         });
     }
     Ok(out)

@@ -513,6 +513,7 @@ impl Executor<'_> {
                     &kind_json,
                     step.state.workdir.as_bytes(),
                     sources.as_bytes(),
+                    self.git_commits(step, copy)?.as_bytes(),
                 ])
             }
         };
@@ -882,6 +883,26 @@ impl Executor<'_> {
             .unwrap_or_else(|e| e.into_inner())
             .insert(cache_key, sum.clone());
         Ok(sum)
+    }
+
+    /// The commits an ADD's git sources name now (`git ls-remote`), so a
+    /// branch that moved is fetched again.
+    fn git_commits(
+        &self,
+        step: &Step,
+        copy: &crate::dockerfile::CopyStep,
+    ) -> Result<String, BuildError> {
+        let mut out = String::new();
+        for r in copy.sources.iter().filter_map(|s| super::git::parse(s)) {
+            if !copy.is_add {
+                continue;
+            }
+            let scratch = self.store.scratch_dir()?;
+            let commit = super::git::resolve(&r, scratch.path()).map_err(|e| step_err(step, e))?;
+            out.push_str(&commit);
+            out.push('\n');
+        }
+        Ok(out)
     }
 
     fn bind_source_sum(&self, step: &Step, m: &PlanMount) -> Result<String, BuildError> {

@@ -17,6 +17,7 @@ pub mod copy;
 pub mod dest;
 pub mod dockerignore;
 pub mod executor;
+pub mod git;
 pub mod glob;
 pub mod inroot;
 pub mod layer;
