@@ -210,10 +210,8 @@ pub(crate) fn mount(
             "gid" => m.gid = Some(parse_u32("gid", &need()?, 10)?),
             "size" => {
                 let v = need()?;
-                m.size = Some(
-                    v.parse()
-                        .map_err(|_| format!("invalid value for size: {v:?}"))?,
-                );
+                m.size =
+                    Some(ram_in_bytes(&v).ok_or_else(|| format!("invalid value for size: {v:?}"))?);
             }
             "env" => m.env = Some(need()?),
             _ => return Err(format!("unexpected key {key:?} in mount {value:?}")),
@@ -226,6 +224,32 @@ pub(crate) fn mount(
         return Err(format!("invalid cache sharing set for {:?} mount", m.kind).to_lowercase());
     }
     Ok((m, from))
+}
+
+/// A size as Docker's `units.RAMInBytes` reads it: a number and an optional
+/// binary unit (`b`, `k`, `m`, `g`, `t`, `p`, with an optional `b`/`ib`).
+fn ram_in_bytes(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let split = v
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(v.len());
+    let number: f64 = v[..split].parse().ok()?;
+    let unit = v[split..].trim().to_ascii_lowercase();
+    let unit = unit
+        .strip_suffix("ib")
+        .or_else(|| unit.strip_suffix('b').filter(|u| !u.is_empty()))
+        .unwrap_or(&unit);
+    let shift = match unit {
+        "" | "b" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        "p" => 50,
+        _ => return None,
+    };
+    let bytes = number * (1u64 << shift) as f64;
+    (bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64).then_some(bytes as u64)
 }
 
 #[cfg(test)]
@@ -256,5 +280,9 @@ mod tests {
         assert!(mount("type=tmpfs,target=/t,sharing=locked", &id).is_err());
         assert!(mount("type=nfs,target=/x", &id).is_err());
         assert!(mount("target=/x,bogus=1", &id).is_err());
+        assert_eq!(ram_in_bytes("64m"), Some(64 << 20));
+        assert_eq!(ram_in_bytes("1.5GiB"), Some(3 << 29));
+        assert_eq!(ram_in_bytes("4096"), Some(4096));
+        assert_eq!(ram_in_bytes("12q"), None);
     }
 }
