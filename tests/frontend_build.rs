@@ -10,7 +10,7 @@
 
 mod harness;
 
-use harness::{fixture, require_root_and, D2v};
+use harness::{context, fixture, require_root_and, D2v};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Output};
@@ -19,16 +19,6 @@ fn with_busybox(name: &str) -> D2v {
     let d2v = D2v::new();
     d2v.import(&format!("oci:{}:latest", fixture("busybox-oci")), name);
     d2v
-}
-
-fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for (name, body) in files {
-        let p = dir.path().join(name);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, body).unwrap();
-    }
-    dir
 }
 
 fn build(d2v: &D2v, tag: &str, ctx: &Path, extra: &[&str]) -> Output {
@@ -270,9 +260,11 @@ fn git_daemon(base: &Path) -> GitDaemon {
         .arg(base)
         .spawn()
         .expect("git daemon");
+    // Owned by the guard from here on: it is killed and waited for on drop.
+    let daemon = GitDaemon { child, port };
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return GitDaemon { child, port };
+            return daemon;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
@@ -358,4 +350,82 @@ fn add_of_a_git_repository() {
         "{}",
         stderr(&out)
     );
+}
+
+/// The corpus Dockerfiles that need only Debian packages, a small
+/// representative subset (one apt install with cache mounts, users and
+/// groups, SHELL and labels, RUN here-documents), built on the Debian
+/// fixture; their configs match the hand-checked `config.json` in every
+/// field the Dockerfile sets (the fixture's own config differs from the
+/// planning base in what it inherits).
+#[test]
+fn corpus_dockerfiles_that_need_only_debian_build() {
+    if !require_root_and(&[]) {
+        return;
+    }
+    let d2v = D2v::new();
+    d2v.import(
+        &format!("oci:{}:bookworm", fixture("debian-oci")),
+        "debian:bookworm",
+    );
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/corpus");
+    let cases: &[(&str, &[(&str, &str)])] = &[
+        (
+            "debian-users-groups",
+            &[("/etc/passwd", "app:x:10001:10001")],
+        ),
+        (
+            "debian-shell-only",
+            &[("/opt/demo/etc/demo.conf", "mode=prod")],
+        ),
+        ("heredoc-run-script", &[("/srv/data/state", "ready")]),
+        ("debian-apt-cache-mounts", &[("/usr/bin/jq", "")]),
+    ];
+    for (name, files) in cases {
+        let dir = corpus.join(name);
+        built(&d2v, name, &dir, &[]);
+        let expected: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap())
+                .unwrap();
+        let actual: serde_json::Value = serde_json::from_str(&d2v.ok(&["inspect", name])).unwrap();
+        let text = std::fs::read_to_string(dir.join("Dockerfile")).unwrap();
+        for (field, keyword) in [
+            ("User", "USER"),
+            ("WorkingDir", "WORKDIR"),
+            ("Entrypoint", "ENTRYPOINT"),
+            ("Cmd", "CMD"),
+            ("Labels", "LABEL"),
+            ("Shell", "SHELL"),
+        ] {
+            if text.lines().any(|l| l.starts_with(keyword)) {
+                assert_eq!(
+                    actual["config"][field], expected["config"][field],
+                    "{name}: {field}"
+                );
+            }
+        }
+        for env in expected["config"]["Env"].as_array().unwrap() {
+            let env = env.as_str().unwrap();
+            if !env.starts_with("PATH=") {
+                assert!(
+                    actual["config"]["Env"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|e| e == env),
+                    "{name}: {env} missing from {}",
+                    actual["config"]
+                );
+            }
+        }
+        let m = harness::Mounted::new(&d2v, name);
+        for (path, needle) in *files {
+            let p = m.path().join(path.trim_start_matches('/'));
+            let content = std::fs::read(&p).unwrap_or_else(|e| panic!("{name}: {path}: {e}"));
+            assert!(
+                String::from_utf8_lossy(&content).contains(needle),
+                "{name}: {path} lacks {needle:?}"
+            );
+        }
+    }
 }

@@ -115,6 +115,20 @@ impl Instruction {
         self.args.find_source(from, needle)
     }
 
+    /// The arguments split on whitespace (BuildKit's
+    /// `parseStringsWhitespaceDelimited`), each with its source offset.
+    pub(crate) fn words(&self) -> Vec<(String, usize)> {
+        let text = &self.args.text;
+        let mut out = Vec::new();
+        let mut cursor = 0;
+        for w in text.split_whitespace() {
+            let at = text[cursor..].find(w).map_or(cursor, |i| cursor + i);
+            cursor = at + w.len();
+            out.push((w.to_string(), self.args_at(at)));
+        }
+        out
+    }
+
     /// The arguments as JSON (exec) or shell form.
     pub(crate) fn form(&self) -> Result<Form, (usize, String)> {
         json_form(&self.args.text).map_err(|m| (self.args_at(0), m))

@@ -5,7 +5,7 @@ use super::{Dispatcher, ScopeVars};
 use crate::dockerfile::flags::{self, FlagValue};
 use crate::dockerfile::heredoc;
 use crate::dockerfile::instruction::{Form, Instruction};
-use crate::dockerfile::lex::{expand_heredoc, expand_word, split_words};
+use crate::dockerfile::lex::{expand_heredoc, expand_word};
 use crate::dockerfile::steps::{CopyFrom, CopyStep, Heredoc, MountKind, Network, RunStep};
 use crate::dockerfile::text::clean_path;
 
@@ -166,18 +166,7 @@ impl Dispatcher<'_> {
                     (v, at)
                 })
                 .collect(),
-            Form::Shell => {
-                let rest = &inst.args.text;
-                let mut cursor = 0;
-                split_words(rest, esc)
-                    .into_iter()
-                    .map(|w| {
-                        let b = rest[cursor..].find(&w).map_or(cursor, |i| cursor + i);
-                        cursor = (b + w.len()).min(rest.len());
-                        (w, inst.args_at(b))
-                    })
-                    .collect()
-            }
+            Form::Shell => inst.words(),
         };
         let Some(((dest_raw, dest_at), srcs)) = words.split_last() else {
             return Err((

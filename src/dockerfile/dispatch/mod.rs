@@ -412,11 +412,9 @@ impl<'r> Dispatcher<'r> {
                 self.push(origin, inst, StepKind::Config, state, text);
             }
             "EXPOSE" => {
-                let mut cursor = 0;
-                for raw in rest.split_whitespace() {
-                    let at_byte = rest[cursor..].find(raw).map_or(cursor, |i| cursor + i);
-                    cursor = at_byte + raw.len();
-                    let at = inst.args_at(at_byte);
+                let raw_words = inst.words();
+                for (raw, at) in &raw_words {
+                    let (raw, at) = (raw.as_str(), *at);
                     let words = expand_words(raw, esc, &vars).map_err(|e| err(at, e.0))?;
                     for w in words {
                         let ports = parse_port_spec(&w).map_err(|m| err(at, m))?;
@@ -430,7 +428,7 @@ impl<'r> Dispatcher<'r> {
                         }
                     }
                 }
-                if cursor == 0 {
+                if raw_words.is_empty() {
                     return Err(err(pos, "EXPOSE requires at least one argument".into()));
                 }
                 self.push(origin, inst, StepKind::Config, state, text);
@@ -479,12 +477,8 @@ impl<'r> Dispatcher<'r> {
                         }
                     }
                     Form::Shell => {
-                        let mut cursor = 0;
-                        for raw in rest.split_whitespace() {
-                            let b = rest[cursor..].find(raw).map_or(cursor, |i| cursor + i);
-                            cursor = b + raw.len();
-                            let at = inst.args_at(b);
-                            let words = expand_words(raw, esc, &vars).map_err(|e| err(at, e.0))?;
+                        for (raw, at) in inst.words() {
+                            let words = expand_words(&raw, esc, &vars).map_err(|e| err(at, e.0))?;
                             paths.extend(words.into_iter().map(|w| (w, at)));
                         }
                     }
