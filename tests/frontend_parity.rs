@@ -102,6 +102,15 @@ fn json_arrays_of_non_strings_are_errors() {
 }
 
 #[test]
+fn onbuild_triggers_must_be_known_instructions() {
+    let e = plan_err("FROM scratch\nONBUILD FOO bar\n");
+    assert!(
+        e.starts_with("Dockerfile:2:9: ONBUILD: unknown instruction 'FOO'"),
+        "{e}"
+    );
+}
+
+#[test]
 fn flags_on_instructions_that_take_none_are_errors() {
     let e = plan_err("FROM scratch\nCMD --verbose\n");
     assert!(

@@ -138,7 +138,7 @@ fn scratch_config() -> ImageConfig {
 }
 
 /// The instructions d2v knows (BuildKit's command list).
-const KEYWORDS: &[&str] = &[
+pub(crate) const KEYWORDS: &[&str] = &[
     "ADD",
     "ARG",
     "CMD",

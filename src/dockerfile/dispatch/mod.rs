@@ -569,6 +569,12 @@ impl<'r> Dispatcher<'r> {
                             format!("{} isn't allowed as an ONBUILD trigger", inner.keyword),
                         ))
                     }
+                    k if !super::KEYWORDS.contains(&k) => {
+                        return Err(err(
+                            inner.pos,
+                            format!("unknown instruction '{}'", inner.written),
+                        ))
+                    }
                     _ => {}
                 }
                 // BuildKit records the trigger as written, here-document bodies appended.
