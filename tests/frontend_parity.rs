@@ -387,3 +387,23 @@ fn overlong_lines_and_pathological_patterns_end_quickly() {
     t.push_str("ENV D=${A##*y}\n");
     plan_ok(&t);
 }
+
+/// Work grows linearly with the instructions: 100,000 lines plan (a
+/// quadratic step here would hang).
+#[test]
+fn very_long_dockerfiles_plan() {
+    let mut text = String::from("FROM scratch AS a\n");
+    for i in 0..50_000 {
+        text.push_str("RUN true\n");
+        if i % 1000 == 0 {
+            text.push_str(&format!("FROM a AS s{i}\n"));
+        }
+    }
+    text.push_str(&"run x\n".repeat(50_000));
+    let p = plan_ok(&text);
+    assert_eq!(
+        p.checks.len(),
+        50_000,
+        "one casing warning per lowercase run"
+    );
+}

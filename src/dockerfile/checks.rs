@@ -95,17 +95,23 @@ impl CheckConfig {
 #[derive(Debug, Default)]
 pub(crate) struct Checks {
     pub(crate) found: Vec<Check>,
+    seen: std::collections::HashSet<(String, usize, usize, String)>,
 }
 
 impl Checks {
     pub(crate) fn add(&mut self, rule: &str, location: Location, message: String) {
-        let check = Check {
-            rule: rule.to_string(),
-            message,
-            location,
-        };
-        if !self.found.contains(&check) {
-            self.found.push(check);
+        let key = (
+            rule.to_string(),
+            location.line,
+            location.col,
+            message.clone(),
+        );
+        if self.seen.insert(key) {
+            self.found.push(Check {
+                rule: rule.to_string(),
+                message,
+                location,
+            });
         }
     }
 }
@@ -146,7 +152,11 @@ pub(crate) fn syntax_checks(
 ) {
     let mut lower = 0;
     let mut upper = 0;
-    let in_stage = |i: usize| insts[..=i].iter().any(|x| x.keyword == "FROM");
+    let first_from = insts
+        .iter()
+        .position(|x| x.keyword == "FROM")
+        .unwrap_or(insts.len());
+    let in_stage = |i: usize| i >= first_from;
     for (n, inst) in insts.iter().enumerate() {
         if in_stage(n) && same_case(&inst.written) {
             if inst.written == inst.written.to_ascii_lowercase() {

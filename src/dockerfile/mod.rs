@@ -203,10 +203,7 @@ pub fn plan(
     let text = dockerfile_text
         .strip_prefix('\u{feff}')
         .unwrap_or(dockerfile_text);
-    let map = SourceMap {
-        file: opts.dockerfile_path.display().to_string(),
-        text,
-    };
+    let map = SourceMap::new(opts.dockerfile_path.display().to_string(), text);
     if let Some(p) = &opts.platform {
         stages::check_platform(p).map_err(FrontendError::general)?;
     }
@@ -373,10 +370,7 @@ fn run_trigger(
             format!("ONBUILD trigger from the base image ({trigger}): {m}"),
         )
     };
-    let trigger_map = SourceMap {
-        file: map.file.clone(),
-        text: trigger,
-    };
+    let trigger_map = SourceMap::new(map.file.clone(), trigger);
     let (_, insts) = instructions(trigger, &trigger_map).map_err(|e| fail(e.message))?;
     let origin = Origin {
         map: trigger_map,

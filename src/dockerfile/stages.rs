@@ -64,6 +64,8 @@ pub(crate) fn headers(
         .map(|l| l.name.as_ref().map(|(n, _)| n.to_lowercase()))
         .collect();
     let mut bases_of = Vec::new();
+    // Name → the first stage with it (a second one is an error below).
+    let mut by_name: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for (idx, (from, line)) in froms.iter().zip(&lines).enumerate() {
         if let (Some((raw, at)), Some(name)) = (&line.name, &names[idx]) {
             // BuildKit: stage names are lower-cased and must match
@@ -78,7 +80,7 @@ pub(crate) fn headers(
                     format!("invalid stage name {raw:?}: use letters, digits, '-', '_' and '.', starting with a letter"),
                 ));
             }
-            if names[..idx].contains(&names[idx]) {
+            if by_name.contains_key(name.as_str()) {
                 return Err(ferr(*at, format!("duplicate stage name {name:?}")));
             }
         }
@@ -98,10 +100,7 @@ pub(crate) fn headers(
             ));
         }
         let lower = image.to_lowercase();
-        let base = if let Some(j) = names[..idx]
-            .iter()
-            .position(|n| n.as_deref() == Some(lower.as_str()))
-        {
+        let base = if let Some(&j) = by_name.get(lower.as_str()) {
             Base::Stage(j)
         } else if lower == "scratch" {
             Base::Scratch
@@ -109,6 +108,9 @@ pub(crate) fn headers(
             Base::Image(image)
         };
         bases_of.push(base);
+        if let Some(name) = &names[idx] {
+            by_name.insert(name, idx);
+        }
     }
     Ok((names, bases_of))
 }
