@@ -147,26 +147,7 @@ pub fn copy(req: &CopyRequest, merged: &Path) -> Result<(), CopyError> {
                     "COPY of a git repository ({pattern}); use ADD"
                 )));
             }
-            let scratch = tempfile::tempdir().map_err(io_at("scratch"))?;
-            let checkout = git::fetch(
-                &r,
-                scratch.path(),
-                step.keep_git_dir,
-                step.checksum.as_deref(),
-            )?;
-            let tree = Root::open(&checkout.dir).map_err(io_at(&checkout.dir))?;
-            let none = DockerIgnore::default();
-            let mut found = match_sources(&tree, &r.subdir, &none, &exclude)?;
-            if found.is_empty() {
-                return Err(git::GitError::Subdir {
-                    url: r.remote.clone(),
-                    subdir: r.subdir.clone(),
-                }
-                .into());
-            }
-            for m in &mut found {
-                m.git = true;
-            }
+            let (found, scratch) = git_source(&r, step, &exclude)?;
             matched.extend(found);
             checkouts.push(scratch);
             continue;
@@ -298,6 +279,35 @@ pub fn copy(req: &CopyRequest, merged: &Path) -> Result<(), CopyError> {
             .map_err(io_at(&target))?;
     }
     w.finish().map_err(io_at(merged))
+}
+
+/// Fetches an ADD git source into a scratch dir (kept alive by the caller
+/// until the copy is done) and matches its subdirectory inside the checkout.
+fn git_source(
+    r: &git::GitRef,
+    step: &CopyStep,
+    exclude: &DockerIgnore,
+) -> Result<(Vec<Matched>, tempfile::TempDir), CopyError> {
+    let scratch = tempfile::tempdir().map_err(io_at("scratch"))?;
+    let checkout = git::fetch(
+        r,
+        scratch.path(),
+        step.keep_git_dir,
+        step.checksum.as_deref(),
+    )?;
+    let tree = Root::open(&checkout.dir).map_err(io_at(&checkout.dir))?;
+    let mut found = match_sources(&tree, &r.subdir, &DockerIgnore::default(), exclude)?;
+    if found.is_empty() {
+        return Err(git::GitError::Subdir {
+            url: r.remote.clone(),
+            subdir: r.subdir.clone(),
+        }
+        .into());
+    }
+    for m in &mut found {
+        m.git = true;
+    }
+    Ok((found, scratch))
 }
 
 /// The destination as an absolute image path.

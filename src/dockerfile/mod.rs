@@ -245,10 +245,95 @@ pub fn plan(
 
     let target = stages::target_index(opts.target.as_deref(), &names)?;
 
-    let proxy = args::proxy_args(&opts.build_args);
+    let (mut results, mut stage_warnings) = dispatch_stages(
+        &stages,
+        &names,
+        &bases_of,
+        &global_args,
+        &DispatchInputs {
+            map: &map,
+            opts,
+            bases,
+            escape,
+        },
+    );
+    for out in results.iter().flatten() {
+        for c in &out.checks {
+            checks.add(&c.rule, c.location.clone(), c.message.clone());
+        }
+    }
 
+    // The stages the target needs; report the earliest failing one.
+    let needed = stages::needed(target, &bases_of, |i| {
+        results[i]
+            .as_ref()
+            .map(|o| o.deps.clone())
+            .unwrap_or_default()
+    });
+    if let Some(e) = needed.iter().find_map(|&i| results[i].as_ref().err()) {
+        return Err(e.clone());
+    }
+
+    let mut warnings = Vec::new();
+    let mut plan_stages = Vec::new();
+    for &i in &needed {
+        warnings.append(&mut stage_warnings[i]);
+        let Ok(out) = std::mem::replace(&mut results[i], Err(FrontendError::general(""))) else {
+            continue;
+        };
+        declared.extend(out.declared_args.iter().cloned());
+        plan_stages.push(Stage {
+            index: i,
+            name: names[i].clone(),
+            base: bases_of[i].clone(),
+            steps: out.steps,
+            config: out.config,
+        });
+    }
+    warnings.extend(args::unused_build_args(&opts.build_args, &declared));
+    let config = plan_stages
+        .last()
+        .map(|s| s.config.clone())
+        .unwrap_or_default();
+    let mut found = checks.found;
+    found.retain(|c| check_config.enabled(&c.rule));
+    found.sort_by_key(|c| (c.location.line, c.location.col));
+    Ok(Plan {
+        stages: plan_stages,
+        target,
+        config,
+        warnings,
+        checks: found,
+        checks_are_errors: check_config.error,
+    })
+}
+
+/// What every stage's dispatch reads.
+struct DispatchInputs<'a> {
+    map: &'a SourceMap<'a>,
+    opts: &'a PlanOptions,
+    bases: &'a dyn BaseImages,
+    escape: char,
+}
+
+/// Dispatches every stage in order (ONBUILD triggers of its base first);
+/// each stage's result and warnings.
+fn dispatch_stages(
+    stages: &[(&Instruction, Vec<&Instruction>)],
+    names: &[Option<String>],
+    bases_of: &[Base],
+    global_args: &[(String, Option<String>)],
+    inputs: &DispatchInputs<'_>,
+) -> (Vec<Result<StageOutput, FrontendError>>, Vec<Vec<String>>) {
+    let DispatchInputs {
+        map,
+        opts,
+        bases,
+        escape,
+    } = *inputs;
     // Dispatch every stage in order; errors stay with their stage and only
     // count if the target needs it (BuildKit does not resolve unused stages).
+    let proxy = args::proxy_args(&opts.build_args);
     let mut results: Vec<Result<StageOutput, FrontendError>> = Vec::new();
     let mut stage_warnings: Vec<Vec<String>> = Vec::new();
     let budget = Budget::default();
@@ -301,58 +386,10 @@ pub fn plan(
             }
             Ok(d.finish())
         });
-        if let Ok(out) = &result {
-            for c in &out.checks {
-                checks.add(&c.rule, c.location.clone(), c.message.clone());
-            }
-        }
         results.push(result);
         stage_warnings.push(warnings);
     }
-
-    // The stages the target needs; report the earliest failing one.
-    let needed = stages::needed(target, &bases_of, |i| {
-        results[i]
-            .as_ref()
-            .map(|o| o.deps.clone())
-            .unwrap_or_default()
-    });
-    if let Some(e) = needed.iter().find_map(|&i| results[i].as_ref().err()) {
-        return Err(e.clone());
-    }
-
-    let mut warnings = Vec::new();
-    let mut plan_stages = Vec::new();
-    for &i in &needed {
-        warnings.append(&mut stage_warnings[i]);
-        let Ok(out) = std::mem::replace(&mut results[i], Err(FrontendError::general(""))) else {
-            continue;
-        };
-        declared.extend(out.declared_args.iter().cloned());
-        plan_stages.push(Stage {
-            index: i,
-            name: names[i].clone(),
-            base: bases_of[i].clone(),
-            steps: out.steps,
-            config: out.config,
-        });
-    }
-    warnings.extend(args::unused_build_args(&opts.build_args, &declared));
-    let config = plan_stages
-        .last()
-        .map(|s| s.config.clone())
-        .unwrap_or_default();
-    let mut found = checks.found;
-    found.retain(|c| check_config.enabled(&c.rule));
-    found.sort_by_key(|c| (c.location.line, c.location.col));
-    Ok(Plan {
-        stages: plan_stages,
-        target,
-        config,
-        warnings,
-        checks: found,
-        checks_are_errors: check_config.error,
-    })
+    (results, stage_warnings)
 }
 
 /// Runs one ONBUILD trigger of the base image at the start of the stage.
