@@ -363,18 +363,18 @@ fn dispatch_stages(
             },
         };
         let result = base_config.and_then(|(config, workdir_set)| {
-            let resolve = |v: &str| stages::resolve_from(v, idx, &names);
+            let resolve = |v: &str| stages::resolve_from(v, idx, names);
             let (mut d, triggers) = Dispatcher::new(
                 config,
                 &opts.build_args,
-                &global_args,
+                global_args,
                 proxy.clone(),
                 &resolve,
             );
             d.workdir_set = workdir_set;
             let from_loc = map.location(from.pos);
             for trigger in triggers {
-                run_trigger(&mut d, &map, &from_loc, &trigger, &budget)?;
+                run_trigger(&mut d, map, &from_loc, &trigger, &budget)?;
             }
             let origin = Origin {
                 map: map.clone(),
