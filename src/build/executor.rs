@@ -502,13 +502,33 @@ impl Executor<'_> {
                         .manifest_digest
                         .to_string(),
                 };
+                // A linked COPY's key leaves out the parent unless a --chown
+                // name has to be looked up in the layers below.
+                let named_owner = copy
+                    .chown
+                    .as_deref()
+                    .is_some_and(|c| c.split(':').any(|p| p.parse::<u32>().is_err()));
+                let parent_part = if copy.link && !named_owner {
+                    "link".as_bytes()
+                } else {
+                    parent.key.0.as_bytes()
+                };
                 CacheKey::derive([
-                    parent.key.0.as_bytes(),
+                    parent_part,
                     &kind_json,
                     step.state.workdir.as_bytes(),
                     sources.as_bytes(),
+                    self.git_commits(step, copy)?.as_bytes(),
                 ])
             }
+        };
+        // The chain goes on from the parent even after a linked COPY: what
+        // follows runs on the parent's layers plus this one.
+        let chain = match &step.kind {
+            StepKind::Copy(c) if c.link => {
+                CacheKey::derive([parent.key.0.as_bytes(), key.0.as_bytes()])
+            }
+            _ => key.clone(),
         };
 
         let mut run = self.progress.step_start(label, &step.text);
@@ -524,7 +544,7 @@ impl Executor<'_> {
                 steps.push(key.clone());
                 return Ok(StageResult {
                     layers,
-                    key,
+                    key: chain,
                     added,
                     steps,
                 });
@@ -554,7 +574,7 @@ impl Executor<'_> {
         steps.push(key.clone());
         Ok(StageResult {
             layers,
-            key,
+            key: chain,
             added,
             steps,
         })
@@ -847,14 +867,24 @@ impl Executor<'_> {
                 (mnt.dir().to_path_buf(), Some(mnt))
             }
         };
-        let ov = super::overlay::Overlay::create(work, vec![lower.to_path_buf()])
-            .map_err(|e| step_err(step, e))?;
+        // COPY --link: the files land on an empty base, so the layer does not
+        // depend on the layers below (--chown names still resolve in them).
+        let base = if copy.link {
+            let empty = scratch.join("link-base");
+            std::fs::create_dir_all(&empty).map_err(|e| step_err(step, e))?;
+            empty
+        } else {
+            lower.to_path_buf()
+        };
+        let ov =
+            super::overlay::Overlay::create(work, vec![base]).map_err(|e| step_err(step, e))?;
         let request = super::copy::CopyRequest {
             step: copy.clone(),
             src_root,
             from_context: copy.from.is_none(),
             dockerfile_in_context: self.opts.dockerfile_in_context.clone(),
             workdir: step.state.workdir.clone(),
+            users_root: copy.link.then(|| lower.to_path_buf()),
         };
         ov.with_mounted(|merged| super::copy::copy(&request, merged))
             .map_err(|e| step_err(step, e))?
@@ -884,6 +914,26 @@ impl Executor<'_> {
             .unwrap_or_else(|e| e.into_inner())
             .insert(cache_key, sum.clone());
         Ok(sum)
+    }
+
+    /// The commits an ADD's git sources name now (`git ls-remote`), so a
+    /// branch that moved is fetched again.
+    fn git_commits(
+        &self,
+        step: &Step,
+        copy: &crate::dockerfile::CopyStep,
+    ) -> Result<String, BuildError> {
+        let mut out = String::new();
+        for r in copy.sources.iter().filter_map(|s| super::git::parse(s)) {
+            if !copy.is_add {
+                continue;
+            }
+            let scratch = self.store.scratch_dir()?;
+            let commit = super::git::resolve(&r, scratch.path()).map_err(|e| step_err(step, e))?;
+            out.push_str(&commit);
+            out.push('\n');
+        }
+        Ok(out)
     }
 
     fn bind_source_sum(&self, step: &Step, m: &PlanMount) -> Result<String, BuildError> {

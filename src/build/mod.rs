@@ -19,6 +19,7 @@ pub mod dest;
 pub mod dockerignore;
 pub mod entitlements;
 pub mod executor;
+pub mod git;
 pub mod glob;
 pub mod inroot;
 pub mod layer;

@@ -50,6 +50,10 @@ pub struct BuildArgs {
     /// security.insecure (RUN --security=insecure); repeatable or comma-separated
     #[arg(long = "allow", value_name = "ENTITLEMENT")]
     pub allow: Vec<String>,
+    /// Only run the build checks (BuildKit's `docker build --check`): print
+    /// them and exit 1 when any fired, without building
+    #[arg(long)]
+    pub check: bool,
     /// Where base images come from
     #[command(flatten)]
     pub sources: super::sources::SourceArgs,
@@ -92,6 +96,31 @@ fn parse_secret(raw: &str) -> Result<(String, PathBuf)> {
         }
         _ => bail!("invalid --secret {raw:?}: expected id=ID,src=PATH"),
     }
+}
+
+/// `d2v build --check`: plan (bases missing from the store are planned
+/// without their config, as `d2v plan` does) and report the checks only.
+fn check_only(
+    text: &str,
+    mut opts: dockerfile::PlanOptions,
+    bases: &dyn dockerfile::BaseImages,
+) -> Result<ExitCode> {
+    opts.lenient_bases = true;
+    let plan = dockerfile::plan(text, &opts, bases)?;
+    let reported = super::plan::report_checks(&plan, |line| eprintln!("{line}"));
+    match plan.checks.len() {
+        0 => eprintln!("Check complete, no warnings found."),
+        n => eprintln!(
+            "Check complete, {n} warning{} found!",
+            if n == 1 { " has been" } else { "s have been" }
+        ),
+    }
+    reported?;
+    Ok(if plan.checks.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Runs `d2v build`.
@@ -139,12 +168,17 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
             ))
         }
     };
+    if args.check {
+        // Checks need no base image from elsewhere: the store's, or none.
+        return check_only(&text, opts, &store);
+    }
     let resolver = args.sources.resolver(&store)?;
     let plan = dockerfile::plan(&text, &opts, &resolver)?;
     let progress = Progress::new(args.progress);
     for w in &plan.warnings {
         progress.note(&format!("warning: {w}"));
     }
+    super::plan::report_checks(&plan, |line| progress.note(line))?;
 
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {

@@ -182,6 +182,17 @@ impl Drop for Mounted<'_> {
     }
 }
 
+/// A temporary build context holding `files` (path, content).
+pub fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, body) in files {
+        let p = dir.path().join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, body).unwrap();
+    }
+    dir
+}
+
 /// Runs a shell command, panicking with its output when it fails; returns stdout.
 pub fn sh(script: &str) -> String {
     let out = Command::new("bash").arg("-c").arg(script).output().unwrap();
