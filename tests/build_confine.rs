@@ -133,6 +133,8 @@ RUN grep -E '^(CapBnd|CapEff|Seccomp):' /proc/self/status; \
         .lines()
         .find(|l| l.contains("null") && l.contains("urandom"))
         .unwrap_or_else(|| panic!("no /dev listing:\n{log}"));
+    // Plain progress prefixes each output line with its step ("[stage-0 2/2] ").
+    let devs = devs.rsplit("] ").next().unwrap_or(devs);
     let mut devs: Vec<&str> = devs.split_whitespace().collect();
     devs.sort();
     assert_eq!(
@@ -279,8 +281,9 @@ fn killing_a_build_leaves_no_mount_process_or_scratch_prune_cannot_clear() {
         loop {
             let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
             let left: Vec<&str> = mounts.lines().filter(|l| l.contains(&home)).collect();
+            // The step, and the processes serving the build's layer views.
             let procs = Command::new("pgrep")
-                .args(["-f", "sleep 4391"])
+                .args(["-f", &format!("sleep 4391|__serve-layers --dir {home}")])
                 .output()
                 .unwrap();
             if left.is_empty() && procs.stdout.is_empty() {

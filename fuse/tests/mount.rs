@@ -382,7 +382,10 @@ fn default_mount_is_nosuid_nodev_and_private() {
         .to_string();
     drop(m);
     let opts: Vec<&str> = line.split(' ').nth(3).unwrap().split(',').collect();
-    assert!(opts.contains(&"nosuid") && opts.contains(&"nodev"), "{line}");
+    assert!(
+        opts.contains(&"nosuid") && opts.contains(&"nodev"),
+        "{line}"
+    );
     assert!(!opts.contains(&"default_permissions"), "{line}");
 }
 

@@ -987,58 +987,7 @@ fn stage_name(plan: &Plan, index: usize) -> String {
         .unwrap_or_else(|| index.to_string())
 }
 
-/// A read-only FUSE mount of a layer stack, unmounted when dropped.
-pub struct LayersMount {
-    mount: Option<d2v_fuse::Mount>,
-    dir: PathBuf,
-}
-
-impl LayersMount {
-    /// Where it is mounted.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-}
-
-impl Drop for LayersMount {
-    fn drop(&mut self) {
-        if let Some(m) = self.mount.take() {
-            let _ = m.unmount();
-        }
-    }
-}
-
-/// Mounts `layers` read-only at `dir` (created), ids shown shifted by
-/// `id_shift` (a RUN step's range, see [`crate::userns`]; 0 for d2v's own use).
-/// Other users may use it (RUN steps run as other ids), which is safe because
-/// a build's mounts live in its private mount namespace.
-pub fn mount_layers(
-    store: &Store,
-    layers: &[(Digest, u64)],
-    dir: &Path,
-    id_shift: u32,
-) -> Result<LayersMount, String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let indexes = layers
-        .iter()
-        .map(|(d, _)| store.open_layer(d))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
-    let tree = d2v_fuse::MergedTree::new(indexes).map_err(|e| e.to_string())?;
-    let opts = d2v_fuse::MountOptions {
-        threads: 2,
-        auto_unmount: false,
-        allow_other: true,
-        id_shift,
-        suid_dev: true,
-        ..Default::default()
-    };
-    let mount = d2v_fuse::mount(Arc::new(tree), dir, &opts).map_err(|e| e.to_string())?;
-    Ok(LayersMount {
-        mount: Some(mount),
-        dir: dir.to_path_buf(),
-    })
-}
+pub use super::view::{mount_layers, LayersMount};
 
 /// Records the target stage as image `tag`, unless an identical image (but for
 /// its creation time) is already there.

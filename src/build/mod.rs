@@ -3,6 +3,7 @@
 //! * [`sandbox`]: RUN confined as Docker confines a container, in a user
 //!   namespace of its own, over a kernel overlayfs whose upper dir becomes the layer.
 //! * [`entitlements`]: `--allow network.host` / `security.insecure`.
+//! * [`view`]: the read-only FUSE view of a layer stack, served by a helper process.
 //! * [`layer`]: an overlay upper dir turned into a deterministic OCI layer tar.
 //! * [`copy`]: COPY/ADD into an overlay's merged dir, every destination
 //!   resolved inside the rootfs (`openat2(RESOLVE_IN_ROOT)`).
@@ -28,3 +29,4 @@ pub mod progress;
 pub mod sandbox;
 pub mod url;
 pub mod user;
+pub mod view;

@@ -9,6 +9,7 @@ mod pack;
 mod plan;
 mod registry;
 mod run;
+mod serve_layers;
 mod sources;
 
 use clap::{Parser, Subcommand};
@@ -46,6 +47,9 @@ enum Command {
     Mount(mount::MountArgs),
     /// Unmount a `d2v mount`
     Umount(mount::UmountArgs),
+    /// Internal: serve a build step's view of its layers
+    #[command(name = "__serve-layers", hide = true)]
+    ServeLayers(serve_layers::ServeLayersArgs),
     /// Pack a tree (tar, directory, or store image) into a bootable ext4 image.
     Pack(pack::PackArgs),
     /// Print the build plan and image config of a Dockerfile as JSON
@@ -77,6 +81,7 @@ pub fn main() -> ExitCode {
         Command::Push(a) => registry::push(a),
         Command::Mount(a) => mount::mount(a),
         Command::Umount(a) => mount::umount(a),
+        Command::ServeLayers(a) => serve_layers::run(a),
         Command::Pack(args) => pack::run(args),
         Command::Plan(a) => plan::run(a),
         Command::Run(a) => run::run(a),

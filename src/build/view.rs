@@ -1,0 +1,102 @@
+//! The read-only view of a layer stack a build step works on, served by a
+//! helper process (`d2v __serve-layers`), never by the build process itself.
+//!
+//! Why a separate process: a FUSE request already handed to a server thread
+//! is waited out uninterruptibly by the kernel. If d2v served its own views
+//! and was killed while one of its threads (an overlay lookup, a COPY) waited
+//! on such a request, that thread would keep the process's file table, and
+//! with it the `/dev/fuse` descriptor, alive forever: the connection would
+//! never abort and the killed process would never finish dying. With the
+//! server in its own process, killing d2v closes the pipe the server watches;
+//! the server unmounts and exits; and a killed server aborts the connection,
+//! so waiting requests fail instead of hanging.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+
+use crate::store::oci::Digest;
+use crate::store::Store;
+
+/// A read-only FUSE view of a layer stack, unmounted when dropped.
+pub struct LayersMount {
+    child: Option<Child>,
+    /// Closing it tells the server to unmount and exit.
+    stdin: Option<ChildStdin>,
+    dir: PathBuf,
+}
+
+impl LayersMount {
+    /// Where it is mounted.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for LayersMount {
+    fn drop(&mut self) {
+        self.stdin.take();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
+        }
+    }
+}
+
+/// What the server prints once the view is live.
+pub const READY: &str = "d2v-layers-ready";
+
+/// Mounts `layers` read-only at `dir` (created), ids shown shifted by
+/// `id_shift` (a RUN step's range, see [`crate::userns`]; 0 for d2v's own use),
+/// served by `d2v __serve-layers` in the caller's mount namespace (call it from
+/// a thread that has not unshared its own). Other users may use it (RUN steps
+/// run as other ids), which is safe because a build's mounts live in its
+/// private mount namespace.
+pub fn mount_layers(
+    store: &Store,
+    layers: &[(Digest, u64)],
+    dir: &Path,
+    id_shift: u32,
+) -> Result<LayersMount, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let exe = std::env::current_exe().map_err(|e| format!("finding the d2v executable: {e}"))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("__serve-layers")
+        .arg("--dir")
+        .arg(dir)
+        .arg("--id-shift")
+        .arg(id_shift.to_string())
+        .args(layers.iter().map(|(d, _)| d.to_string()))
+        .env("D2V_HOME", store.root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // Its own process group: a Ctrl-C meant for the build must not take the
+    // view away under the steps being cancelled; it ends when d2v does.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("starting the layer view server: {e}"))?;
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("piped");
+    let _ = BufReader::new(stdout).read_line(&mut line);
+    if line.trim() == READY {
+        let stdin = child.stdin.take();
+        return Ok(LayersMount {
+            child: Some(child),
+            stdin,
+            dir: dir.to_path_buf(),
+        });
+    }
+    drop(child.stdin.take());
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    let status = child.wait();
+    let err = err.trim().trim_start_matches("d2v: error: ").to_string();
+    Err(if err.is_empty() {
+        format!("the layer view server exited ({status:?}) before the view was ready")
+    } else {
+        err
+    })
+}
