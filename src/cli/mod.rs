@@ -3,6 +3,7 @@
 mod build;
 mod cache_share;
 mod images;
+mod kernel;
 mod mount;
 
 mod pack;
@@ -52,6 +53,8 @@ enum Command {
     Plan(plan::PlanArgs),
     /// Boot an image in a microVM and exit with its entrypoint's exit code
     Run(run::RunArgs),
+    /// Build or locate d2v's microVM guest kernel
+    Kernel(kernel::KernelArgs),
 }
 
 /// Parse the command line, run the subcommand and turn errors into an exit code.
@@ -72,6 +75,7 @@ pub fn main() -> ExitCode {
         Command::Pack(args) => pack::run(args),
         Command::Plan(a) => plan::run(a),
         Command::Run(a) => run::run(a),
+        Command::Kernel(a) => kernel::run(a),
     };
     match result {
         Ok(code) => code,

@@ -11,6 +11,7 @@ use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::process::Child;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -28,6 +29,9 @@ pub struct Session {
 
 /// How long init gets after reporting the exit code to sync and power off.
 const POWER_OFF_GRACE: Duration = Duration::from_secs(10);
+/// How long the kernel and init get to say hello (Debian's kernel under a
+/// loaded TCG host takes tens of seconds).
+const HELLO_TIMEOUT: Duration = Duration::from_secs(120);
 
 type Writer = Arc<Mutex<UnixStream>>;
 
@@ -63,9 +67,10 @@ fn forward_stdin(w: Writer) {
 }
 
 /// Acts on one frame from init; returns the exit code when it is the report.
-fn on_frame(f: Frame, s: &Session, w: &Writer) -> Result<Option<i32>, String> {
+fn on_frame(f: Frame, s: &Session, w: &Writer, hello: &AtomicBool) -> Result<Option<i32>, String> {
     match f.kind {
         Kind::Hello => {
+            hello.store(true, Ordering::SeqCst);
             let req = serde_json::to_vec(&s.request).expect("RunRequest serializes");
             send(w, Kind::Start, &req).map_err(|e| e.to_string())?;
             send(w, Kind::Clock, &now_payload()).map_err(|e| e.to_string())?;
@@ -93,13 +98,18 @@ fn on_frame(f: Frame, s: &Session, w: &Writer) -> Result<Option<i32>, String> {
 }
 
 /// Reads frames until init's exit report or the end of the stream.
-fn reader(mut stream: UnixStream, s: Session, w: Writer) -> JoinHandle<Result<Option<i32>, String>> {
+fn reader(
+    mut stream: UnixStream,
+    s: Session,
+    w: Writer,
+    hello: Arc<AtomicBool>,
+) -> JoinHandle<Result<Option<i32>, String>> {
     std::thread::spawn(move || {
         let mut dec = Decoder::new(1 << 20);
         let mut buf = vec![0u8; 1 << 16];
         loop {
             while let Some(f) = dec.next_frame().map_err(|e| e.to_string())? {
-                if let Some(code) = on_frame(f, &s, &w)? {
+                if let Some(code) = on_frame(f, &s, &w, &hello)? {
                     return Ok(Some(code));
                 }
             }
@@ -118,14 +128,14 @@ fn reader(mut stream: UnixStream, s: Session, w: Writer) -> JoinHandle<Result<Op
 pub fn run(stream: UnixStream, s: &Session, vmm: &mut Child) -> Result<Option<i32>, RunError> {
     let chan_err = |e: std::io::Error| RunError::NoChannel(e.to_string());
     let w: Writer = Arc::new(Mutex::new(stream.try_clone().map_err(chan_err)?));
-    let handle = reader(stream, s.clone(), w.clone());
+    let hello = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let handle = reader(stream, s.clone(), w.clone(), hello.clone());
     let (mut stops_seen, mut resizes_seen) = (signals::stops(), signals::resizes());
     let mut stop_at: Option<Instant> = None;
     let mut killed_at: Option<Instant> = None;
-    let mut vmm_done = false;
     while !handle.is_finished() {
         if let Ok(Some(_)) = vmm.try_wait() {
-            vmm_done = true;
             break;
         }
         let stops = signals::stops();
@@ -147,16 +157,15 @@ pub fn run(stream: UnixStream, s: &Session, vmm: &mut Child) -> Result<Option<i3
                 killed_at = Some(Instant::now());
             }
         }
-        if killed_at.is_some_and(|t| t.elapsed() >= POWER_OFF_GRACE) {
+        let no_hello = !hello.load(Ordering::SeqCst) && started.elapsed() >= HELLO_TIMEOUT;
+        if no_hello || killed_at.is_some_and(|t| t.elapsed() >= POWER_OFF_GRACE) {
             // The guest does not answer: end the VM itself.
             let _ = vmm.kill();
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    if vmm_done {
-        // The VMM closed its end; let the reader see the rest of the stream.
-        let _ = w.lock().map(|s| s.shutdown(std::net::Shutdown::Write));
-    }
+    // When the VMM is gone its end of the socket is closed: the reader reads
+    // what is left and ends.
     let code = handle
         .join()
         .map_err(|_| RunError::NoChannel("the channel reader panicked".into()))?
