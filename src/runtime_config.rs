@@ -236,7 +236,7 @@ mod tests {
     fn request() -> impl Strategy<Value = RunRequest> {
         (
             (prop::option::of(strings()), prop::option::of(strings()), strings(), prop::option::of(text()), prop::option::of(text()), prop::option::of(text()), network()),
-            (any::<bool>(), any::<bool>(), any::<u16>(), any::<u16>(), any::<bool>(), any::<bool>(), prop::option::of(0u64..1 << 40)),
+            (any::<bool>(), any::<bool>(), any::<u16>(), any::<u16>(), any::<bool>(), prop::option::of(0u64..1 << 40)),
             prop::collection::vec((text(), "/[a-z]{0,8}", any::<bool>()), 0..3),
             text(),
         )
@@ -255,9 +255,8 @@ mod tests {
                 tty: r.1,
                 rows: r.2,
                 cols: r.3,
-                grow_root: r.4,
-                debug: r.5,
-                grace_ms: r.6,
+                debug: r.4,
+                grace_ms: r.5,
                 volumes: v
                     .into_iter()
                     .map(|(tag, target, read_only)| VolumeMount {

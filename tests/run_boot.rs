@@ -13,7 +13,7 @@ fn runs_entrypoint_as_user_in_workdir_with_env_and_exit_code() {
     let b = d2v_run(&img.path, &[]);
     let out = b.out();
     let p = probe_lines(&out);
-    assert!(p.contains(&"probe: uid=1000 gid=1000 groups=10,29"), "{p:?}");
+    assert!(p.contains(&"probe: uid=1000 gid=1000 groups=10,29,1000"), "{p:?}");
     assert!(p.contains(&"probe: cwd=/srv/data"), "{p:?}");
     for env in [
         "probe: env FOO=bar",
@@ -96,8 +96,9 @@ fn cmd_only_image_with_shell_form_runs_through_sh() {
     let b = d2v_run(&img.path, &[]);
     let out = b.out();
     let p = probe_lines(&out);
-    // root is listed in /etc/group's wheel: a supplementary group, as runc gives it.
-    assert!(p.contains(&"probe: uid=0 gid=0 groups=10"), "{p:?}");
+    // root is listed in wheel, and root (0) is its primary group: both are
+    // supplementary groups, as runc gives them.
+    assert!(p.contains(&"probe: uid=0 gid=0 groups=0,10"), "{p:?}");
     assert!(p.contains(&"probe: cwd=/"), "{p:?}");
     assert!(p.contains(&"probe: env HOME=/root"), "{p:?}");
     // No --hostname: a random container ID, as Docker names a container.

@@ -288,11 +288,6 @@ fn prepare(cfg: &RuntimeConfig, req: &RunRequest, port: Option<u16>) -> Launch {
     if let Err(m) = setup::volumes(&req.volumes) {
         fail(port, code::MOUNT, &m);
     }
-    if req.grow_root {
-        if let Err(m) = setup::grow_root() {
-            fail(port, code::SYSTEM, &m);
-        }
-    }
     let passwd = sys::read_file(b"/etc/passwd").ok();
     let group = sys::read_file(b"/etc/group").ok();
     let user = match user::resolve(&cfg.user, passwd.as_deref(), group.as_deref()) {

@@ -1,7 +1,7 @@
 //! The guest system around the entrypoint, as `docker run` sets up a
 //! container: Docker's /dev, the image's own /run, /etc/hosts, /etc/hostname
-//! and /etc/resolv.conf for this run's hostname and network, shared host
-//! directories, and a root filesystem grown to its disk.
+//! and /etc/resolv.conf for this run's hostname and network, and the shared
+//! host directories.
 
 use crate::sys;
 use alloc::format;
@@ -118,37 +118,6 @@ pub fn volumes(list: &[VolumeMount]) -> Result<(), String> {
         let flags = if v.read_only { libc::MS_RDONLY } else { 0 };
         mount(&v.tag, &v.target, "9p", flags, "trans=virtio,version=9p2000.L,msize=262144")
             .map_err(|e| format!("{e} (volume {})", v.tag))?;
-    }
-    Ok(())
-}
-
-/// `EXT4_IOC_RESIZE_FS`: `_IOW('f', 16, __u64)`.
-const EXT4_IOC_RESIZE_FS: libc::c_ulong = 0x4008_6610;
-
-/// Grows the root ext4 online to the size of its disk (/dev/vda).
-pub fn grow_root() -> Result<(), String> {
-    let sectors = sys::read_file(b"/sys/block/vda/size")
-        .map_err(|e| format!("couldn't read the root disk's size: {e}"))?;
-    let sectors: u64 = core::str::from_utf8(&sectors)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .ok_or_else(|| "couldn't parse the root disk's size".to_string())?;
-    let fd = sys::open(b"/", libc::O_RDONLY | libc::O_DIRECTORY, 0)
-        .map_err(|e| format!("couldn't open /: {e}"))?;
-    // SAFETY: statfs is plain data filled by fstatfs on our fd.
-    let mut st: libc::statfs = unsafe { core::mem::zeroed() };
-    // SAFETY: fd is open; st is a valid out-parameter.
-    if unsafe { libc::fstatfs(fd, &mut st) } != 0 {
-        sys::close(fd);
-        return Err(format!("couldn't statfs /: {}", sys::Errno::last()));
-    }
-    let mut blocks: u64 = sectors * 512 / st.f_bsize as u64;
-    // SAFETY: the ioctl reads one u64 block count.
-    let r = unsafe { libc::ioctl(fd, EXT4_IOC_RESIZE_FS, &mut blocks) };
-    let e = sys::Errno::last();
-    sys::close(fd);
-    if r != 0 {
-        return Err(format!("couldn't grow / to {blocks} blocks: {e}"));
     }
     Ok(())
 }

@@ -168,8 +168,6 @@ pub struct RunRequest {
     /// The hostname when neither the image's config nor `--hostname` names
     /// one (Docker's: the container ID's first 12 hex digits).
     pub hostname: String,
-    /// Grow the root filesystem to fill its disk (`--disk-size`).
-    pub grow_root: bool,
     /// Init's progress messages go to the host (shown with `--debug`).
     pub debug: bool,
     /// Between SIGTERM and SIGKILL for processes left when the main one exits.
@@ -412,7 +410,6 @@ impl RunRequest {
                     _ => return err("\"volumes\" must be an array".to_string()),
                 },
                 "hostname" => r.hostname = string(v, k)?,
-                "grow_root" => r.grow_root = boolean(v, k)?,
                 "debug" => r.debug = boolean(v, k)?,
                 "grace_ms" => r.grace_ms = uint(v, k, u64::MAX as f64)?,
                 _ => {}

@@ -101,7 +101,8 @@ fn group_entries(file: &[u8]) -> impl Iterator<Item = GroupEntry<'_>> {
 /// Resolves a Docker USER value (`name`, `uid`, `name:group`, `uid:gid`, ...).
 /// A numeric user or group missing from the files is used as is; a missing
 /// name is an error. Without an explicit group, the user's supplementary groups
-/// are the /etc/group entries that list the user.
+/// are the /etc/group entries that list the user or have its primary gid, in
+/// file order (what runc gives a container).
 pub fn resolve(
     spec: &str,
     passwd: Option<&[u8]>,
@@ -155,9 +156,12 @@ pub fn resolve(
             };
         }
         None => {
+            // runc's rule: the groups that list the user, and the user's
+            // primary group itself when /etc/group has it, in file order.
             if let (Some(name), Some(f)) = (name, group) {
                 for e in group_entries(f) {
-                    if e.members.contains(&name.as_str()) && !out.groups.contains(&e.gid) {
+                    let member = e.gid == out.gid || e.members.contains(&name.as_str());
+                    if member && !out.groups.contains(&e.gid) {
                         out.groups.push(e.gid);
                     }
                 }
@@ -184,7 +188,7 @@ mod tests {
     fn resolves_a_name_with_supplementary_groups() {
         let u = r("app").unwrap();
         assert_eq!((u.uid, u.gid, u.home.as_str()), (1000, 1001, "/home/app"));
-        assert_eq!(u.groups, vec![10, 29]);
+        assert_eq!(u.groups, vec![10, 1001, 29], "wheel, its own primary group, audio");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! layer over it, so packs are reused, concurrent runs of one image are safe
 //! and `--disk-size` can give room. QEMU gets a qcow2 overlay whose backing
 //! file is the packed image (opened read-only); Firecracker, which reads only
-//! raw files, a reflink or sparse copy. Anonymous runs keep their disk in a
+//! raw files, a reflink or sparse copy (so does `--disk-size`, whose copy
+//! `resize2fs` grows). Anonymous runs keep their disk in a
 //! temporary directory; `--name NAME` keeps it in
 //! `$D2V_HOME/d2v/containers/NAME/` for the next `d2v run --name NAME`.
 
@@ -109,6 +110,32 @@ pub fn sparse_copy(base: &Path, out: &Path, size: Option<u64>) -> Result<(), Run
     }
     if let Some(s) = size.filter(|&s| s > len) {
         dst.set_len(s).map_err(|e| RunError::io(out, e))?;
+    }
+    Ok(())
+}
+
+/// Grows the ext4 filesystem in `disk` (a raw file) to the file's size with
+/// `resize2fs` (e2fsprogs).
+pub fn grow_filesystem(disk: &Path) -> Result<(), RunError> {
+    let prog = ["/sbin/resize2fs", "/usr/sbin/resize2fs"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+        .unwrap_or("resize2fs");
+    let out = Command::new(prog)
+        .arg("-f")
+        .arg(disk)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| RunError::Vmm {
+            program: "resize2fs".into(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(RunError::Disk(format!(
+            "resize2fs {} failed: {}",
+            disk.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
     }
     Ok(())
 }

@@ -381,7 +381,6 @@ fn request(opts: &RunOptions) -> RunRequest {
             })
             .collect(),
         hostname: random_hostname(),
-        grow_root: opts.disk_size.is_some(),
         debug: opts.debug,
         grace_ms: opts.grace_ms,
     }
@@ -415,14 +414,20 @@ pub fn run_image(image: &Path, opts: &RunOptions) -> Result<i32, RunError> {
     };
     let disk_dir = container.as_ref().map_or(dir.path(), |c| c.dir.as_path());
     let disk_path = disk_dir.join("disk");
-    let format = match vmm {
-        Vmm::Qemu => DiskFormat::Qcow2,
-        Vmm::Firecracker => DiskFormat::Raw,
+    // A qcow2 overlay where QEMU boots an image as it is; a copy for
+    // Firecracker, and for --disk-size, whose filesystem resize2fs grows
+    // first (the packer's sparse_super2 rules out the kernel's online resize).
+    let format = match (vmm, opts.disk_size) {
+        (Vmm::Qemu, None) => DiskFormat::Qcow2,
+        _ => DiskFormat::Raw,
     };
     if !container.as_ref().is_some_and(|c| c.existed) {
         match format {
-            DiskFormat::Qcow2 => disk::qcow2_overlay(image, &disk_path, opts.disk_size)?,
+            DiskFormat::Qcow2 => disk::qcow2_overlay(image, &disk_path, None)?,
             DiskFormat::Raw => disk::sparse_copy(image, &disk_path, opts.disk_size)?,
+        }
+        if opts.disk_size.is_some() {
+            disk::grow_filesystem(&disk_path)?;
         }
     }
     for p in &publish {

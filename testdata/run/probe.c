@@ -11,7 +11,7 @@
  *                         exit 0
  *   probe report          KEY VALUE lines of what a process sees (compared
  *                         with podman's container by the tests)
- *   probe args            argc, the bytes of argv and env, $BIG's length
+ *   probe args            argc, the bytes of argv and env, $BIG's length, the time
  *   probe tty             whether fds 0-2 are terminals, and the window size
  *   probe ignore-stop     ignore SIGTERM/SIGINT/SIGQUIT/SIGHUP, print "ready", wait
  *
@@ -187,6 +187,9 @@ int main(int argc, char **argv) {
         const char *big = getenv("BIG");
         say("probe: argc=%d argv_bytes=%zu env_bytes=%zu big=%zu last=%s\n", argc, ab, eb,
             big ? strlen(big) : 0, argv[argc - 1]);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        say("probe: date %lld.%09ld\n", (long long)ts.tv_sec, ts.tv_nsec);
         return 0;
     }
     if (!strcmp(mode, "tty")) {
