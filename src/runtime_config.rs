@@ -198,7 +198,12 @@ mod tests {
 
     fn network() -> impl Strategy<Value = Option<NetworkConfig>> {
         prop::option::of(
-            ("[0-9.]{1,15}/[0-9]{1,2}", prop::option::of(text()), prop::option::of(any::<u32>()), strings())
+            (
+                "[0-9.]{1,15}/[0-9]{1,2}",
+                prop::option::of(text()),
+                prop::option::of(any::<u32>()),
+                strings(),
+            )
                 .prop_map(|(address, gateway, mtu, dns)| NetworkConfig {
                     address,
                     gateway: gateway.filter(|g| !g.is_empty()),
@@ -210,8 +215,21 @@ mod tests {
 
     fn config() -> impl Strategy<Value = RuntimeConfig> {
         (
-            (strings(), strings(), strings(), text(), prop::option::of(any::<u32>()), prop::option::of(any::<u32>())),
-            (text(), text(), strings(), prop::collection::btree_map(text(), text(), 0..3), strings()),
+            (
+                strings(),
+                strings(),
+                strings(),
+                text(),
+                prop::option::of(any::<u32>()),
+                prop::option::of(any::<u32>()),
+            ),
+            (
+                text(),
+                text(),
+                strings(),
+                prop::collection::btree_map(text(), text(), 0..3),
+                strings(),
+            ),
             (text(), network(), any::<bool>(), any::<bool>()),
         )
             .prop_map(|(a, b, c)| RuntimeConfig {
@@ -235,8 +253,23 @@ mod tests {
 
     fn request() -> impl Strategy<Value = RunRequest> {
         (
-            (prop::option::of(strings()), prop::option::of(strings()), strings(), prop::option::of(text()), prop::option::of(text()), prop::option::of(text()), network()),
-            (any::<bool>(), any::<bool>(), any::<u16>(), any::<u16>(), any::<bool>(), prop::option::of(0u64..1 << 40)),
+            (
+                prop::option::of(strings()),
+                prop::option::of(strings()),
+                strings(),
+                prop::option::of(text()),
+                prop::option::of(text()),
+                prop::option::of(text()),
+                network(),
+            ),
+            (
+                any::<bool>(),
+                any::<bool>(),
+                any::<u16>(),
+                any::<u16>(),
+                any::<bool>(),
+                prop::option::of(0u64..1 << 40),
+            ),
             prop::collection::vec((text(), "/[a-z]{0,8}", any::<bool>()), 0..3),
             text(),
         )

@@ -22,7 +22,10 @@ fn hello_builds_packs_and_boots_like_docker_run() {
                     .any(|e| e.file_name().to_string_lossy().starts_with("vmlinuz"))
             })
             .unwrap_or(false);
-    if !harness::require(kernel_present, "a kernel (d2v kernel build, or linux-image-amd64)") {
+    if !harness::require(
+        kernel_present,
+        "a kernel (d2v kernel build, or linux-image-amd64)",
+    ) {
         return;
     }
     let d2v = D2v::new();

@@ -13,7 +13,10 @@ fn runs_entrypoint_as_user_in_workdir_with_env_and_exit_code() {
     let b = d2v_run(&img.path, &[]);
     let out = b.out();
     let p = probe_lines(&out);
-    assert!(p.contains(&"probe: uid=1000 gid=1000 groups=10,29,1000"), "{p:?}");
+    assert!(
+        p.contains(&"probe: uid=1000 gid=1000 groups=10,29,1000"),
+        "{p:?}"
+    );
     assert!(p.contains(&"probe: cwd=/srv/data"), "{p:?}");
     for env in [
         "probe: env FOO=bar",
@@ -25,10 +28,21 @@ fn runs_entrypoint_as_user_in_workdir_with_env_and_exit_code() {
         assert!(p.contains(&env), "missing {env}: {p:?}");
     }
     // What the kernel passes to init (TERM=linux, BOOT_IMAGE...) is dropped.
-    assert_eq!(p.iter().filter(|l| l.starts_with("probe: env ")).count(), 5, "{p:?}");
-    assert!(p.contains(&"probe: argv[0]=probe") && p.contains(&"probe: argv[1]=exit"), "{p:?}");
+    assert_eq!(
+        p.iter().filter(|l| l.starts_with("probe: env ")).count(),
+        5,
+        "{p:?}"
+    );
+    assert!(
+        p.contains(&"probe: argv[0]=probe") && p.contains(&"probe: argv[1]=exit"),
+        "{p:?}"
+    );
     // No kernel or init text without --debug.
-    assert!(!out.contains("d2v-init") && !b.stderr.contains("d2v-init"), "{out}{}", b.stderr);
+    assert!(
+        !out.contains("d2v-init") && !b.stderr.contains("d2v-init"),
+        "{out}{}",
+        b.stderr
+    );
     assert_eq!(b.code, Some(0));
 }
 
@@ -63,10 +77,20 @@ fn flags_override_like_docker_run() {
     let out = b.out();
     let p = probe_lines(&out);
     assert!(p.contains(&"probe: uid=1000 gid=50 groups="), "{p:?}");
-    assert!(p.contains(&"probe: env FOO=baz") && p.contains(&"probe: env NEW=1"), "{p:?}");
+    assert!(
+        p.contains(&"probe: env FOO=baz") && p.contains(&"probe: env NEW=1"),
+        "{p:?}"
+    );
     assert!(p.contains(&"probe: env FROM_FILE=1"), "{p:?}");
-    assert!(!p.iter().any(|l| l.contains("FOO=bar") || l.contains("HOST_ONLY")), "{p:?}");
-    assert!(p.contains(&"probe: cwd=/tmp/w") && p.contains(&"probe: env HOSTNAME=flagged"), "{p:?}");
+    assert!(
+        !p.iter()
+            .any(|l| l.contains("FOO=bar") || l.contains("HOST_ONLY")),
+        "{p:?}"
+    );
+    assert!(
+        p.contains(&"probe: cwd=/tmp/w") && p.contains(&"probe: env HOSTNAME=flagged"),
+        "{p:?}"
+    );
     assert!(p.contains(&"probe: argv[2]=7"), "{p:?}");
     assert_eq!(b.code, Some(7));
 }
@@ -77,7 +101,13 @@ fn entrypoint_flag_replaces_entrypoint_and_cmd() {
     let img = probe_image();
     let b = d2v_run(
         &img.path,
-        &["--entrypoint", "/bin/sh", "--", "-c", "echo \"sh: $FOO in $(pwd)\"; exit 3"],
+        &[
+            "--entrypoint",
+            "/bin/sh",
+            "--",
+            "-c",
+            "echo \"sh: $FOO in $(pwd)\"; exit 3",
+        ],
     );
     assert_eq!(b.out(), "sh: bar in /srv/data\n");
     assert_eq!(b.code, Some(3));
@@ -102,8 +132,14 @@ fn cmd_only_image_with_shell_form_runs_through_sh() {
     assert!(p.contains(&"probe: cwd=/"), "{p:?}");
     assert!(p.contains(&"probe: env HOME=/root"), "{p:?}");
     // No --hostname: a random container ID, as Docker names a container.
-    let host = p.iter().find_map(|l| l.strip_prefix("probe: env HOSTNAME=")).unwrap();
-    assert!(host.len() == 12 && host.chars().all(|c| c.is_ascii_hexdigit()), "{host}");
+    let host = p
+        .iter()
+        .find_map(|l| l.strip_prefix("probe: env HOSTNAME="))
+        .unwrap();
+    assert!(
+        host.len() == 12 && host.chars().all(|c| c.is_ascii_hexdigit()),
+        "{host}"
+    );
     assert_eq!(b.code, Some(4));
 }
 
@@ -122,7 +158,11 @@ fn orphans_are_reaped_and_leftovers_killed() {
     );
     let b = d2v_run(&img.path, &["--grace-ms", "300", "--debug"]);
     assert!(b.out().contains("probe: zombies=0"), "{}", b.out());
-    assert!(b.out().contains("probe: lingering child started"), "{}", b.out());
+    assert!(
+        b.out().contains("probe: lingering child started"),
+        "{}",
+        b.out()
+    );
     assert!(b.stderr.contains("sending SIGKILL"), "{}", b.stderr);
     assert_eq!(b.code, Some(5));
 }
@@ -134,18 +174,24 @@ fn unknown_user_missing_command_and_broken_config_exit_like_docker() {
     let b = d2v_run(&img.path, &["--user", "ghost"]);
     assert_eq!(b.code, Some(126));
     assert!(
-        b.stderr.contains("unable to find user ghost: no matching entries in passwd file"),
+        b.stderr
+            .contains("unable to find user ghost: no matching entries in passwd file"),
         "{}",
         b.stderr
     );
     let b = d2v_run(&img.path, &["--entrypoint", "no-such-command"]);
     assert_eq!(b.code, Some(127));
-    assert!(b.stderr.contains("executable file not found in $PATH"), "{}", b.stderr);
+    assert!(
+        b.stderr.contains("executable file not found in $PATH"),
+        "{}",
+        b.stderr
+    );
 
     let broken = build_image("{\"entrypoint\": [\"probe\",", &[]);
     let b = d2v_run(&broken.path, &[]);
     assert!(
-        b.stderr.contains("couldn't parse /etc/d2v/config.json: unexpected end of input"),
+        b.stderr
+            .contains("couldn't parse /etc/d2v/config.json: unexpected end of input"),
         "{}",
         b.stderr
     );
@@ -158,8 +204,17 @@ fn missing_kernel_and_unreadable_image_are_clear_errors() {
     let img = probe_image();
     let b = d2v_run(&img.path, &["--kernel", "/nonexistent/vmlinuz"]);
     assert_eq!(b.code, Some(1));
-    assert!(b.stderr.contains("kernel /nonexistent/vmlinuz not found"), "{}", b.stderr);
+    assert!(
+        b.stderr.contains("kernel /nonexistent/vmlinuz not found"),
+        "{}",
+        b.stderr
+    );
     let b = d2v_run(std::path::Path::new("/nonexistent/rootfs.ext4"), &[]);
     assert_eq!(b.code, Some(1));
-    assert!(b.stderr.contains("couldn't open image /nonexistent/rootfs.ext4"), "{}", b.stderr);
+    assert!(
+        b.stderr
+            .contains("couldn't open image /nonexistent/rootfs.ext4"),
+        "{}",
+        b.stderr
+    );
 }

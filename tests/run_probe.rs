@@ -16,7 +16,9 @@ use std::process::{Command, Stdio};
 
 fn fields<'a>(out: &'a str, key: &str) -> BTreeSet<&'a str> {
     let prefix = format!("{key} ");
-    out.lines().filter_map(|l| l.strip_prefix(prefix.as_str())).collect()
+    out.lines()
+        .filter_map(|l| l.strip_prefix(prefix.as_str()))
+        .collect()
 }
 
 fn podman(store: &Path) -> Command {
@@ -53,14 +55,32 @@ fn the_vm_looks_like_the_container_to_the_app() {
     assert_eq!(vm.code, Some(0));
 
     let tar = dir.path().join("root.tar");
-    assert!(Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(&tar).arg(".").status().unwrap().success());
+    assert!(Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success());
     let store = dir.path().join("podman");
     let tag = format!("localhost/d2v-probe-cmp:{}", std::process::id());
     let import = podman(&store)
         .arg("import")
         .args(["--change", "USER app", "--change", "WORKDIR /srv/data"])
-        .args(["--change", "ENV FOO=bar", "--change", "ENV GREETING=\"hello world\""])
-        .args(["--change", "STOPSIGNAL SIGQUIT", "--change", r#"ENTRYPOINT ["probe", "report"]"#])
+        .args([
+            "--change",
+            "ENV FOO=bar",
+            "--change",
+            "ENV GREETING=\"hello world\"",
+        ])
+        .args([
+            "--change",
+            "STOPSIGNAL SIGQUIT",
+            "--change",
+            r#"ENTRYPOINT ["probe", "report"]"#,
+        ])
         .arg(&tar)
         .arg(&tag)
         .stdout(Stdio::null())
@@ -68,9 +88,21 @@ fn the_vm_looks_like_the_container_to_the_app() {
         .unwrap();
     assert!(import.success());
     let out = podman(&store)
-        .args(["--runtime", "runc", "run", "--rm", "--hostname", "probe-host"])
+        .args([
+            "--runtime",
+            "runc",
+            "run",
+            "--rm",
+            "--hostname",
+            "probe-host",
+        ])
         // This sandbox's hard limits are below Podman's defaults.
-        .args(["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=4096:4096"])
+        .args([
+            "--ulimit",
+            "nofile=20000:20000",
+            "--ulimit",
+            "nproc=4096:4096",
+        ])
         .arg(&tag)
         .stdin(Stdio::null())
         .output()
@@ -81,7 +113,15 @@ fn the_vm_looks_like_the_container_to_the_app() {
     let (v, c) = (vm.out(), ct.out());
 
     // Identity, directory, umask, stdio: the same.
-    for key in ["probe: uid=", "probe: cwd=", "umask ", "fd0 ", "fd1 ", "fd2 ", "dev_stdout_writable "] {
+    for key in [
+        "probe: uid=",
+        "probe: cwd=",
+        "umask ",
+        "fd0 ",
+        "fd1 ",
+        "fd2 ",
+        "dev_stdout_writable ",
+    ] {
         let pick = |o: &str| o.lines().find(|l| l.starts_with(key)).map(str::to_string);
         assert_eq!(pick(&v), pick(&c), "{key}");
     }
@@ -100,14 +140,27 @@ fn the_vm_looks_like_the_container_to_the_app() {
         assert_eq!(fields(&v, key), fields(&c, key), "{key}");
     }
     let names_host = |o: &str| {
-        fields(o, "hosts").iter().any(|l| l.split_whitespace().skip(1).any(|n| n == "probe-host"))
-            && fields(o, "hosts").iter().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["127.0.0.1", "localhost"])
+        fields(o, "hosts")
+            .iter()
+            .any(|l| l.split_whitespace().skip(1).any(|n| n == "probe-host"))
+            && fields(o, "hosts")
+                .iter()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["127.0.0.1", "localhost"])
     };
     assert!(names_host(&v) && names_host(&c), "{v}\n{c}");
     assert_eq!(fields(&v, "resolv").len(), 1);
-    assert!(fields(&v, "resolv").iter().all(|l| l.starts_with("nameserver ")));
+    assert!(fields(&v, "resolv")
+        .iter()
+        .all(|l| l.starts_with("nameserver ")));
     // The clocks agree (the two runs are seconds apart at most).
-    let date = |o: &str| fields(o, "date").iter().next().unwrap().parse::<f64>().unwrap();
+    let date = |o: &str| {
+        fields(o, "date")
+            .iter()
+            .next()
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+    };
     assert!((date(&v) - date(&c)).abs() < 120.0);
     // The image's /run is kept; Podman adds only its marker file.
     let mut run_c = fields(&c, "run");
@@ -120,9 +173,26 @@ fn the_vm_looks_like_the_container_to_the_app() {
     assert_eq!(dev_v, fields(&c, "dev"));
     // The same mount points for what a process uses.
     let targets = |o: &str| -> BTreeSet<String> {
-        fields(o, "mount").iter().map(|l| l.split(' ').next().unwrap().to_string()).collect()
+        fields(o, "mount")
+            .iter()
+            .map(|l| l.split(' ').next().unwrap().to_string())
+            .collect()
     };
-    for t in ["/", "/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/sys/fs/cgroup"] {
-        assert!(targets(&v).contains(t) && targets(&c).contains(t), "{t}: {:?} {:?}", targets(&v), targets(&c));
+    for t in [
+        "/",
+        "/proc",
+        "/dev",
+        "/dev/pts",
+        "/dev/shm",
+        "/dev/mqueue",
+        "/sys",
+        "/sys/fs/cgroup",
+    ] {
+        assert!(
+            targets(&v).contains(t) && targets(&c).contains(t),
+            "{t}: {:?} {:?}",
+            targets(&v),
+            targets(&c)
+        );
     }
 }

@@ -26,7 +26,11 @@ fn stop_image(mode: &str) -> Image {
 /// Starts `d2v run` with stdout piped, waits for "probe: ready", sends `sig`
 /// to d2v, and returns (stdout, exit code, seconds from signal to exit).
 fn signal_when_ready(cmd: &mut Command, sig: i32) -> (String, Option<i32>, f64) {
-    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut reader = BufReader::new(child.stdout.take().unwrap());
     let mut out = String::new();
     let mut line = String::new();
@@ -84,18 +88,24 @@ fn an_app_ignoring_its_stop_signal_is_killed_after_the_stop_timeout() {
     let img = stop_image("ignore-stop");
     let _one = one_boot();
     let (_, code, took) = signal_when_ready(
-        d2v().args(["run", "--stop-timeout", "1", "--image"]).arg(&img.path),
+        d2v()
+            .args(["run", "--stop-timeout", "1", "--image"])
+            .arg(&img.path),
         libc::SIGHUP,
     );
     assert_eq!(code, Some(137));
-    assert!(took >= 1.0 && took < 20.0, "stopped after {took:.1} s");
+    assert!((1.0..20.0).contains(&took), "stopped after {took:.1} s");
 }
 
 fn read_until(master: &mut std::fs::File, out: &mut Vec<u8>, needle: &str, limit: Duration) {
     let deadline = Instant::now() + limit;
     let mut buf = [0u8; 4096];
     while !String::from_utf8_lossy(out).contains(needle) {
-        assert!(Instant::now() < deadline, "no {needle:?} in {:?}", String::from_utf8_lossy(out));
+        assert!(
+            Instant::now() < deadline,
+            "no {needle:?} in {:?}",
+            String::from_utf8_lossy(out)
+        );
         match master.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => out.extend_from_slice(&buf[..n]),
@@ -131,7 +141,12 @@ fn ctrl_c_on_a_terminal_stops_the_app_not_the_vm() {
     drop(slave);
     let mut master = std::fs::File::from(pty.master);
     let mut out = Vec::new();
-    read_until(&mut master, &mut out, "probe: ready", Duration::from_secs(120));
+    read_until(
+        &mut master,
+        &mut out,
+        "probe: ready",
+        Duration::from_secs(120),
+    );
     // Ctrl-C: the terminal's line discipline sends SIGINT to its foreground
     // process group, which is d2v's alone.
     master.write_all(&[3]).unwrap();

@@ -26,7 +26,11 @@ fn stdout_and_stderr_are_separate_and_byte_exact_and_the_exit_line_is_not_truste
     let img = probe_image();
     let r = run_support::d2v_run(&img.path, &["--", "stdio"]);
     assert_eq!(r.stderr, "to stderr\n");
-    assert!(r.stdout == expected_stdout(), "stdout differs ({} bytes)", r.stdout.len());
+    assert!(
+        r.stdout == expected_stdout(),
+        "stdout differs ({} bytes)",
+        r.stdout.len()
+    );
     assert_eq!(r.code, Some(0), "the forged exit line must not count");
 }
 
@@ -49,7 +53,12 @@ fn stdin_flows_with_dash_i_and_is_empty_without() {
     let writer = std::thread::spawn(move || stdin.write_all(&data));
     let r = finish(child.wait_with_output().unwrap());
     writer.join().unwrap().unwrap();
-    assert!(r.stdout == input, "cat returned {} of {} bytes", r.stdout.len(), input.len());
+    assert!(
+        r.stdout == input,
+        "cat returned {} of {} bytes",
+        r.stdout.len(),
+        input.len()
+    );
     assert_eq!(r.code, Some(0));
 
     // Without -i the entrypoint's stdin is /dev/null even when d2v's has data.

@@ -13,7 +13,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 fn now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
 }
 
 #[test]
@@ -46,9 +49,15 @@ fn large_env_and_args_and_the_hosts_clock() {
     }
     assert_eq!(child.wait().unwrap().code(), Some(0));
     assert!(summary.starts_with("probe: argc=10001 "), "{summary}");
-    assert!(summary.contains(" big=65536 ") && summary.ends_with(" last=arg9999"), "{summary}");
+    assert!(
+        summary.contains(" big=65536 ") && summary.ends_with(" last=arg9999"),
+        "{summary}"
+    );
     let skew = skew.expect("no date line");
-    assert!(skew.abs() < 2.0, "guest clock is {skew:.3} s off the host's");
+    assert!(
+        skew.abs() < 2.0,
+        "guest clock is {skew:.3} s off the host's"
+    );
 }
 
 #[test]
@@ -68,11 +77,24 @@ fn outbound_dns_and_http_reach_the_debian_mirror() {
              wget -q -O /tmp/r http://deb.debian.org/debian/dists/bookworm/Release && head -c 7 /tmp/r",
         ],
     );
-    assert_eq!(r.out(), "nameserver 10.0.2.3\ndns-ok\nOrigin:", "{}", r.stderr);
+    assert_eq!(
+        r.out(),
+        "nameserver 10.0.2.3\ndns-ok\nOrigin:",
+        "{}",
+        r.stderr
+    );
     assert_eq!(r.code, Some(0));
     let r = d2v_run(
         &img.path,
-        &["--network", "none", "--entrypoint", "/bin/sh", "--", "-c", "ls /sys/class/net"],
+        &[
+            "--network",
+            "none",
+            "--entrypoint",
+            "/bin/sh",
+            "--",
+            "-c",
+            "ls /sys/class/net",
+        ],
     );
     assert_eq!(r.out(), "lo\n");
 }
@@ -105,8 +127,16 @@ fn volumes_are_shared_read_write_or_read_only_and_the_disk_grows() {
              df -k / | tail -1 | while read fs size rest; do [ $size -gt 400000 ] && echo grown; done",
         ],
     );
-    assert_eq!(r.out(), "from host\nread only\nro-refused\ngrown\n", "{}", r.stderr);
-    assert_eq!(std::fs::read_to_string(rw.path().join("out.txt")).unwrap(), "from guest\n");
+    assert_eq!(
+        r.out(),
+        "from host\nread only\nro-refused\ngrown\n",
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(rw.path().join("out.txt")).unwrap(),
+        "from guest\n"
+    );
     assert!(!ro.path().join("no").exists());
 }
 
@@ -130,10 +160,16 @@ fn a_named_run_keeps_its_disk_until_removed_and_the_image_is_never_written() {
             .unwrap();
         finish(out)
     };
-    assert_eq!(run("echo kept > /kept; echo written", &[]).out(), "written\n");
+    assert_eq!(
+        run("echo kept > /kept; echo written", &[]).out(),
+        "written\n"
+    );
     assert_eq!(run("cat /kept", &["--rm"]).out(), "kept\n");
     assert!(!home.path().join("d2v/containers/keep").exists());
-    assert!(std::fs::read(&img.path).unwrap() == before, "the packed image changed");
+    assert!(
+        std::fs::read(&img.path).unwrap() == before,
+        "the packed image changed"
+    );
 }
 
 /// A store image with EXPOSEd ports, built from a Dockerfile by d2v.
@@ -198,19 +234,29 @@ fn store_images_publish_ports_pack_once_and_run_concurrently() {
         line.clear();
     }
     let port_of = |prefix: &str| -> u16 {
-        let l = lines.iter().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("{lines:?}"));
+        let l = lines
+            .iter()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("{lines:?}"));
         l.rsplit(':').next().unwrap().parse().unwrap()
     };
     let response = http_get(port_of("8080/tcp -> 127.0.0.1:"));
     assert!(response.contains("hello from d2v"), "{response}");
     let response = http_get(port_of("8080/tcp -> 0.0.0.0:"));
     assert!(response.contains("hello from d2v"), "{response}");
-    assert!(lines.iter().any(|l| l.starts_with("8081/tcp -> 0.0.0.0:")), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("8081/tcp -> 0.0.0.0:")),
+        "{lines:?}"
+    );
     // SAFETY: signalling our own child process.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let mut rest = String::new();
     let _ = err.read_to_string(&mut rest);
-    assert_eq!(child.wait().unwrap().code(), Some(143), "httpd dies of SIGTERM: {rest}");
+    assert_eq!(
+        child.wait().unwrap().code(),
+        Some(143),
+        "httpd dies of SIGTERM: {rest}"
+    );
 
     // Two runs of the same image at once; neither packs again, neither
     // changes the pack.
@@ -228,10 +274,18 @@ fn store_images_publish_ports_pack_once_and_run_concurrently() {
             .unwrap()
     };
     let (a, b) = (spawn("one"), spawn("two"));
-    let (a, b) = (finish(a.wait_with_output().unwrap()), finish(b.wait_with_output().unwrap()));
+    let (a, b) = (
+        finish(a.wait_with_output().unwrap()),
+        finish(b.wait_with_output().unwrap()),
+    );
     assert_eq!((a.out().as_str(), a.code), ("one\n", Some(0)));
     assert_eq!((b.out().as_str(), b.code), ("two\n", Some(0)));
-    assert!(!a.stderr.contains("packed") && !b.stderr.contains("packed"), "{}{}", a.stderr, b.stderr);
+    assert!(
+        !a.stderr.contains("packed") && !b.stderr.contains("packed"),
+        "{}{}",
+        a.stderr,
+        b.stderr
+    );
     assert_eq!(std::fs::metadata(&pack).unwrap().modified().unwrap(), mtime);
 }
 
@@ -239,14 +293,23 @@ fn store_images_publish_ports_pack_once_and_run_concurrently() {
 fn an_ordinary_user_runs_images_under_tcg() {
     require_facilities!("useradd", "runuser");
     let user = "d2vtester";
-    if Command::new("id").arg(user).output().map(|o| !o.status.success()).unwrap_or(true) {
+    if Command::new("id")
+        .arg(user)
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
         let st = Command::new("useradd").args(["-m", user]).status().unwrap();
         assert!(st.success(), "useradd {user}");
     }
     let img = build_image(&config(|c| c.entrypoint = vec!["/bin/id".into()]), &[]);
     let home = tempfile::tempdir().unwrap();
     std::fs::copy(&img.path, home.path().join("rootfs.ext4")).unwrap();
-    let st = Command::new("chown").args(["-R", user]).arg(home.path()).status().unwrap();
+    let st = Command::new("chown")
+        .args(["-R", user])
+        .arg(home.path())
+        .status()
+        .unwrap();
     assert!(st.success());
     let _one = one_boot();
     let out = Command::new("runuser")
@@ -260,6 +323,9 @@ fn an_ordinary_user_runs_images_under_tcg() {
         .output()
         .unwrap();
     let r = finish(out);
-    assert_eq!(r.out(), "uid=0(root) gid=0(root) groups=0(root),10(wheel)\n");
+    assert_eq!(
+        r.out(),
+        "uid=0(root) gid=0(root) groups=0(root),10(wheel)\n"
+    );
     assert_eq!(r.code, Some(0));
 }

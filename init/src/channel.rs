@@ -85,12 +85,14 @@ impl Channel {
         for _ in 0..1000 {
             let fd = match transport {
                 Transport::VirtioPort => match find_port() {
-                    Some(dev) => sys::open(&dev, libc::O_RDWR, 0)
-                        .map_err(|e| format!("couldn't open {}: {e}", String::from_utf8_lossy(&dev))),
+                    Some(dev) => sys::open(&dev, libc::O_RDWR, 0).map_err(|e| {
+                        format!("couldn't open {}: {e}", String::from_utf8_lossy(&dev))
+                    }),
                     None => Err(format!("no virtio port named {}", proto::VIRTIO_PORT_NAME)),
                 },
-                Transport::Vsock => vsock_connect()
-                    .map_err(|e| format!("couldn't connect to vsock port {}: {e}", proto::VSOCK_PORT)),
+                Transport::Vsock => vsock_connect().map_err(|e| {
+                    format!("couldn't connect to vsock port {}: {e}", proto::VSOCK_PORT)
+                }),
             };
             match fd {
                 Ok(fd) => {
@@ -115,7 +117,8 @@ impl Channel {
     /// Reads what is there (blocking when nothing is); `Ok(false)` at EOF.
     pub fn fill(&mut self) -> Result<bool, String> {
         let mut buf = [0u8; 16384];
-        let n = sys::read(self.fd, &mut buf).map_err(|e| format!("couldn't read the channel: {e}"))?;
+        let n =
+            sys::read(self.fd, &mut buf).map_err(|e| format!("couldn't read the channel: {e}"))?;
         self.dec.push(&buf[..n]);
         Ok(n > 0)
     }
@@ -141,7 +144,10 @@ impl Channel {
 }
 
 fn send_on(fd: i32, kind: Kind, payload: &[u8]) {
-    for chunk in payload.chunks(proto::MAX_DATA).chain(payload.is_empty().then_some(&[][..])) {
+    for chunk in payload
+        .chunks(proto::MAX_DATA)
+        .chain(payload.is_empty().then_some(&[][..]))
+    {
         sys::write_all(fd, &proto::frame(kind, chunk));
     }
 }

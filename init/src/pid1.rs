@@ -112,7 +112,8 @@ fn handshake(ch: &mut Channel) -> Result<RunRequest, String> {
         match f.kind {
             Kind::Start => {
                 let doc = json::parse(&f.payload).map_err(|e| format!("bad run request: {e}"))?;
-                req = Some(RunRequest::from_json(&doc).map_err(|e| format!("bad run request: {e}"))?);
+                req =
+                    Some(RunRequest::from_json(&doc).map_err(|e| format!("bad run request: {e}"))?);
             }
             Kind::Clock => {
                 let (secs, nanos) = f.clock().map_err(|e| format!("bad clock: {e}"))?;
@@ -307,17 +308,29 @@ fn prepare(cfg: &RuntimeConfig, req: &RunRequest, port: Option<u16>) -> Launch {
     if let Err(m) = set_rlimits() {
         fail(port, code::SYSTEM, &m);
     }
-    let workdir = if cfg.workdir.is_empty() { "/".to_string() } else { cfg.workdir.clone() };
+    let workdir = if cfg.workdir.is_empty() {
+        "/".to_string()
+    } else {
+        cfg.workdir.clone()
+    };
     // Docker creates a missing WORKDIR (owned by root) before starting the process.
     if let Err(e) = sys::mkdir_all(workdir.as_bytes(), 0o755) {
-        fail(port, code::WORKDIR, &format!("couldn't create workdir {workdir}: {e}"));
+        fail(
+            port,
+            code::WORKDIR,
+            &format!("couldn't create workdir {workdir}: {e}"),
+        );
     }
     let argv = cfg.argv();
     if argv.is_empty() {
         fail(port, code::CONFIG, "no entrypoint or cmd to run");
     }
     let stop_signal = signal_number(&cfg.stop_signal).unwrap_or_else(|| {
-        fail(port, code::CONFIG, &format!("unknown stop signal {:?}", cfg.stop_signal))
+        fail(
+            port,
+            code::CONFIG,
+            &format!("unknown stop signal {:?}", cfg.stop_signal),
+        )
     });
     Launch {
         path: path_of_env(&env).to_string(),

@@ -12,10 +12,23 @@ const MS_NOSUID: libc::c_ulong = libc::MS_NOSUID;
 const MS_NODEV: libc::c_ulong = libc::MS_NODEV;
 const MS_NOEXEC: libc::c_ulong = libc::MS_NOEXEC;
 
-fn mount(src: &str, target: &str, fstype: &str, flags: libc::c_ulong, data: &str) -> Result<(), String> {
-    sys::mkdir_all(target.as_bytes(), 0o755).map_err(|e| format!("couldn't create {target}: {e}"))?;
-    sys::mount(src.as_bytes(), target.as_bytes(), fstype.as_bytes(), flags, data.as_bytes())
-        .map_err(|e| format!("couldn't mount {fstype} on {target}: {e}"))
+fn mount(
+    src: &str,
+    target: &str,
+    fstype: &str,
+    flags: libc::c_ulong,
+    data: &str,
+) -> Result<(), String> {
+    sys::mkdir_all(target.as_bytes(), 0o755)
+        .map_err(|e| format!("couldn't create {target}: {e}"))?;
+    sys::mount(
+        src.as_bytes(),
+        target.as_bytes(),
+        fstype.as_bytes(),
+        flags,
+        data.as_bytes(),
+    )
+    .map_err(|e| format!("couldn't mount {fstype} on {target}: {e}"))
 }
 
 /// Docker's /dev: a tmpfs with null, zero, full, random, urandom, tty, a
@@ -23,7 +36,13 @@ fn mount(src: &str, target: &str, fstype: &str, flags: libc::c_ulong, data: &str
 /// the kernel's devtmpfs (disks, consoles, the channel), which init opened
 /// before.
 pub fn docker_dev() -> Result<(), String> {
-    mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | libc::MS_STRICTATIME, "mode=755,size=65536k")?;
+    mount(
+        "tmpfs",
+        "/dev",
+        "tmpfs",
+        MS_NOSUID | libc::MS_STRICTATIME,
+        "mode=755,size=65536k",
+    )?;
     for (name, minor_major) in [
         ("null", (1, 3)),
         ("zero", (1, 5)),
@@ -33,9 +52,14 @@ pub fn docker_dev() -> Result<(), String> {
         ("tty", (5, 0)),
     ] {
         let path = format!("/dev/{name}");
-        sys::mknod(path.as_bytes(), libc::S_IFCHR | 0o666, minor_major.0, minor_major.1)
-            .and_then(|_| sys::chmod(path.as_bytes(), 0o666))
-            .map_err(|e| format!("couldn't create {path}: {e}"))?;
+        sys::mknod(
+            path.as_bytes(),
+            libc::S_IFCHR | 0o666,
+            minor_major.0,
+            minor_major.1,
+        )
+        .and_then(|_| sys::chmod(path.as_bytes(), 0o666))
+        .map_err(|e| format!("couldn't create {path}: {e}"))?;
     }
     mount(
         "devpts",
@@ -44,8 +68,20 @@ pub fn docker_dev() -> Result<(), String> {
         MS_NOSUID | MS_NOEXEC,
         "newinstance,ptmxmode=0666,mode=0620,gid=5",
     )?;
-    mount("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k")?;
-    mount("mqueue", "/dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, "")?;
+    mount(
+        "shm",
+        "/dev/shm",
+        "tmpfs",
+        MS_NOSUID | MS_NODEV | MS_NOEXEC,
+        "mode=1777,size=65536k",
+    )?;
+    mount(
+        "mqueue",
+        "/dev/mqueue",
+        "mqueue",
+        MS_NOSUID | MS_NODEV | MS_NOEXEC,
+        "",
+    )?;
     for (target, link) in [
         ("pts/ptmx", "/dev/ptmx"),
         ("/proc/self/fd", "/dev/fd"),
@@ -63,7 +99,12 @@ pub fn docker_dev() -> Result<(), String> {
 /// sysfs and the cgroup2 hierarchy.
 pub fn sys_and_cgroup() -> Result<(), String> {
     crate::pid1::mount_fs("sysfs", "/sys", MS_NOSUID | MS_NODEV | MS_NOEXEC, "")?;
-    crate::pid1::mount_fs("cgroup2", "/sys/fs/cgroup", MS_NOSUID | MS_NODEV | MS_NOEXEC, "")
+    crate::pid1::mount_fs(
+        "cgroup2",
+        "/sys/fs/cgroup",
+        MS_NOSUID | MS_NODEV | MS_NOEXEC,
+        "",
+    )
 }
 
 fn replace_file(path: &str, text: &str) -> Result<(), String> {
@@ -116,8 +157,14 @@ pub fn etc_files(cfg: &RuntimeConfig, hostname: &str) -> Result<(), String> {
 pub fn volumes(list: &[VolumeMount]) -> Result<(), String> {
     for v in list {
         let flags = if v.read_only { libc::MS_RDONLY } else { 0 };
-        mount(&v.tag, &v.target, "9p", flags, "trans=virtio,version=9p2000.L,msize=262144")
-            .map_err(|e| format!("{e} (volume {})", v.tag))?;
+        mount(
+            &v.tag,
+            &v.target,
+            "9p",
+            flags,
+            "trans=virtio,version=9p2000.L,msize=262144",
+        )
+        .map_err(|e| format!("{e} (volume {})", v.tag))?;
     }
     Ok(())
 }
@@ -131,7 +178,9 @@ mod tests {
     fn hosts_file_names_the_run_like_docker() {
         let mut cfg = RuntimeConfig::default();
         let none = hosts_file(&cfg, "abc");
-        assert!(none.starts_with("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"));
+        assert!(
+            none.starts_with("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+        );
         assert!(!none.contains("abc"));
         cfg.network = Some(NetworkConfig::qemu_user());
         assert!(hosts_file(&cfg, "abc").ends_with("ff02::2\tip6-allrouters\n10.0.2.15\tabc\n"));

@@ -303,11 +303,18 @@ pub fn supervise(ch: &mut Channel, io: Stdio, pid: i32, sfd: i32, l: &Launch) ->
                 revents: 0,
             })
         };
-        let chan_fd = if host_gone || r.pending.len() > STDIN_BUFFER { -1 } else { r.ch.fd };
+        let chan_fd = if host_gone || r.pending.len() > STDIN_BUFFER {
+            -1
+        } else {
+            r.ch.fd
+        };
         add(chan_fd, libc::POLLIN);
         add(r.io.out, libc::POLLIN);
         add(r.io.err, libc::POLLIN);
-        add(if r.pending.is_empty() { -1 } else { r.io.input }, libc::POLLOUT);
+        add(
+            if r.pending.is_empty() { -1 } else { r.io.input },
+            libc::POLLOUT,
+        );
         add(sfd, libc::POLLIN);
         // SAFETY: fds is a valid array of pollfd; negative fds are ignored.
         if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) } < 0 {

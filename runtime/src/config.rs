@@ -20,13 +20,22 @@ pub struct NetworkConfig {
     /// `ADDRESS/PREFIX`.
     pub address: String,
     /// Default gateway.
-    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub gateway: Option<String>,
     /// MTU, when not the driver's default.
-    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub mtu: Option<u32>,
     /// DNS servers written to /etc/resolv.conf.
-    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Vec::is_empty"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Vec::is_empty")
+    )]
     pub dns: Vec<String>,
 }
 
@@ -262,7 +271,9 @@ impl NetworkConfig {
         for (k, v) in members(v, "\"network\"")? {
             match k.as_str() {
                 "address" => n.address = string(v, "network.address")?,
-                "gateway" => n.gateway = Some(string(v, "network.gateway")?).filter(|g| !g.is_empty()),
+                "gateway" => {
+                    n.gateway = Some(string(v, "network.gateway")?).filter(|g| !g.is_empty())
+                }
                 "mtu" => n.mtu = u32_of(v, "network.mtu")?,
                 "dns" => n.dns = strings(v, "network.dns")?,
                 _ => {}
@@ -330,7 +341,11 @@ impl RuntimeConfig {
 
     /// ENTRYPOINT followed by CMD: the process's argv.
     pub fn argv(&self) -> Vec<String> {
-        self.entrypoint.iter().chain(self.cmd.iter()).cloned().collect()
+        self.entrypoint
+            .iter()
+            .chain(self.cmd.iter())
+            .cloned()
+            .collect()
     }
 }
 
@@ -405,7 +420,10 @@ impl RunRequest {
                 "volumes" => match v {
                     Value::Null => {}
                     Value::Arr(items) => {
-                        r.volumes = items.iter().map(VolumeMount::from_json).collect::<Result<_>>()?
+                        r.volumes = items
+                            .iter()
+                            .map(VolumeMount::from_json)
+                            .collect::<Result<_>>()?
                     }
                     _ => return err("\"volumes\" must be an array".to_string()),
                 },
@@ -438,7 +456,10 @@ mod tests {
         let c = RuntimeConfig::from_json(&parse(IMAGE).unwrap()).unwrap();
         assert_eq!(c.argv(), vec!["/app/prog", "7"]);
         assert_eq!(c.env, vec!["A=1", "PATH=/bin"]);
-        assert_eq!((c.user.as_str(), c.uid, c.gid), ("app", Some(1000), Some(1000)));
+        assert_eq!(
+            (c.user.as_str(), c.uid, c.gid),
+            ("app", Some(1000), Some(1000))
+        );
         assert_eq!(c.workdir, "/srv");
         assert_eq!(c.stop_signal, "SIGQUIT");
         assert_eq!(c.exposed_ports, vec!["8080/tcp"]);
@@ -474,7 +495,10 @@ mod tests {
         ] {
             assert!(RuntimeConfig::from_json(&parse(bad).unwrap()).is_err());
         }
-        assert!(RunRequest::from_json(&parse(br#"{"volumes":[{"tag":"v","target":"rel"}]}"#).unwrap()).is_err());
+        assert!(RunRequest::from_json(
+            &parse(br#"{"volumes":[{"tag":"v","target":"rel"}]}"#).unwrap()
+        )
+        .is_err());
         assert!(RunRequest::from_json(&parse(br#"{"rows":70000}"#).unwrap()).is_err());
     }
 }

@@ -242,7 +242,10 @@ impl Frame {
     /// A [`Kind::Resize`] frame's (rows, columns).
     pub fn resize(&self) -> Result<(u16, u16), ProtoError> {
         let b = self.fixed::<4>()?;
-        Ok((u16::from_le_bytes([b[0], b[1]]), u16::from_le_bytes([b[2], b[3]])))
+        Ok((
+            u16::from_le_bytes([b[0], b[1]]),
+            u16::from_le_bytes([b[2], b[3]]),
+        ))
     }
 
     /// A [`Kind::Log`] frame's level and text.
@@ -290,15 +293,26 @@ mod tests {
 
     #[test]
     fn payload_helpers_round_trip() {
-        let f = |k, p: &[u8]| Frame { kind: k, payload: p.to_vec() };
-        assert_eq!(f(Kind::Clock, &clock_payload(1_700_000_000, 5)).clock(), Ok((1_700_000_000, 5)));
-        assert_eq!(f(Kind::Resize, &resize_payload(40, 120)).resize(), Ok((40, 120)));
+        let f = |k, p: &[u8]| Frame {
+            kind: k,
+            payload: p.to_vec(),
+        };
+        assert_eq!(
+            f(Kind::Clock, &clock_payload(1_700_000_000, 5)).clock(),
+            Ok((1_700_000_000, 5))
+        );
+        assert_eq!(
+            f(Kind::Resize, &resize_payload(40, 120)).resize(),
+            Ok((40, 120))
+        );
         assert_eq!(
             f(Kind::Log, &log_payload(Level::Error, "no user")).log(),
             Ok((Level::Error, "no user".into()))
         );
         assert!(f(Kind::Exit, &[1, 2]).exit_code().is_err());
-        assert!(f(Kind::Clock, &clock_payload(0, 2_000_000_000)).clock().is_err());
+        assert!(f(Kind::Clock, &clock_payload(0, 2_000_000_000))
+            .clock()
+            .is_err());
     }
 
     #[test]

@@ -19,10 +19,16 @@ impl core::fmt::Display for UserError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             UserError::NoUser(u) => {
-                write!(f, "unable to find user {u}: no matching entries in passwd file")
+                write!(
+                    f,
+                    "unable to find user {u}: no matching entries in passwd file"
+                )
             }
             UserError::NoGroup(g) => {
-                write!(f, "unable to find group {g}: no matching entries in group file")
+                write!(
+                    f,
+                    "unable to find group {g}: no matching entries in group file"
+                )
             }
         }
     }
@@ -138,9 +144,7 @@ pub fn resolve(
         }
         (None, Some(uid)) => out.uid = uid,
         (None, None) if user_arg == "root" => {}
-        (None, None) => {
-            return Err(UserError::NoUser(user_arg.to_string()))
-        }
+        (None, None) => return Err(UserError::NoUser(user_arg.to_string())),
     }
     match group_arg.filter(|g| !g.is_empty()) {
         Some(g) => {
@@ -150,9 +154,7 @@ pub fn resolve(
             out.gid = match (found, numeric_gid) {
                 (Some(e), _) => e.gid,
                 (None, Some(gid)) => gid,
-                (None, None) => {
-                    return Err(UserError::NoGroup(g.to_string()))
-                }
+                (None, None) => return Err(UserError::NoGroup(g.to_string())),
             };
         }
         None => {
@@ -188,7 +190,11 @@ mod tests {
     fn resolves_a_name_with_supplementary_groups() {
         let u = r("app").unwrap();
         assert_eq!((u.uid, u.gid, u.home.as_str()), (1000, 1001, "/home/app"));
-        assert_eq!(u.groups, vec![10, 1001, 29], "wheel, its own primary group, audio");
+        assert_eq!(
+            u.groups,
+            vec![10, 1001, 29],
+            "wheel, its own primary group, audio"
+        );
     }
 
     #[test]

@@ -52,7 +52,7 @@ enum Command {
     /// Print the build plan and image config of a Dockerfile as JSON
     Plan(plan::PlanArgs),
     /// Boot an image in a microVM and exit with its entrypoint's exit code
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Build or locate d2v's microVM guest kernel
     Kernel(kernel::KernelArgs),
 }
@@ -74,7 +74,7 @@ pub fn main() -> ExitCode {
         Command::Umount(a) => mount::umount(a),
         Command::Pack(args) => pack::run(args),
         Command::Plan(a) => plan::run(a),
-        Command::Run(a) => run::run(a),
+        Command::Run(a) => run::run(*a),
         Command::Kernel(a) => kernel::run(a),
     };
     match result {

@@ -159,7 +159,8 @@ fn environment(env: &[String], files: &[PathBuf]) -> anyhow::Result<Vec<String>>
         }
     };
     for f in files {
-        let text = std::fs::read_to_string(f).with_context(|| format!("reading --env-file {}", f.display()))?;
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("reading --env-file {}", f.display()))?;
         for line in text.lines() {
             let line = line.trim_start();
             if !line.is_empty() && !line.starts_with('#') {

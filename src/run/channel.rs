@@ -51,7 +51,8 @@ impl ChannelListener {
                 (p, l)
             }
         };
-        let listener = UnixListener::bind(&listen_path).map_err(|e| RunError::io(&listen_path, e))?;
+        let listener =
+            UnixListener::bind(&listen_path).map_err(|e| RunError::io(&listen_path, e))?;
         listener
             .set_nonblocking(true)
             .map_err(|e| RunError::io(&listen_path, e))?;
@@ -108,7 +109,9 @@ impl ChannelListener {
                 Err(e) => return Err(RunError::io(&self.vmm_path, e)),
             }
             if !alive() {
-                return Err(RunError::NoChannel("the VM stopped before init connected".into()));
+                return Err(RunError::NoChannel(
+                    "the VM stopped before init connected".into(),
+                ));
             }
             if Instant::now() >= deadline {
                 return Err(RunError::NoChannel(format!(
@@ -147,7 +150,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let l = ChannelListener::bind(dir.path(), Transport::VirtioConsole).unwrap();
         let args = l.qemu_args().join(" ");
-        assert!(args.contains("virtserialport,chardev=d2vch,name=org.d2v.channel"), "{args}");
+        assert!(
+            args.contains("virtserialport,chardev=d2vch,name=org.d2v.channel"),
+            "{args}"
+        );
         assert!(args.contains("channel.sock"), "{args}");
         let e = l.accept(Duration::from_secs(5), || false).unwrap_err();
         assert!(e.to_string().contains("before init connected"), "{e}");

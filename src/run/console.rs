@@ -60,6 +60,10 @@ mod tests {
         data.extend_from_slice(b"\r\nKernel panic - not syncing\r\n");
         c.collect(std::io::Cursor::new(data), false).join().unwrap();
         let t = c.tail();
-        assert!(t.len() <= TAIL && t.ends_with("Kernel panic - not syncing\n"), "{}", t.len());
+        assert!(
+            t.len() <= TAIL && t.ends_with("Kernel panic - not syncing\n"),
+            "{}",
+            t.len()
+        );
     }
 }

@@ -83,7 +83,13 @@ pub fn sparse_copy(base: &Path, out: &Path, size: Option<u64>) -> Result<(), Run
     let len = src.metadata().map_err(|e| RunError::io(base, e))?.len();
     nix::ioctl_write_int_bad!(ficlone, 0x4004_9409);
     // SAFETY: FICLONE takes the source fd as its argument; both fds are open.
-    let cloned = unsafe { ficlone(std::os::fd::AsRawFd::as_raw_fd(&dst), std::os::fd::AsRawFd::as_raw_fd(&src)) }.is_ok();
+    let cloned = unsafe {
+        ficlone(
+            std::os::fd::AsRawFd::as_raw_fd(&dst),
+            std::os::fd::AsRawFd::as_raw_fd(&src),
+        )
+    }
+    .is_ok();
     if !cloned {
         dst.set_len(len).map_err(|e| RunError::io(out, e))?;
         let mut pos: i64 = 0;
@@ -93,13 +99,20 @@ pub fn sparse_copy(base: &Path, out: &Path, size: Option<u64>) -> Result<(), Run
                 Err(nix::errno::Errno::ENXIO) => break,
                 Err(e) => return Err(RunError::io(base, e.into())),
             };
-            let hole = lseek(&src, data, Whence::SeekHole).map_err(|e| RunError::io(base, e.into()))?;
+            let hole =
+                lseek(&src, data, Whence::SeekHole).map_err(|e| RunError::io(base, e.into()))?;
             let mut off_in = data;
             let mut off_out = data;
             let mut left = (hole - data) as usize;
             while left > 0 {
-                let n = nix::fcntl::copy_file_range(&src, Some(&mut off_in), &dst, Some(&mut off_out), left)
-                    .map_err(|e| RunError::io(out, e.into()))?;
+                let n = nix::fcntl::copy_file_range(
+                    &src,
+                    Some(&mut off_in),
+                    &dst,
+                    Some(&mut off_out),
+                    left,
+                )
+                .map_err(|e| RunError::io(out, e.into()))?;
                 if n == 0 {
                     break;
                 }
@@ -169,9 +182,8 @@ impl Container {
         std::fs::create_dir_all(&dir).map_err(|e| RunError::io(&dir, e))?;
         let lock_path = dir.join("lock");
         let f = File::create(&lock_path).map_err(|e| RunError::io(&lock_path, e))?;
-        let lock = Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|_| {
-            RunError::Container(format!("container {name} is already running"))
-        })?;
+        let lock = Flock::lock(f, FlockArg::LockExclusiveNonblock)
+            .map_err(|_| RunError::Container(format!("container {name} is already running")))?;
         let image = image.canonicalize().map_err(|e| RunError::io(image, e))?;
         let record = dir.join("image");
         let existed = dir.join("disk").exists();
@@ -210,7 +222,9 @@ mod tests {
         assert_eq!(parse_size("2g"), Some(2 << 30));
         assert_eq!(parse_size("4096"), Some(4096));
         assert_eq!(parse_size("x"), None);
-        assert!(valid_name("web-1.a_b") && !valid_name("-x") && !valid_name("a/b") && !valid_name(""));
+        assert!(
+            valid_name("web-1.a_b") && !valid_name("-x") && !valid_name("a/b") && !valid_name("")
+        );
     }
 
     #[test]
@@ -230,7 +244,10 @@ mod tests {
         assert_eq!(&data[8 << 20..(8 << 20) + 4], b"tail");
         assert!(data[4..8 << 20].iter().all(|&b| b == 0));
         let blocks = std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(&out).unwrap());
-        assert!(blocks * 512 < 4 << 20, "the copy is not sparse: {blocks} blocks");
+        assert!(
+            blocks * 512 < 4 << 20,
+            "the copy is not sparse: {blocks} blocks"
+        );
     }
 
     #[test]

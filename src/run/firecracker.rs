@@ -57,7 +57,8 @@ pub fn boot_args(opts: &RunOptions, files: &BootFiles) -> String {
 pub fn check(opts: &RunOptions, publish: usize) -> Result<(), RunError> {
     if !opts.volumes.is_empty() {
         return Err(RunError::Firecracker(
-            "-v needs a shared filesystem device, which Firecracker does not have; use --vmm qemu".into(),
+            "-v needs a shared filesystem device, which Firecracker does not have; use --vmm qemu"
+                .into(),
         ));
     }
     if publish > 0 {
@@ -69,7 +70,12 @@ pub fn check(opts: &RunOptions, publish: usize) -> Result<(), RunError> {
 }
 
 /// The `vm.json` for a run.
-pub fn vm_config(files: &BootFiles, disk: &Path, opts: &RunOptions, channel: &ChannelListener) -> VmConfig {
+pub fn vm_config(
+    files: &BootFiles,
+    disk: &Path,
+    opts: &RunOptions,
+    channel: &ChannelListener,
+) -> VmConfig {
     let mut vm = VmConfig::new(&files.kernel, disk, false);
     vm.boot_source.boot_args = boot_args(opts, files);
     vm.boot_source.initrd_path = files.initrd.clone();
@@ -115,7 +121,10 @@ mod tests {
         let cmd = command(dir.path(), &vm).unwrap();
         let v: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.path().join("vm.json")).unwrap()).unwrap();
-        assert!(v["boot-source"]["boot_args"].as_str().unwrap().contains("d2v.channel=vsock"));
+        assert!(v["boot-source"]["boot_args"]
+            .as_str()
+            .unwrap()
+            .contains("d2v.channel=vsock"));
         assert_eq!(v["drives"][0]["is_read_only"], false);
         assert_eq!(v["machine-config"]["vcpu_count"], 2);
         assert_eq!(v["vsock"]["guest_cid"], 3);

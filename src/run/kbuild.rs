@@ -53,7 +53,10 @@ fn prefix() -> String {
 pub fn kernel_name(source: &Path) -> Result<String, RunError> {
     let md = std::fs::metadata(source).map_err(|e| RunError::io(source, e))?;
     let id = short_hash(
-        &[source.as_os_str().as_encoded_bytes(), &md.len().to_le_bytes()],
+        &[
+            source.as_os_str().as_encoded_bytes(),
+            &md.len().to_le_bytes(),
+        ],
         4,
     );
     Ok(format!("{}{id}", prefix()))
@@ -97,7 +100,10 @@ fn run(cmd: &mut Command, what: &str, log: &Path) -> Result<(), RunError> {
         let text = std::fs::read_to_string(log).unwrap_or_default();
         let tail: Vec<&str> = text.lines().rev().take(20).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
-        return Err(RunError::KernelBuild(format!("{what} failed:\n{}", tail.join("\n"))));
+        return Err(RunError::KernelBuild(format!(
+            "{what} failed:\n{}",
+            tail.join("\n")
+        )));
     }
     Ok(())
 }
@@ -164,7 +170,8 @@ pub fn build(
     )?;
     run(&mut make(&["olddefconfig"]), "make olddefconfig", &log)?;
     let config_path = work.path().join(".config");
-    let config = std::fs::read_to_string(&config_path).map_err(|e| RunError::io(&config_path, e))?;
+    let config =
+        std::fs::read_to_string(&config_path).map_err(|e| RunError::io(&config_path, e))?;
     let missing = missing_options(&config);
     if !missing.is_empty() {
         return Err(RunError::KernelBuild(format!(
@@ -172,8 +179,14 @@ pub fn build(
             missing.join(", ")
         )));
     }
-    progress(&format!("building vmlinux with {jobs} jobs (make -j{jobs})"));
-    run(&mut make(&[&format!("-j{jobs}"), "vmlinux"]), "make vmlinux", &log)?;
+    progress(&format!(
+        "building vmlinux with {jobs} jobs (make -j{jobs})"
+    ));
+    run(
+        &mut make(&[&format!("-j{jobs}"), "vmlinux"]),
+        "make vmlinux",
+        &log,
+    )?;
     let built = work.path().join("vmlinux");
     let data = std::fs::read(&built).map_err(|e| RunError::io(&built, e))?;
     write_atomic(&target, &data)?;
@@ -208,7 +221,10 @@ mod tests {
         let src = dir.path().join("linux-source-6.1.tar.xz");
         std::fs::write(&src, b"x").unwrap();
         let name = kernel_name(&src).unwrap();
-        assert!(name.starts_with(&prefix()) && is_microvm(Path::new(&name)), "{name}");
+        assert!(
+            name.starts_with(&prefix()) && is_microvm(Path::new(&name)),
+            "{name}"
+        );
         assert!(!is_microvm(Path::new("/boot/vmlinuz-6.1.0-57-amd64")));
     }
 }

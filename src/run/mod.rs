@@ -71,7 +71,9 @@ pub enum RunError {
         source: std::io::Error,
     },
     /// The VMM (or qemu-img, make) is missing or could not start.
-    #[error("couldn't start {program}: {source} (install Debian's qemu-system-x86 and qemu-utils)")]
+    #[error(
+        "couldn't start {program}: {source} (install Debian's qemu-system-x86 and qemu-utils)"
+    )]
     Vmm {
         /// The binary.
         program: String,
@@ -498,7 +500,11 @@ fn boot(
     let console = console::Console::default();
     let out = console.collect(child.stdout.take().expect("piped stdout"), opts.debug);
     let err = console.collect(child.stderr.take().expect("piped stderr"), opts.debug);
-    let timeout = Duration::from_secs(if listener.transport() == Transport::Vsock { 60 } else { 120 });
+    let timeout = Duration::from_secs(if listener.transport() == Transport::Vsock {
+        60
+    } else {
+        120
+    });
     let raw = opts.tty.then(terminal::RawMode::enable).flatten();
     let result = listener
         .accept(timeout, || matches!(child.try_wait(), Ok(None)))
@@ -507,7 +513,9 @@ fn boot(
     if result.is_err() {
         let _ = child.kill();
     }
-    let status = child.wait().map_err(|e| RunError::io(Path::new(program), e))?;
+    let status = child
+        .wait()
+        .map_err(|e| RunError::io(Path::new(program), e))?;
     let _ = (out.join(), err.join());
     match result {
         Ok(Some(code)) => Ok(code),
@@ -538,7 +546,12 @@ mod tests {
         let v: Volume = format!("{d}:/data:ro").parse().unwrap();
         assert!(v.read_only && v.guest == "/data");
         assert!(!format!("{d}:/data").parse::<Volume>().unwrap().read_only);
-        for bad in [format!("{d}:rel"), "/nonexistent-d2v:/x".into(), format!("{d}:/x:rx"), d.to_string()] {
+        for bad in [
+            format!("{d}:rel"),
+            "/nonexistent-d2v:/x".into(),
+            format!("{d}:/x:rx"),
+            d.to_string(),
+        ] {
             assert!(bad.parse::<Volume>().is_err(), "{bad}");
         }
     }

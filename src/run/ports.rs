@@ -69,7 +69,11 @@ impl std::str::FromStr for PortMapping {
             Some((h, g)) => (h, g),
             None => ("", rest),
         };
-        let host = if host.is_empty() { 0 } else { host.parse().map_err(|_| bad())? };
+        let host = if host.is_empty() {
+            0
+        } else {
+            host.parse().map_err(|_| bad())?
+        };
         let guest: u16 = guest.parse().map_err(|_| bad())?;
         if guest == 0 {
             return Err(bad());
@@ -122,7 +126,12 @@ impl PortMapping {
             IpAddr::V4(v4) if v4.is_unspecified() => String::new(),
             ip => ip.to_string(),
         };
-        format!("hostfwd={}:{ip}:{}-:{}", self.proto.name(), self.host, self.guest)
+        format!(
+            "hostfwd={}:{ip}:{}-:{}",
+            self.proto.name(),
+            self.host,
+            self.guest
+        )
     }
 
     /// The line `docker port` prints: `8080/tcp -> 0.0.0.0:32768`.
@@ -146,9 +155,15 @@ mod tests {
     #[test]
     fn reads_dockers_publish_forms() {
         let m = p("18080:8080");
-        assert_eq!((m.ip.to_string().as_str(), m.host, m.guest, m.proto), ("0.0.0.0", 18080, 8080, Proto::Tcp));
+        assert_eq!(
+            (m.ip.to_string().as_str(), m.host, m.guest, m.proto),
+            ("0.0.0.0", 18080, 8080, Proto::Tcp)
+        );
         let m = p("127.0.0.1:5353:53/udp");
-        assert_eq!((m.ip.to_string().as_str(), m.host, m.guest, m.proto), ("127.0.0.1", 5353, 53, Proto::Udp));
+        assert_eq!(
+            (m.ip.to_string().as_str(), m.host, m.guest, m.proto),
+            ("127.0.0.1", 5353, 53, Proto::Udp)
+        );
         assert_eq!(p("8080").host, 0);
         assert_eq!(p("127.0.0.1::8080").host, 0);
         assert_eq!(p("[::1]:80:8080").ip.to_string(), "::1");
@@ -161,10 +176,19 @@ mod tests {
     fn free_ports_are_picked_and_printed_like_docker_port() {
         let m = p("127.0.0.1::8080").resolve().unwrap();
         assert_ne!(m.host, 0);
-        assert_eq!(m.docker_port_line(), format!("8080/tcp -> 127.0.0.1:{}", m.host));
-        assert_eq!(m.hostfwd(), format!("hostfwd=tcp:127.0.0.1:{}-:8080", m.host));
+        assert_eq!(
+            m.docker_port_line(),
+            format!("8080/tcp -> 127.0.0.1:{}", m.host)
+        );
+        assert_eq!(
+            m.hostfwd(),
+            format!("hostfwd=tcp:127.0.0.1:{}-:8080", m.host)
+        );
         assert_eq!(p("1:2/udp").hostfwd(), "hostfwd=udp::1-:2");
-        assert_eq!(PortMapping::for_exposed("53/udp").unwrap().proto, Proto::Udp);
+        assert_eq!(
+            PortMapping::for_exposed("53/udp").unwrap().proto,
+            Proto::Udp
+        );
         assert!(PortMapping::for_exposed("x/tcp").is_none());
     }
 }

@@ -43,7 +43,6 @@ pub fn host_tsc_khz() -> Option<u64> {
     Some((mhz * 1000.0).round() as u64)
 }
 
-
 fn base_command(files: &BootFiles, accel: Accel, mem: u32, cpus: u32) -> Command {
     let mut c = Command::new(QEMU);
     let machine = match files.kind {
@@ -65,7 +64,12 @@ fn base_command(files: &BootFiles, accel: Accel, mem: u32, cpus: u32) -> Command
     if let Some(i) = &files.initrd {
         c.arg("-initrd").arg(i);
     }
-    c.args(["-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con"]);
+    c.args([
+        "-chardev",
+        "stdio,id=con,signal=off",
+        "-serial",
+        "chardev:con",
+    ]);
     c
 }
 
@@ -286,9 +290,15 @@ mod tests {
             ..Default::default()
         };
         let line = cmdline(&opts, &files, Accel::Tcg);
-        assert!(line.contains("init=/sbin/d2v-init") && line.contains("quiet"), "{line}");
+        assert!(
+            line.contains("init=/sbin/d2v-init") && line.contains("quiet"),
+            "{line}"
+        );
         assert!(!line.contains("X=1") && !line.contains("d2v.run"), "{line}");
-        assert!(line.contains("tsc=reliable") && !line.contains("rdinit"), "{line}");
+        assert!(
+            line.contains("tsc=reliable") && !line.contains("rdinit"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -19,8 +19,16 @@ extern "C" fn on_winch(_sig: libc::c_int) {
 
 /// Installs the handlers (idempotent).
 pub fn install() {
-    let stop = SigAction::new(SigHandler::Handler(on_stop), SaFlags::SA_RESTART, SigSet::empty());
-    let winch = SigAction::new(SigHandler::Handler(on_winch), SaFlags::SA_RESTART, SigSet::empty());
+    let stop = SigAction::new(
+        SigHandler::Handler(on_stop),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    let winch = SigAction::new(
+        SigHandler::Handler(on_winch),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
     for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
         // SAFETY: the handler only increments an atomic counter.
         let _ = unsafe { sigaction(sig, &stop) };

@@ -109,8 +109,18 @@ pub struct Image {
 /// The root filesystem tree (also what the podman comparison imports).
 pub fn build_root(root: &Path, config_json: &str, extra: &[(&str, &str)]) {
     for d in [
-        "bin", "sbin", "etc/d2v", "dev", "proc", "sys", "run/lock", "tmp", "root", "home/app",
-        "usr/local/bin", "www",
+        "bin",
+        "sbin",
+        "etc/d2v",
+        "dev",
+        "proc",
+        "sys",
+        "run/lock",
+        "tmp",
+        "root",
+        "home/app",
+        "usr/local/bin",
+        "www",
     ] {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
@@ -192,7 +202,10 @@ pub fn d2v() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_d2v"));
     if std::env::var_os("D2V_HOME").is_none() {
         static HOME: OnceLock<tempfile::TempDir> = OnceLock::new();
-        c.env("D2V_HOME", HOME.get_or_init(|| tempfile::tempdir().unwrap()).path());
+        c.env(
+            "D2V_HOME",
+            HOME.get_or_init(|| tempfile::tempdir().unwrap()).path(),
+        );
     }
     c
 }
@@ -234,7 +247,11 @@ pub fn probe_lines(out: &str) -> Vec<&str> {
 
 /// `e2fsck -fn` on `image` passes.
 pub fn assert_fsck_clean(image: &Path) {
-    let fsck = Command::new("e2fsck").arg("-fn").arg(image).output().unwrap();
+    let fsck = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(image)
+        .output()
+        .unwrap();
     assert!(
         fsck.status.success(),
         "e2fsck: {}{}",
