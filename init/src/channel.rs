@@ -79,10 +79,11 @@ fn vsock_connect() -> SysResult<i32> {
 }
 
 impl Channel {
-    /// Opens the channel, waiting up to 5 s for the device to appear.
+    /// Opens the channel, waiting up to 1 s for the port (or the host's
+    /// listener) to appear.
     pub fn open(transport: Transport) -> Result<Channel, String> {
         let mut last = String::new();
-        for _ in 0..1000 {
+        for _ in 0..200 {
             let fd = match transport {
                 Transport::VirtioPort => match find_port() {
                     Some(dev) => sys::open(&dev, libc::O_RDWR, 0).map_err(|e| {

@@ -238,17 +238,28 @@ pub fn main(_args: &[Vec<u8>], t0: u64) -> i32 {
     if let Err(m) = dev.and_then(|_| setup::sys_and_cgroup()) {
         fail(port, code::MOUNT, &m);
     }
-    let mut ch = Channel::open(cmdline.channel)
-        .unwrap_or_else(|m| fail(port, code::CHANNEL, &format!("no channel to the host: {m}")));
-    let req = handshake(&mut ch).unwrap_or_else(|m| fail(port, code::CHANNEL, &m));
+    let (mut ch, req) = match Channel::open(cmdline.channel) {
+        Ok(mut ch) => {
+            let req = handshake(&mut ch).unwrap_or_else(|m| fail(port, code::CHANNEL, &m));
+            (Some(ch), req)
+        }
+        Err(m) => {
+            // Booted without d2v (a VMM started by hand with `d2v pack`'s
+            // vm.json): the image's own config, on the serial console.
+            say!("no channel to the host ({m}): running on the console");
+            (None, RunRequest::default())
+        }
+    };
     channel::set_debug(req.debug);
-    say!("[{}] run request received", Micros(sys::boottime()));
+    say!("[{}] run request ready", Micros(sys::boottime()));
     if let Err(m) = setup::docker_dev() {
         fail(port, code::MOUNT, &m);
     }
     let cfg = load_config(&req).unwrap_or_else(|m| fail(port, code::CONFIG, &m));
     let launch = prepare(&cfg, &req, port);
-    let io = if req.tty {
+    let io = if ch.is_none() {
+        Ok(Stdio::console())
+    } else if req.tty {
         Stdio::terminal(req.rows, req.cols, launch.user.uid)
     } else {
         Stdio::pipes(req.stdin, launch.user.uid, launch.user.gid)
@@ -258,7 +269,7 @@ pub fn main(_args: &[Vec<u8>], t0: u64) -> i32 {
     let code = match supervise::spawn(&launch, &io) {
         Ok(pid) => {
             io.close_child_ends();
-            let status = supervise::supervise(&mut ch, io, pid, sfd, &launch);
+            let status = supervise::supervise(ch.as_mut(), io, pid, sfd, &launch);
             supervise::exit_code(status)
         }
         Err(code) => code,

@@ -103,8 +103,23 @@ impl Stdio {
         })
     }
 
+    /// Console mode (no host channel): the entrypoint shares init's stdio, the
+    /// serial console, as when a VM is booted without d2v.
+    pub fn console() -> Stdio {
+        Stdio {
+            out: -1,
+            err: -1,
+            input: -1,
+            tty: false,
+            child: [0, 1, 2],
+        }
+    }
+
     /// Closes the child's ends in init.
     pub fn close_child_ends(&mut self) {
+        if self.child == [0, 1, 2] {
+            return;
+        }
         let [a, b, c] = self.child;
         sys::close(a);
         if b != a {

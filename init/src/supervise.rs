@@ -164,7 +164,8 @@ pub fn spawn(l: &Launch, io: &Stdio) -> Result<i32, i32> {
 
 /// The relay between the channel and the entrypoint's stdio.
 struct Relay<'a> {
-    ch: &'a mut Channel,
+    /// None in console mode (no host channel).
+    ch: Option<&'a mut Channel>,
     io: Stdio,
     /// Bytes from the host not yet written to stdin.
     pending: Vec<u8>,
@@ -182,7 +183,11 @@ impl Relay<'_> {
         loop {
             match sys::read(fd, &mut buf) {
                 Ok(0) => return false,
-                Ok(n) => self.ch.send(kind, &buf[..n]),
+                Ok(n) => {
+                    if let Some(ch) = &self.ch {
+                        ch.send(kind, &buf[..n]);
+                    }
+                }
                 Err(Errno(libc::EAGAIN)) => return true,
                 // A terminal master reads EIO once no process has the slave open.
                 Err(_) => return false,
@@ -254,6 +259,24 @@ impl Relay<'_> {
         }
     }
 
+    /// Reads the channel and acts on its frames; false when the host is gone.
+    fn read_host(&mut self, pid: i32, stop_signal: i32) -> bool {
+        let Some(ch) = self.ch.as_mut() else {
+            return true;
+        };
+        if !matches!(ch.fill(), Ok(true)) {
+            return false;
+        }
+        let mut frames = Vec::new();
+        while let Ok(Some(f)) = ch.next() {
+            frames.push(f);
+        }
+        for f in frames {
+            self.on_frame(f, pid, stop_signal);
+        }
+        true
+    }
+
     /// Acts on one frame from the host.
     fn on_frame(&mut self, f: Frame, pid: i32, stop_signal: i32) {
         match f.kind {
@@ -286,7 +309,7 @@ impl Relay<'_> {
 
 /// Relays stdio and host requests until the main process `pid` exits;
 /// returns its wait status.
-pub fn supervise(ch: &mut Channel, io: Stdio, pid: i32, sfd: i32, l: &Launch) -> i32 {
+pub fn supervise(ch: Option<&mut Channel>, io: Stdio, pid: i32, sfd: i32, l: &Launch) -> i32 {
     let mut r = Relay {
         ch,
         io,
@@ -303,10 +326,9 @@ pub fn supervise(ch: &mut Channel, io: Stdio, pid: i32, sfd: i32, l: &Launch) ->
                 revents: 0,
             })
         };
-        let chan_fd = if host_gone || r.pending.len() > STDIN_BUFFER {
-            -1
-        } else {
-            r.ch.fd
+        let chan_fd = match &r.ch {
+            Some(ch) if !host_gone && r.pending.len() <= STDIN_BUFFER => ch.fd,
+            _ => -1,
         };
         add(chan_fd, libc::POLLIN);
         add(r.io.out, libc::POLLIN);
@@ -321,20 +343,11 @@ pub fn supervise(ch: &mut Channel, io: Stdio, pid: i32, sfd: i32, l: &Launch) ->
             continue;
         }
         let ready = |i: usize| fds[i].revents != 0;
-        if ready(0) {
-            match r.ch.fill() {
-                Ok(true) => {
-                    while let Ok(Some(f)) = r.ch.next() {
-                        r.on_frame(f, pid, l.stop_signal);
-                    }
-                }
-                _ => {
-                    // d2v is gone: nobody to report to; stop everything.
-                    host_gone = true;
-                    // SAFETY: as in Kind::Kill.
-                    unsafe { libc::kill(-1, libc::SIGKILL) };
-                }
-            }
+        if ready(0) && !r.read_host(pid, l.stop_signal) {
+            // d2v is gone: nobody to report to; stop everything.
+            host_gone = true;
+            // SAFETY: as in Kind::Kill.
+            unsafe { libc::kill(-1, libc::SIGKILL) };
         }
         if ready(1) && !r.pump(r.io.out, Kind::Stdout) {
             r.close_out();

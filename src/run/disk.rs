@@ -56,18 +56,23 @@ pub fn qcow2_overlay(base: &Path, out: &Path, size: Option<u64>) -> Result<(), R
     if let Some(s) = size {
         c.arg(s.to_string());
     }
-    let st = c
+    tool(&mut c, "qemu-img create", out)
+}
+
+/// Runs a disk tool; a failure names it, the disk and the tool's stderr.
+fn tool(c: &mut Command, what: &str, disk: &Path) -> Result<(), RunError> {
+    let out = c
         .stdin(Stdio::null())
         .output()
         .map_err(|source| RunError::Vmm {
-            program: "qemu-img".into(),
+            program: what.split(' ').next().unwrap_or(what).into(),
             source,
         })?;
-    if !st.status.success() {
+    if !out.status.success() {
         return Err(RunError::Disk(format!(
-            "qemu-img create failed for {}: {}",
-            out.display(),
-            String::from_utf8_lossy(&st.stderr).trim()
+            "{what} failed for {}: {}",
+            disk.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
     Ok(())
@@ -134,23 +139,7 @@ pub fn grow_filesystem(disk: &Path) -> Result<(), RunError> {
         .into_iter()
         .find(|p| Path::new(p).is_file())
         .unwrap_or("resize2fs");
-    let out = Command::new(prog)
-        .arg("-f")
-        .arg(disk)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|source| RunError::Vmm {
-            program: "resize2fs".into(),
-            source,
-        })?;
-    if !out.status.success() {
-        return Err(RunError::Disk(format!(
-            "resize2fs {} failed: {}",
-            disk.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(())
+    tool(Command::new(prog).arg("-f").arg(disk), "resize2fs", disk)
 }
 
 /// A named run's directory, locked while a VM uses it.
