@@ -26,14 +26,11 @@ pub fn kernel_dirs() -> Vec<PathBuf> {
         return vec![PathBuf::from(d)];
     }
     let system = PathBuf::from("/var/cache/d2v/kernel");
-    if nix::unistd::geteuid().is_root() {
+    let own = super::kernel::machine_cache_dir().join("kernel");
+    if own == system {
         return vec![system];
     }
-    let user = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .map(|c| c.join("d2v/kernel"));
-    user.into_iter().chain([system]).collect()
+    vec![own, system]
 }
 
 fn short_hash(parts: &[&[u8]], n: usize) -> String {
@@ -190,6 +187,10 @@ pub fn build(
     let built = work.path().join("vmlinux");
     let data = std::fs::read(&built).map_err(|e| RunError::io(&built, e))?;
     write_atomic(&target, &data)?;
+    // Every user's `d2v run` boots root's build.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644))
+        .map_err(|e| RunError::io(&target, e))?;
     Ok(target)
 }
 

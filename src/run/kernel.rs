@@ -34,9 +34,22 @@ pub fn store_root() -> PathBuf {
     PathBuf::from(home).join(".local/share/d2v")
 }
 
-/// Where unpacked kernels, initramfs images and the KVM probe result are cached.
+/// Where unpacked kernels and initramfs images are cached.
 pub fn cache_dir() -> PathBuf {
     store_root().join("kernels")
+}
+
+/// Machine-wide facts and files, shared by every store: `/var/cache/d2v` for
+/// root, else `$XDG_CACHE_HOME/d2v` (`~/.cache/d2v`).
+pub fn machine_cache_dir() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/var/cache/d2v");
+    }
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"))
+        .join("d2v")
 }
 
 /// The host kernel image in /boot: the running kernel's when present, else the

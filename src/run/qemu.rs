@@ -7,7 +7,7 @@
 
 use super::channel::ChannelListener;
 use super::disk::DiskFormat;
-use super::kernel::{cache_dir, file_key, KernelKind};
+use super::kernel::{file_key, machine_cache_dir, KernelKind};
 use super::ports::PortMapping;
 use super::{BootFiles, RunOptions};
 use std::io::Read;
@@ -91,9 +91,16 @@ pub fn choose_accel(kernel: &Path) -> Accel {
     {
         return Accel::Tcg;
     }
+    // A fact of this machine (its KVM and host kernel) and of the guest
+    // kernel: cached machine-wide, not per store.
+    let host = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let key = file_key(kernel).unwrap_or_default();
-    let cache = cache_dir().join(format!("kvm-probe-{key}"));
-    if let Ok(v) = std::fs::read_to_string(&cache) {
+    let name = format!("kvm-probe-{key}-{}", host.trim());
+    let cache = machine_cache_dir().join(&name);
+    // An ordinary user may reuse root's answer.
+    let known = std::fs::read_to_string(&cache)
+        .or_else(|_| std::fs::read_to_string(Path::new("/var/cache/d2v").join(&name)));
+    if let Ok(v) = known {
         return if v.trim() == "kvm" {
             Accel::Kvm
         } else {
@@ -101,7 +108,7 @@ pub fn choose_accel(kernel: &Path) -> Accel {
         };
     }
     let ok = probe_kvm(kernel);
-    let _ = std::fs::create_dir_all(cache_dir());
+    let _ = std::fs::create_dir_all(machine_cache_dir());
     let _ = std::fs::write(&cache, if ok { "kvm\n" } else { "tcg\n" });
     if ok {
         Accel::Kvm
