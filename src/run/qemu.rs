@@ -7,7 +7,7 @@
 
 use super::channel::ChannelListener;
 use super::disk::DiskFormat;
-use super::kernel::{file_key, machine_cache_dir, KernelKind};
+use super::kernel::{machine_cache_dir, KernelKind};
 use super::ports::PortMapping;
 use super::{BootFiles, RunOptions};
 use std::io::Read;
@@ -94,7 +94,7 @@ pub fn choose_accel(kernel: &Path) -> Accel {
     // A fact of this machine (its KVM and host kernel) and of the guest
     // kernel: cached machine-wide, not per store.
     let host = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let key = file_key(kernel).unwrap_or_default();
+    let key = content_key(kernel);
     let name = format!("kvm-probe-{key}-{}", host.trim());
     let cache = machine_cache_dir().join(&name);
     // An ordinary user may reuse root's answer.
@@ -115,6 +115,20 @@ pub fn choose_accel(kernel: &Path) -> Accel {
     } else {
         Accel::Tcg
     }
+}
+
+/// A key for a kernel's contents wherever its file lives (each store unpacks
+/// its own copy of the host's kernel): its size and its first MiB.
+fn content_key(kernel: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    if let Ok(mut f) = std::fs::File::open(kernel) {
+        let mut buf = vec![0u8; 1 << 20];
+        let n = f.read(&mut buf).unwrap_or(0);
+        h.update(&buf[..n]);
+        h.update(f.metadata().map(|m| m.len()).unwrap_or(0).to_le_bytes());
+    }
+    hex::encode(&h.finalize()[..8])
 }
 
 fn probe_kvm(kernel: &Path) -> bool {
