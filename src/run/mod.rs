@@ -392,6 +392,7 @@ fn request(opts: &RunOptions) -> RunRequest {
 /// `/etc/d2v/config.json`, never written to) and returns the entrypoint's
 /// exit code.
 pub fn run_image(image: &Path, opts: &RunOptions) -> Result<i32, RunError> {
+    let t0 = std::time::Instant::now();
     std::fs::File::open(image).map_err(|source| RunError::Image {
         path: image.to_path_buf(),
         source,
@@ -461,7 +462,9 @@ pub fn run_image(image: &Path, opts: &RunOptions) -> Result<i32, RunError> {
         request: request(opts),
         debug: opts.debug,
         stop_timeout: opts.stop_timeout,
+        t0,
     };
+    session.mark("disk ready, starting the VMM");
     let code = boot(&mut cmd, &program, &listener, &session, opts)?;
     if opts.remove {
         if let Some(c) = container {
@@ -508,7 +511,10 @@ fn boot(
     let raw = opts.tty.then(terminal::RawMode::enable).flatten();
     let result = listener
         .accept(timeout, || matches!(child.try_wait(), Ok(None)))
-        .and_then(|stream| session::run(stream, session, &mut child));
+        .and_then(|stream| {
+            session.mark("channel connected");
+            session::run(stream, session, &mut child)
+        });
     drop(raw);
     if result.is_err() {
         let _ = child.kill();

@@ -25,6 +25,17 @@ pub struct Session {
     pub debug: bool,
     /// Between the stop request and SIGKILL in the guest.
     pub stop_timeout: Duration,
+    /// When `d2v run` started, for `--debug`'s timeline.
+    pub t0: Instant,
+}
+
+impl Session {
+    /// With `--debug`, one line of the host's timeline.
+    pub fn mark(&self, what: &str) {
+        if self.debug {
+            eprintln!("d2v: [{:.3} s] {what}", self.t0.elapsed().as_secs_f64());
+        }
+    }
 }
 
 /// How long init gets after reporting the exit code to sync and power off.
@@ -71,6 +82,7 @@ fn on_frame(f: Frame, s: &Session, w: &Writer, hello: &AtomicBool) -> Result<Opt
     match f.kind {
         Kind::Hello => {
             hello.store(true, Ordering::SeqCst);
+            s.mark("init said hello");
             let req = serde_json::to_vec(&s.request).expect("RunRequest serializes");
             send(w, Kind::Start, &req).map_err(|e| e.to_string())?;
             send(w, Kind::Clock, &now_payload()).map_err(|e| e.to_string())?;
@@ -91,7 +103,10 @@ fn on_frame(f: Frame, s: &Session, w: &Writer, hello: &AtomicBool) -> Result<Opt
             (Level::Info, text) if s.debug => eprintln!("d2v-init: {text}"),
             _ => {}
         },
-        Kind::Exit => return Ok(Some(f.exit_code().map_err(|e| e.to_string())?)),
+        Kind::Exit => {
+            s.mark("exit code received");
+            return Ok(Some(f.exit_code().map_err(|e| e.to_string())?));
+        }
         _ => return Err(format!("unexpected {:?} frame from the guest", f.kind)),
     }
     Ok(None)
@@ -171,6 +186,7 @@ pub fn run(stream: UnixStream, s: &Session, vmm: &mut Child) -> Result<Option<i3
         .map_err(|_| RunError::NoChannel("the channel reader panicked".into()))?
         .map_err(RunError::NoChannel)?;
     wait_for_power_off(vmm);
+    s.mark("the VM is off");
     Ok(code)
 }
 
