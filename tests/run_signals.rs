@@ -62,6 +62,18 @@ fn assert_container_fsck_clean(home: &Path, name: &str) {
         .unwrap();
     assert!(st.success());
     assert_fsck_clean(&raw);
+    // Cleanly unmounted: no journal left to replay.
+    let dump = Command::new("dumpe2fs")
+        .arg("-h")
+        .arg(&raw)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&dump.stdout);
+    let features = text
+        .lines()
+        .find(|l| l.starts_with("Filesystem features:"))
+        .unwrap();
+    assert!(!features.contains("needs_recovery"), "{features}");
 }
 
 #[test]

@@ -87,3 +87,24 @@ fn a_terminal_only_with_dash_t() {
     // line discipline turns \n into \r\n.
     assert_eq!(r.out(), "probe: tty 111 size 24x80\r\n");
 }
+
+#[test]
+fn large_output_arrives_whole_before_the_vm_powers_off() {
+    require_facilities!();
+    let img = probe_image();
+    // Init waits for the host's acknowledgement of the exit code before it
+    // powers off: a VMM drops whatever was still on its way.
+    let r = run_support::d2v_run(
+        &img.path,
+        &[
+            "--entrypoint",
+            "/bin/sh",
+            "--",
+            "-c",
+            "head -c 33554432 /dev/zero",
+        ],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(r.stdout.len(), 32 << 20);
+    assert!(r.stdout.iter().all(|&b| b == 0));
+}

@@ -144,9 +144,13 @@ impl Channel {
     }
 }
 
+/// The most a virtio-console port takes in one write(2) (the kernel's
+/// driver caps each at 32 KiB): a frame of this payload is one write, one kick.
+pub const CHUNK: usize = (32 << 10) - proto::HEADER;
+
 fn send_on(fd: i32, kind: Kind, payload: &[u8]) {
     for chunk in payload
-        .chunks(proto::MAX_DATA)
+        .chunks(CHUNK)
         .chain(payload.is_empty().then_some(&[][..]))
     {
         sys::write_all(fd, &proto::frame(kind, chunk));
@@ -174,10 +178,36 @@ pub fn log(level: Level, text: &str) {
     }
 }
 
-/// Sends the exit code, when the channel is open: the last frame of a run.
+/// Sends the exit code, when the channel is open, and waits (10 s at most)
+/// for the host's `Done`: a VMM may drop data still on its way to the host
+/// when the guest powers off.
 pub fn send_exit(code: i32) {
     let fd = FD.load(Ordering::SeqCst);
-    if fd >= 0 {
-        send_on(fd, Kind::Exit, &proto::exit_payload(code));
+    if fd < 0 {
+        return;
+    }
+    send_on(fd, Kind::Exit, &proto::exit_payload(code));
+    let mut dec = Decoder::new(proto::MAX_PAYLOAD);
+    let deadline = sys::boottime() + 10_000_000;
+    let mut buf = [0u8; 4096];
+    while sys::boottime() < deadline {
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut p, 1, 100) } <= 0 {
+            continue;
+        }
+        match sys::read(fd, &mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => dec.push(&buf[..n]),
+        }
+        while let Ok(Some(f)) = dec.next_frame() {
+            if f.kind == Kind::Done {
+                return;
+            }
+        }
     }
 }

@@ -179,7 +179,7 @@ const STDIN_BUFFER: usize = 4 << 20;
 impl Relay<'_> {
     /// Copies what `fd` has to the host as `kind` frames; false at EOF.
     fn pump(&mut self, fd: i32, kind: Kind) -> bool {
-        let mut buf = [0u8; 32768];
+        let mut buf = [0u8; crate::channel::CHUNK];
         loop {
             match sys::read(fd, &mut buf) {
                 Ok(0) => return false,
@@ -462,11 +462,15 @@ fn kill_the_rest(grace_ms: u64) {
     }
 }
 
-/// Syncs, passes `code` out through QEMU's isa-debug-exit port when
+/// Syncs, remounts / read-only, passes `code` out through QEMU's isa-debug-exit port when
 /// asked, and reboots (which QEMU `-no-reboot` and Firecracker turn into an exit).
 pub fn power_off(exit_port: Option<u16>, code: i32) -> ! {
     // SAFETY: sync flushes filesystems.
     unsafe { libc::sync() };
+    // A clean root filesystem: nothing for the journal to replay next time.
+    if let Err(e) = sys::mount(b"", b"/", b"", libc::MS_REMOUNT | libc::MS_RDONLY, b"") {
+        say!("couldn't remount / read-only: {e}");
+    }
     if let Some(port) = exit_port {
         write_exit_port(port, code);
     }

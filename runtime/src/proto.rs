@@ -7,7 +7,8 @@
 //! [`Kind::Start`] (a [`crate::config::RunRequest`] as JSON) and
 //! [`Kind::Clock`]; then stdin, resizes and stop requests flow in, the
 //! entrypoint's stdout and stderr (separate, byte-exact) and init's own
-//! messages flow out, and [`Kind::Exit`] carries the exit code. The entrypoint
+//! messages flow out, and [`Kind::Exit`] carries the exit code, which the host
+//! acknowledges with [`Kind::Done`] before init powers the VM off. The entrypoint
 //! never touches the channel, so it cannot forge any of it.
 
 use alloc::string::String;
@@ -55,6 +56,9 @@ pub enum Kind {
     Stop = 21,
     /// Host → guest: the stop timeout passed: SIGKILL.
     Kill = 22,
+    /// Host → guest: the exit code arrived (and so did everything before it):
+    /// init may power off. Without it a VMM can exit with output unread.
+    Done = 23,
 }
 
 impl Kind {
@@ -72,6 +76,7 @@ impl Kind {
             20 => Kind::Resize,
             21 => Kind::Stop,
             22 => Kind::Kill,
+            23 => Kind::Done,
             _ => return None,
         })
     }

@@ -105,7 +105,10 @@ fn on_frame(f: Frame, s: &Session, w: &Writer, hello: &AtomicBool) -> Result<Opt
         },
         Kind::Exit => {
             s.mark("exit code received");
-            return Ok(Some(f.exit_code().map_err(|e| e.to_string())?));
+            let code = f.exit_code().map_err(|e| e.to_string())?;
+            // Everything init sent came before this: it may power off now.
+            let _ = send(w, Kind::Done, &[]);
+            return Ok(Some(code));
         }
         _ => return Err(format!("unexpected {:?} frame from the guest", f.kind)),
     }
