@@ -19,6 +19,9 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=init/src");
     println!("cargo:rerun-if-changed=init/Cargo.toml");
+    // init links d2v-runtime (the config model, USER resolver, channel protocol).
+    println!("cargo:rerun-if-changed=runtime/src");
+    println!("cargo:rerun-if-changed=runtime/Cargo.toml");
     println!("cargo:rerun-if-env-changed=D2V_INIT_BINARY");
 
     let embedded = out.join("d2v-init");

@@ -10,6 +10,11 @@ export CI=${CI:-true}
 ./scripts/install-deps.sh
 export D2V_FIXTURES=${D2V_FIXTURES:-/var/tmp/d2v-fixtures}
 ./testdata/fixtures/make-fixtures.sh "$D2V_FIXTURES"
+# d2v's microVM guest kernel, which `d2v run` boots by default: built once per
+# machine from Debian's linux-source-6.1 and cached in /var/cache/d2v/kernel
+# (a no-op when cached).
+cargo build --quiet
+"${CARGO_TARGET_DIR:-target}/debug/d2v" kernel build
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace --no-fail-fast -- --test-threads=2

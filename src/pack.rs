@@ -11,7 +11,7 @@
 //! place, and a record of what it was made from lets an unchanged image be reused
 //! without packing it again.
 
-use crate::runtime_config::RuntimeConfig;
+use crate::runtime_config::{RuntimeConfig, RuntimeConfigExt};
 use crate::store::{Store, StoreError};
 use d2v_fuse::{EntryKind, MergedTree};
 use d2v_packer::{Ext4Writer, Metadata, PackError, Summary, Timestamp};

@@ -15,13 +15,17 @@ fn hello_builds_packs_and_boots_like_docker_run() {
     if !require_root_and(&["qemu-system-x86_64"]) {
         return;
     }
-    let kernel_present = std::fs::read_dir("/boot")
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .any(|e| e.file_name().to_string_lossy().starts_with("vmlinuz"))
-        })
-        .unwrap_or(false);
-    if !harness::require(kernel_present, "a kernel in /boot (linux-image-amd64)") {
+    let kernel_present = d2v::run::kbuild::installed().is_some()
+        || std::fs::read_dir("/boot")
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .any(|e| e.file_name().to_string_lossy().starts_with("vmlinuz"))
+            })
+            .unwrap_or(false);
+    if !harness::require(
+        kernel_present,
+        "a kernel (d2v kernel build, or linux-image-amd64)",
+    ) {
         return;
     }
     let d2v = D2v::new();
@@ -55,6 +59,10 @@ fn hello_builds_packs_and_boots_like_docker_run() {
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{console}");
     assert!(
+        String::from_utf8_lossy(&out.stderr).contains("packed hello"),
+        "{console}"
+    );
+    assert!(
         console.contains("Hello from a microVM, world!"),
         "{console}"
     );
@@ -71,11 +79,16 @@ fn hello_builds_packs_and_boots_like_docker_run() {
     assert!(console.contains("cwd=/home/app"), "{console}");
     assert!(console.contains("argv[1]=world"), "{console}");
 
-    // `-- ARGS` replaces CMD, and the program's exit code comes out of the VM.
+    // `-- ARGS` replaces CMD, and the program's exit code comes out of the
+    // VM; the second run reuses the pack (the first run did not change it).
     let out = d2v.run(&["run", "hello", "--", "microVM", "5"]);
     let console =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(5), "{console}");
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("packed"),
+        "the second run packed again: {console}"
+    );
     assert!(
         console.contains("Hello from a microVM, microVM!"),
         "{console}"

@@ -120,7 +120,7 @@ pub fn main(_args: &[Vec<u8>]) -> i32 {
     }
     let text = sys::read_file(b"/proc/cmdline").unwrap_or_default();
     let text = String::from_utf8_lossy(&text).into_owned();
-    let cmdline = Cmdline::parse(&text).unwrap_or_default();
+    let cmdline = Cmdline::parse(&text);
     if cmdline.debug {
         say!("[{}] initrd started", Micros(sys::boottime()));
     }

@@ -1,11 +1,14 @@
 //! `d2v-init`: the guest's PID 1 in a d2v microVM.
 //!
-//! It turns the image's runtime config (`/etc/d2v/config.json`, written by
-//! `d2v pack`) plus per-boot overrides from the kernel command line
-//! (`d2v.run=<base64 JSON>`) into what `docker run` would do: mounts, hostname,
-//! network, environment, user, rlimits, working directory, then it runs
-//! ENTRYPOINT+CMD as its child, forwards signals, reaps zombies, and shuts the VM
-//! down with the child's exit code.
+//! It opens the channel to the host (a virtio-console port, or vsock under
+//! Firecracker), receives the run request (the `docker run` flags, the clock,
+//! the terminal), and turns the image's runtime config
+//! (`/etc/d2v/config.json`, written by `d2v pack`) plus those overrides into
+//! what `docker run` would do: Docker's /dev, hostname, network, /etc files,
+//! volumes, environment, user, rlimits, working directory. Then it runs
+//! ENTRYPOINT+CMD as its child with pipes (or a terminal) for stdio relayed
+//! over the channel, forwards signals and stop requests, reaps zombies, and
+//! shuts the VM down after sending the exit code.
 //!
 //! The same binary is the `/init` of the module initramfs d2v generates for stock
 //! kernels (see [`initrd`]).
@@ -22,15 +25,15 @@ extern crate alloc;
 
 #[macro_use]
 mod rt;
-mod base64;
+mod channel;
 mod config;
 mod initrd;
-mod json;
 mod net;
 mod pid1;
+mod setup;
+mod stdio;
 mod supervise;
 mod sys;
-mod users;
 
 use alloc::vec::Vec;
 

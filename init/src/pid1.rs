@@ -1,13 +1,18 @@
-//! PID 1 of the image: the plain sequence of steps `docker run` would take, each
-//! failing with one console line and a distinct exit code.
+//! PID 1 of the image: the plain sequence of steps `docker run` would take,
+//! each failing with one message to the host and a distinct exit code.
 
-use crate::config::{signal_number, Cmdline, Config};
+use crate::channel::{self, Channel};
+use crate::config::{signal_number, Cmdline};
+use crate::stdio::Stdio;
 use crate::supervise::{self, Launch};
 use crate::sys::{self, Micros};
-use crate::{json, net, users};
+use crate::{net, setup};
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
+use d2v_runtime::config::{RunRequest, RuntimeConfig};
+use d2v_runtime::proto::{self, Kind, Level};
+use d2v_runtime::{json, user};
 
 /// Where `d2v pack` writes the runtime config.
 pub const CONFIG_PATH: &str = "/etc/d2v/config.json";
@@ -16,21 +21,39 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 
 /// Exit codes for init's own failures (the entrypoint's codes are passed through).
 pub mod code {
+    #![allow(missing_docs)]
+    /// `docker run --user ghost`: the user cannot be resolved (as Docker).
+    pub const USER: i32 = 126;
     pub const MOUNT: i32 = 240;
     pub const CONFIG: i32 = 241;
     pub const SYSTEM: i32 = 242;
     pub const NETWORK: i32 = 243;
-    pub const USER: i32 = 244;
+    pub const CHANNEL: i32 = 248;
     pub const WORKDIR: i32 = 245;
     pub const SPAWN: i32 = 246;
     pub const INITRD: i32 = 247;
 }
 
-/// Prints the failed step and shuts the VM down with `code`.
+/// One error line for the host: shown on d2v's stderr whatever `--debug` says.
+pub fn error(msg: &str) {
+    channel::log(Level::Error, msg);
+}
+
+/// Reports the failed step and `code` and shuts the VM down.
 pub fn fail(exit_port: Option<u16>, code: i32, msg: &str) -> ! {
-    say!("{msg}");
-    say!("init failed with code {code}");
+    error(msg);
+    channel::send_exit(code);
     supervise::power_off(exit_port, code)
+}
+
+/// Sets the wall clock (the host's time, sent at boot).
+pub fn set_clock(secs: i64, nanos: u32) {
+    let ts = libc::timespec {
+        tv_sec: secs as libc::time_t,
+        tv_nsec: nanos as libc::c_long,
+    };
+    // SAFETY: ts is a valid timespec.
+    unsafe { libc::clock_settime(libc::CLOCK_REALTIME, &ts) };
 }
 
 const MS_NOSUID: libc::c_ulong = libc::MS_NOSUID;
@@ -70,57 +93,39 @@ pub fn mount_fs(
     }
 }
 
-fn mount_all() -> Result<(), String> {
-    mount_fs("sysfs", "/sys", MS_NOSUID | MS_NODEV | MS_NOEXEC, "")?;
-    mount_fs("devtmpfs", "/dev", MS_NOSUID, "mode=0755")?;
-    sys::ensure_console_stdio();
-    mount_fs(
-        "devpts",
-        "/dev/pts",
-        MS_NOSUID | MS_NOEXEC,
-        "newinstance,ptmxmode=0666,mode=0620,gid=5",
-    )?;
-    mount_fs("tmpfs", "/dev/shm", MS_NOSUID | MS_NODEV, "mode=1777")?;
-    mount_fs(
-        "mqueue",
-        "/dev/mqueue",
-        MS_NOSUID | MS_NODEV | MS_NOEXEC,
-        "",
-    )?;
-    mount_fs("tmpfs", "/run", MS_NOSUID | MS_NODEV, "mode=0755")?;
-    mount_fs(
-        "cgroup2",
-        "/sys/fs/cgroup",
-        MS_NOSUID | MS_NODEV | MS_NOEXEC,
-        "",
-    )?;
-    for (target, link) in [
-        ("/proc/self/fd", "/dev/fd"),
-        ("/proc/self/fd/0", "/dev/stdin"),
-        ("/proc/self/fd/1", "/dev/stdout"),
-        ("/proc/self/fd/2", "/dev/stderr"),
-        ("/proc/kcore", "/dev/core"),
-    ] {
-        sys::symlink(target.as_bytes(), link.as_bytes())
-            .map_err(|e| format!("couldn't link {link} to {target}: {e}"))?;
-    }
-    Ok(())
-}
-
-fn load_config(cmdline: &Cmdline) -> Result<Config, String> {
+/// Reads the image's config and applies the run's overrides.
+fn load_config(req: &RunRequest) -> Result<RuntimeConfig, String> {
     let bytes = sys::read_file(CONFIG_PATH.as_bytes())
         .map_err(|e| format!("couldn't read {CONFIG_PATH}: {e}"))?;
     let doc = json::parse(&bytes).map_err(|e| format!("couldn't parse {CONFIG_PATH}: {e}"))?;
-    let mut cfg = Config::from_json(&doc).map_err(|e| format!("bad {CONFIG_PATH}: {e}"))?;
-    if let Some(o) = &cmdline.run_override {
-        let doc = json::parse(o).map_err(|e| format!("couldn't parse d2v.run= override: {e}"))?;
-        cfg.apply(&doc, true)
-            .map_err(|e| format!("bad d2v.run= override: {e}"))?;
-    }
+    let mut cfg = RuntimeConfig::from_json(&doc).map_err(|e| format!("bad {CONFIG_PATH}: {e}"))?;
+    cfg.apply(&req.overrides);
     Ok(cfg)
 }
 
-fn setup_network(cfg: &Config) -> Result<(), String> {
+/// Says hello and waits for the host's run request and clock.
+fn handshake(ch: &mut Channel) -> Result<RunRequest, String> {
+    ch.send(Kind::Hello, &[proto::VERSION]);
+    let mut req = None;
+    loop {
+        let f = ch.recv()?;
+        match f.kind {
+            Kind::Start => {
+                let doc = json::parse(&f.payload).map_err(|e| format!("bad run request: {e}"))?;
+                req =
+                    Some(RunRequest::from_json(&doc).map_err(|e| format!("bad run request: {e}"))?);
+            }
+            Kind::Clock => {
+                let (secs, nanos) = f.clock().map_err(|e| format!("bad clock: {e}"))?;
+                set_clock(secs, nanos);
+                return req.ok_or_else(|| "the host sent the clock before the run request".into());
+            }
+            _ => {}
+        }
+    }
+}
+
+fn setup_network(cfg: &RuntimeConfig) -> Result<(), String> {
     let mut nl = net::Netlink::open().map_err(|e| format!("couldn't open netlink: {e}"))?;
     let lo = net::if_index("lo").map_err(|e| format!("couldn't find lo: {e}"))?;
     nl.link_up(lo, None)
@@ -148,36 +153,6 @@ fn setup_network(cfg: &Config) -> Result<(), String> {
             net::parse_ipv4(gw).ok_or_else(|| format!("couldn't parse gateway {gw:?}"))?;
         nl.add_default_route(eth0, gw_addr)
             .map_err(|e| format!("couldn't add default route via {gw}: {e}"))?;
-    }
-    Ok(())
-}
-
-fn write_etc(cfg: &Config, hostname: &str) -> Result<(), String> {
-    if cfg.write_hosts {
-        let own = cfg
-            .network
-            .as_ref()
-            .and_then(|n| n.address.split('/').next().map(ToString::to_string))
-            .unwrap_or_else(|| "127.0.1.1".to_string());
-        let hosts = format!(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{own}\t{hostname}\n"
-        );
-        sys::write_file(b"/etc/hosts", hosts.as_bytes(), 0o644)
-            .map_err(|e| format!("couldn't write /etc/hosts: {e}"))?;
-    }
-    if cfg.write_resolv_conf {
-        if let Some(n) = cfg.network.as_ref().filter(|n| !n.dns.is_empty()) {
-            let mut text = String::new();
-            for s in &n.dns {
-                text.push_str(&format!("nameserver {s}\n"));
-            }
-            // A dangling symlink (systemd-resolved images) would make the write fail.
-            let p = sys::cstr(b"/etc/resolv.conf");
-            // SAFETY: p is a valid C string.
-            unsafe { libc::unlink(p.as_ptr()) };
-            sys::write_file(b"/etc/resolv.conf", text.as_bytes(), 0o644)
-                .map_err(|e| format!("couldn't write /etc/resolv.conf: {e}"))?;
-        }
     }
     Ok(())
 }
@@ -242,66 +217,102 @@ fn path_of_env(env: &[String]) -> &str {
         .unwrap_or(DEFAULT_PATH)
 }
 
-/// Runs the whole PID 1 sequence; never returns in a VM (it reboots).
+/// Runs the whole PID 1 sequence; never returns in a VM (it powers off).
 pub fn main(_args: &[Vec<u8>], t0: u64) -> i32 {
     sys::ensure_console_stdio();
     // SAFETY: getpid has no preconditions.
     if unsafe { libc::getpid() } != 1 {
-        say!("must run as PID 1 (the guest's init)");
+        error("must run as PID 1 (the guest's init)");
         return 1;
     }
-    if let Err(m) = mount_fs("proc", "/proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "") {
+    let nsnd = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+    if let Err(m) = mount_fs("proc", "/proc", nsnd, "") {
         fail(None, code::MOUNT, &m);
     }
     let cmdline_text = sys::read_file(b"/proc/cmdline").unwrap_or_default();
-    let cmdline = match Cmdline::parse(&String::from_utf8_lossy(&cmdline_text)) {
-        Ok(c) => c,
-        Err(m) => fail(None, code::CONFIG, &m),
-    };
+    let cmdline = Cmdline::parse(&String::from_utf8_lossy(&cmdline_text));
     let port = cmdline.exit_port;
-    if cmdline.debug {
-        say!("[{}] init started", Micros(t0));
-    }
-    if let Err(m) = mount_all() {
+    channel::set_debug(cmdline.debug);
+    say!("[{}] init started", Micros(t0));
+    let dev = mount_fs("devtmpfs", "/dev", MS_NOSUID, "mode=0755");
+    if let Err(m) = dev.and_then(|_| setup::sys_and_cgroup()) {
         fail(port, code::MOUNT, &m);
     }
-    let cfg = load_config(&cmdline).unwrap_or_else(|m| fail(port, code::CONFIG, &m));
-    let hostname = if cfg.hostname.is_empty() {
-        "d2v"
-    } else {
-        cfg.hostname.as_str()
+    let (mut ch, req) = match Channel::open(cmdline.channel) {
+        Ok(mut ch) => {
+            let req = handshake(&mut ch).unwrap_or_else(|m| fail(port, code::CHANNEL, &m));
+            (Some(ch), req)
+        }
+        Err(m) => {
+            // Booted without d2v (a VMM started by hand with `d2v pack`'s
+            // vm.json): the image's own config, on the serial console.
+            say!("no channel to the host ({m}): running on the console");
+            (None, RunRequest::default())
+        }
     };
+    channel::set_debug(req.debug);
+    say!("[{}] run request ready", Micros(sys::boottime()));
+    if let Err(m) = setup::docker_dev() {
+        fail(port, code::MOUNT, &m);
+    }
+    let cfg = load_config(&req).unwrap_or_else(|m| fail(port, code::CONFIG, &m));
+    let launch = prepare(&cfg, &req, port);
+    let io = if ch.is_none() {
+        Ok(Stdio::console())
+    } else if req.tty {
+        Stdio::terminal(req.rows, req.cols, launch.user.uid)
+    } else {
+        Stdio::pipes(req.stdin, launch.user.uid, launch.user.gid)
+    };
+    let mut io = io.unwrap_or_else(|m| fail(port, code::SPAWN, &m));
+    let sfd = supervise::block_signals();
+    let code = match supervise::spawn(&launch, &io) {
+        Ok(pid) => {
+            io.close_child_ends();
+            let status = supervise::supervise(ch.as_mut(), io, pid, sfd, &launch);
+            supervise::exit_code(status)
+        }
+        Err(code) => code,
+    };
+    say!("{} exited with code {code}", launch.argv[0]);
+    channel::send_exit(code);
+    supervise::power_off(port, code)
+}
+
+/// Hostname, network, /etc files, volumes, disk, user, environment, rlimits
+/// and working directory: everything between the config and the fork.
+fn prepare(cfg: &RuntimeConfig, req: &RunRequest, port: Option<u16>) -> Launch {
+    let hostname = [cfg.hostname.as_str(), req.hostname.as_str(), "d2v"]
+        .into_iter()
+        .find(|h| !h.is_empty())
+        .unwrap_or("d2v");
     // SAFETY: hostname points to hostname.len() bytes.
     if unsafe { libc::sethostname(hostname.as_ptr() as *const libc::c_char, hostname.len()) } != 0 {
-        fail(
-            port,
-            code::SYSTEM,
-            &format!("couldn't set hostname {hostname}: {}", sys::Errno::last()),
-        );
+        let m = format!("couldn't set hostname {hostname}: {}", sys::Errno::last());
+        fail(port, code::SYSTEM, &m);
     }
-    if let Err(m) = setup_network(&cfg) {
+    if let Err(m) = setup_network(cfg) {
         fail(port, code::NETWORK, &m);
     }
-    if let Err(m) = write_etc(&cfg, hostname) {
+    if let Err(m) = setup::etc_files(cfg, hostname) {
         fail(port, code::SYSTEM, &m);
+    }
+    if let Err(m) = setup::volumes(&req.volumes) {
+        fail(port, code::MOUNT, &m);
     }
     let passwd = sys::read_file(b"/etc/passwd").ok();
     let group = sys::read_file(b"/etc/group").ok();
-    let user = match users::resolve(&cfg.user, passwd.as_deref(), group.as_deref()) {
+    let user = match user::resolve(&cfg.user, passwd.as_deref(), group.as_deref()) {
         Ok(u) => u,
-        Err(m) => match (cfg.uid, cfg.gid) {
+        Err(e) => match (cfg.uid, cfg.gid) {
             // The pack-time resolution, when the image's files are gone.
-            (Some(uid), Some(gid)) => users::ExecUser {
+            (Some(uid), Some(gid)) => user::ExecUser {
                 uid,
                 gid,
                 groups: Vec::new(),
                 home: "/".to_string(),
             },
-            _ => fail(
-                port,
-                code::USER,
-                &format!("couldn't resolve user {:?}: {m}", cfg.user),
-            ),
+            _ => fail(port, code::USER, &e.to_string()),
         },
     };
     let env = build_env(&cfg.env, hostname, &user.home);
@@ -321,9 +332,6 @@ pub fn main(_args: &[Vec<u8>], t0: u64) -> i32 {
             &format!("couldn't create workdir {workdir}: {e}"),
         );
     }
-    // SAFETY: reboot with RB_DISABLE_CAD only changes what Ctrl-Alt-Del does:
-    // the kernel then sends SIGINT to PID 1 instead of rebooting.
-    unsafe { libc::reboot(libc::RB_DISABLE_CAD) };
     let argv = cfg.argv();
     if argv.is_empty() {
         fail(port, code::CONFIG, "no entrypoint or cmd to run");
@@ -335,18 +343,15 @@ pub fn main(_args: &[Vec<u8>], t0: u64) -> i32 {
             &format!("unknown stop signal {:?}", cfg.stop_signal),
         )
     });
-    let launch = Launch {
+    Launch {
         path: path_of_env(&env).to_string(),
         argv,
         env,
         user,
         workdir,
         stop_signal,
-        debug: cmdline.debug,
-        grace_ms: cmdline.grace_ms.unwrap_or(2000),
-    };
-    let status = supervise::run(&launch);
-    supervise::shutdown(&launch, status, port)
+        grace_ms: req.grace_ms.unwrap_or(2000),
+    }
 }
 
 #[cfg(test)]

@@ -3,16 +3,17 @@
 
 use core::fmt;
 
-/// Writes formatted text to stderr (the console) in one `write(2)` per call.
+/// Sends one progress line to the host (shown with `--debug`), or to the
+/// console before the channel is open.
 pub fn print_fmt(args: fmt::Arguments<'_>) {
     let text = alloc::fmt::format(args);
-    crate::sys::write_all(2, text.as_bytes());
+    crate::channel::log(d2v_runtime::proto::Level::Info, &text);
 }
 
-/// Prints one line to the console, prefixed with `d2v-init: `.
+/// One progress line from init (see [`print_fmt`]).
 macro_rules! say {
     ($($arg:tt)*) => {
-        $crate::rt::print_fmt(format_args!("d2v-init: {}\n", format_args!($($arg)*)))
+        $crate::rt::print_fmt(format_args!($($arg)*))
     };
 }
 
@@ -39,7 +40,8 @@ mod static_rt {
 
     #[panic_handler]
     fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-        crate::rt::print_fmt(format_args!("d2v-init: internal error: {info}\n"));
+        let text = alloc::format!("internal error: {info}");
+        crate::channel::log(d2v_runtime::proto::Level::Error, &text);
         // SAFETY: abort never returns and is always safe to call.
         unsafe { libc::abort() }
     }

@@ -1,24 +1,31 @@
-//! Running the entrypoint as PID 1's child: spawn, signal forwarding, zombie
-//! reaping, and the shutdown that follows the main process's exit.
+//! Running the entrypoint as PID 1's child: spawn with its stdio, relay that
+//! stdio and the host's requests over the channel, forward signals, reap
+//! zombies, and the shutdown that follows the main process's exit.
 
+use crate::channel::Channel;
+use crate::stdio::{set_winsize, Stdio};
 use crate::sys::{self, cstr, Errno, Micros};
-use crate::users::ExecUser;
 use alloc::ffi::CString;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::ptr;
+use d2v_runtime::proto::{Frame, Kind};
+use d2v_runtime::user::ExecUser;
 
 /// Everything needed to start the entrypoint.
 pub struct Launch {
     /// PATH used to find `argv[0]` (the child's own PATH).
     pub path: String,
+    /// ENTRYPOINT + CMD.
     pub argv: Vec<String>,
+    /// The whole environment.
     pub env: Vec<String>,
+    /// Who it runs as.
     pub user: ExecUser,
+    /// Its working directory.
     pub workdir: String,
-    /// What a VMM's graceful stop (Ctrl-Alt-Del → SIGINT from the kernel) becomes.
+    /// What the host's stop request becomes.
     pub stop_signal: i32,
-    pub debug: bool,
     /// Between SIGTERM and SIGKILL for processes left after the main one exits.
     pub grace_ms: u64,
 }
@@ -74,17 +81,28 @@ fn child_fail(msg: &[u8], err: Errno, code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Spawns the entrypoint and supervises it until it exits; returns its wait status.
-pub fn run(l: &Launch) -> i32 {
+/// Blocks the signals init handles through a signalfd and returns that fd.
+pub fn block_signals() -> i32 {
     let mut all = Vec::from(FORWARDED);
     all.push(libc::SIGCHLD);
     let set = sigset(&all);
-    // SAFETY: blocking signals for this (single-threaded) process.
-    unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, ptr::null_mut()) };
+    // SAFETY: blocking signals for this (single-threaded) process, then a
+    // signalfd reading the same set.
+    unsafe {
+        libc::sigprocmask(libc::SIG_BLOCK, &set, ptr::null_mut());
+        libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK)
+    }
+}
 
+/// Forks and execs the entrypoint on `io`; returns its pid, or the exit code
+/// to report when it cannot start (127 not found, 126 not runnable).
+pub fn spawn(l: &Launch, io: &Stdio) -> Result<i32, i32> {
     let Some(exe) = lookup(&l.argv[0], &l.path) else {
-        say!("couldn't find {:?} in PATH={}: ENOENT", l.argv[0], l.path);
-        return 127 << 8;
+        crate::pid1::error(&alloc::format!(
+            "exec: \"{}\": executable file not found in $PATH",
+            l.argv[0]
+        ));
+        return Err(127);
     };
     let exe_c = cstr(exe.as_bytes());
     let argv_c: Vec<CString> = l.argv.iter().map(|a| cstr(a.as_bytes())).collect();
@@ -95,23 +113,30 @@ pub fn run(l: &Launch) -> i32 {
     env_p.push(ptr::null());
     let workdir_c = cstr(l.workdir.as_bytes());
     let groups: Vec<libc::gid_t> = l.user.groups.clone();
-
-    if l.debug {
-        say!("[{}] exec {}", Micros(sys::boottime()), exe);
-    }
+    let child = io.child;
+    let tty = io.tty;
+    say!("[{}] exec {}", Micros(sys::boottime()), exe);
     // SAFETY: fork in a single-threaded process; the child only makes
     // async-signal-safe calls on memory prepared before the fork, then execs.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
-        say!("couldn't fork: {}", Errno::last());
-        return crate::pid1::code::SPAWN << 8;
+        crate::pid1::error(&alloc::format!("couldn't fork: {}", Errno::last()));
+        return Err(crate::pid1::code::SPAWN);
     }
     if pid == 0 {
-        // SAFETY: see above; each call's failure ends the child with a message.
+        // SAFETY: see above; each call's failure ends the child with a message
+        // on its own stderr.
         unsafe {
             let empty = sigset(&[]);
             libc::sigprocmask(libc::SIG_SETMASK, &empty, ptr::null_mut());
             libc::setsid();
+            if tty {
+                libc::ioctl(child[0], libc::TIOCSCTTY, 0);
+            }
+            for (target, &fd) in child.iter().enumerate() {
+                libc::dup2(fd, target as i32);
+            }
+            libc::umask(0o022);
             if libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
                 child_fail(b"couldn't set supplementary groups", Errno::last(), 126);
             }
@@ -134,25 +159,236 @@ pub fn run(l: &Launch) -> i32 {
             );
         }
     }
-    loop {
-        // SAFETY: info is an out-parameter for sigwaitinfo on our blocked set.
-        let mut info: libc::siginfo_t = unsafe { core::mem::zeroed() };
-        let sig = unsafe { libc::sigwaitinfo(&set, &mut info) };
-        if sig < 0 {
+    Ok(pid)
+}
+
+/// The relay between the channel and the entrypoint's stdio.
+struct Relay<'a> {
+    /// None in console mode (no host channel).
+    ch: Option<&'a mut Channel>,
+    io: Stdio,
+    /// Bytes from the host not yet written to stdin.
+    pending: Vec<u8>,
+    /// The host closed stdin: close ours once `pending` is written.
+    stdin_eof: bool,
+}
+
+/// Most bytes of unwritten stdin init holds before it stops reading the channel.
+const STDIN_BUFFER: usize = 4 << 20;
+
+impl Relay<'_> {
+    /// Copies what `fd` has to the host as `kind` frames; false at EOF.
+    fn pump(&mut self, fd: i32, kind: Kind) -> bool {
+        let mut buf = [0u8; crate::channel::CHUNK];
+        loop {
+            match sys::read(fd, &mut buf) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    if let Some(ch) = &self.ch {
+                        ch.send(kind, &buf[..n]);
+                    }
+                }
+                Err(Errno(libc::EAGAIN)) => return true,
+                // A terminal master reads EIO once no process has the slave open.
+                Err(_) => return false,
+            }
+        }
+    }
+
+    fn drain_outputs(&mut self) {
+        if self.io.out >= 0 && !self.pump(self.io.out, Kind::Stdout) {
+            self.close_out();
+        }
+        if self.io.err >= 0 && !self.pump(self.io.err, Kind::Stderr) {
+            sys::close(self.io.err);
+            self.io.err = -1;
+        }
+    }
+
+    fn close_out(&mut self) {
+        if self.io.tty {
+            // The master is also stdin; keep it for the input side until the end.
+            self.io.out = -1;
+        } else {
+            sys::close(self.io.out);
+            self.io.out = -1;
+        }
+    }
+
+    fn write_stdin(&mut self) {
+        while !self.pending.is_empty() && self.io.input >= 0 {
+            // SAFETY: pending holds pending.len() readable bytes.
+            let n = unsafe {
+                libc::write(
+                    self.io.input,
+                    self.pending.as_ptr() as *const libc::c_void,
+                    self.pending.len(),
+                )
+            };
+            if n < 0 {
+                match Errno::last() {
+                    Errno(libc::EAGAIN) => return,
+                    Errno(libc::EINTR) => continue,
+                    // The reader is gone (EPIPE): drop what it will never read.
+                    _ => {
+                        self.pending.clear();
+                        self.close_stdin();
+                        return;
+                    }
+                }
+            }
+            self.pending.drain(..n as usize);
+        }
+        if self.pending.is_empty() && self.stdin_eof {
+            if self.io.tty {
+                // EOF on a terminal is the VEOF character at a line start.
+                sys::write_all(self.io.input, &[4]);
+                self.stdin_eof = false;
+            } else {
+                self.close_stdin();
+            }
+        }
+    }
+
+    fn close_stdin(&mut self) {
+        if self.io.input >= 0 && !self.io.tty {
+            sys::close(self.io.input);
+        }
+        if !self.io.tty {
+            self.io.input = -1;
+        }
+    }
+
+    /// Reads the channel and acts on its frames; false when the host is gone.
+    fn read_host(&mut self, pid: i32, stop_signal: i32) -> bool {
+        let Some(ch) = self.ch.as_mut() else {
+            return true;
+        };
+        if !matches!(ch.fill(), Ok(true)) {
+            return false;
+        }
+        let mut frames = Vec::new();
+        while let Ok(Some(f)) = ch.next() {
+            frames.push(f);
+        }
+        for f in frames {
+            self.on_frame(f, pid, stop_signal);
+        }
+        true
+    }
+
+    /// Acts on one frame from the host.
+    fn on_frame(&mut self, f: Frame, pid: i32, stop_signal: i32) {
+        match f.kind {
+            Kind::Stdin if self.io.input >= 0 => self.pending.extend_from_slice(&f.payload),
+            Kind::StdinEof => self.stdin_eof = true,
+            Kind::Resize if self.io.tty => {
+                if let Ok((rows, cols)) = f.resize() {
+                    set_winsize(self.io.input, rows, cols);
+                }
+            }
+            Kind::Stop => {
+                say!("stop requested: sending signal {stop_signal} to the entrypoint");
+                // SAFETY: signalling our child.
+                unsafe { libc::kill(pid, stop_signal) };
+            }
+            Kind::Kill => {
+                say!("stop timeout: sending SIGKILL");
+                // SAFETY: kill(-1) signals every process but PID 1 itself.
+                unsafe { libc::kill(-1, libc::SIGKILL) };
+            }
+            Kind::Clock => {
+                if let Ok((secs, nanos)) = f.clock() {
+                    crate::pid1::set_clock(secs, nanos);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Relays stdio and host requests until the main process `pid` exits;
+/// returns its wait status.
+pub fn supervise(ch: Option<&mut Channel>, io: Stdio, pid: i32, sfd: i32, l: &Launch) -> i32 {
+    let mut r = Relay {
+        ch,
+        io,
+        pending: Vec::new(),
+        stdin_eof: false,
+    };
+    let mut host_gone = false;
+    let status = loop {
+        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(5);
+        let mut add = |fd: i32, events: i16| {
+            fds.push(libc::pollfd {
+                fd,
+                events,
+                revents: 0,
+            })
+        };
+        let chan_fd = match &r.ch {
+            Some(ch) if !host_gone && r.pending.len() <= STDIN_BUFFER => ch.fd,
+            _ => -1,
+        };
+        add(chan_fd, libc::POLLIN);
+        add(r.io.out, libc::POLLIN);
+        add(r.io.err, libc::POLLIN);
+        add(
+            if r.pending.is_empty() { -1 } else { r.io.input },
+            libc::POLLOUT,
+        );
+        add(sfd, libc::POLLIN);
+        // SAFETY: fds is a valid array of pollfd; negative fds are ignored.
+        if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) } < 0 {
             continue;
         }
-        if sig == libc::SIGCHLD {
-            if let Some(status) = reap(pid) {
-                return status;
+        let ready = |i: usize| fds[i].revents != 0;
+        if ready(0) && !r.read_host(pid, l.stop_signal) {
+            // d2v is gone: nobody to report to; stop everything.
+            host_gone = true;
+            // SAFETY: as in Kind::Kill.
+            unsafe { libc::kill(-1, libc::SIGKILL) };
+        }
+        if ready(1) && !r.pump(r.io.out, Kind::Stdout) {
+            r.close_out();
+        }
+        if ready(2) && !r.pump(r.io.err, Kind::Stderr) {
+            sys::close(r.io.err);
+            r.io.err = -1;
+        }
+        if ready(3) || (r.stdin_eof && r.pending.is_empty()) {
+            r.write_stdin();
+        }
+        if ready(4) {
+            if let Some(st) = signals(sfd, pid) {
+                break st;
             }
-        } else if sig == libc::SIGINT && info.si_code == libc::SI_KERNEL {
-            say!(
-                "stop requested: sending signal {} to {}",
-                l.stop_signal,
-                l.argv[0]
-            );
-            // SAFETY: signalling our child.
-            unsafe { libc::kill(pid, l.stop_signal) };
+        }
+    };
+    r.drain_outputs();
+    kill_the_rest(l.grace_ms);
+    r.drain_outputs();
+    status
+}
+
+/// Reads the signalfd: SIGCHLD reaps (returning the main process's status
+/// when it exited), other signals are forwarded to it.
+fn signals(sfd: i32, pid: i32) -> Option<i32> {
+    let mut status = None;
+    loop {
+        // SAFETY: signalfd_siginfo is plain data.
+        let mut info: libc::signalfd_siginfo = unsafe { core::mem::zeroed() };
+        let size = core::mem::size_of::<libc::signalfd_siginfo>();
+        // SAFETY: reading one signalfd_siginfo into info.
+        let n = unsafe { libc::read(sfd, &mut info as *mut _ as *mut libc::c_void, size) };
+        if n != size as isize {
+            return status;
+        }
+        let sig = info.ssi_signo as i32;
+        if sig == libc::SIGCHLD {
+            if let Some(st) = reap(pid) {
+                status = Some(st);
+            }
         } else {
             // SAFETY: signalling our child.
             unsafe { libc::kill(pid, sig) };
@@ -214,7 +450,7 @@ fn kill_the_rest(grace_ms: u64) {
         // SAFETY: waiting on the blocked SIGCHLD with a timeout.
         unsafe { libc::sigtimedwait(&chld, ptr::null_mut(), &ts) };
     }
-    say!("processes left after {} ms: sending SIGKILL", grace_ms);
+    say!("processes left after {grace_ms} ms: sending SIGKILL");
     // SAFETY: as above.
     unsafe { libc::kill(-1, libc::SIGKILL) };
     loop {
@@ -226,28 +462,14 @@ fn kill_the_rest(grace_ms: u64) {
     }
 }
 
-/// After the main process exited: stop the rest, sync, remount / read-only,
-/// report the code and power off.
-pub fn shutdown(l: &Launch, status: i32, exit_port: Option<u16>) -> ! {
-    let code = exit_code(status);
-    kill_the_rest(l.grace_ms);
-    // SAFETY: sync has no preconditions.
-    unsafe { libc::sync() };
-    if let Err(e) = sys::mount(b"", b"/", b"", libc::MS_REMOUNT | libc::MS_RDONLY, b"") {
-        say!("couldn't remount / read-only: {e}");
-    }
-    say!("{} exited with code {code}", l.argv[0]);
-    power_off(exit_port, code)
-}
-
-/// Flushes the console, passes `code` out through QEMU's isa-debug-exit port when
+/// Syncs, remounts / read-only, passes `code` out through QEMU's isa-debug-exit port when
 /// asked, and reboots (which QEMU `-no-reboot` and Firecracker turn into an exit).
 pub fn power_off(exit_port: Option<u16>, code: i32) -> ! {
-    // SAFETY: tcdrain waits for queued console output; sync flushes filesystems.
-    unsafe {
-        libc::tcdrain(1);
-        libc::tcdrain(2);
-        libc::sync();
+    // SAFETY: sync flushes filesystems.
+    unsafe { libc::sync() };
+    // A clean root filesystem: nothing for the journal to replay next time.
+    if let Err(e) = sys::mount(b"", b"/", b"", libc::MS_REMOUNT | libc::MS_RDONLY, b"") {
+        say!("couldn't remount / read-only: {e}");
     }
     if let Some(port) = exit_port {
         write_exit_port(port, code);

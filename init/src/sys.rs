@@ -259,3 +259,78 @@ pub fn ensure_console_stdio() {
         }
     }
 }
+
+/// `read(2)`, retrying on EINTR.
+pub fn read(fd: i32, buf: &mut [u8]) -> SysResult<usize> {
+    loop {
+        // SAFETY: buf is a writable buffer of buf.len() bytes.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = Errno::last();
+        if e.0 != libc::EINTR {
+            return Err(e);
+        }
+    }
+}
+
+/// The entry names of a directory, without `.` and `..`.
+pub fn read_dir_names(path: &[u8]) -> SysResult<Vec<Vec<u8>>> {
+    let p = cstr(path);
+    // SAFETY: p is a valid C string; the DIR stream is closed below.
+    let dir = unsafe { libc::opendir(p.as_ptr()) };
+    if dir.is_null() {
+        return Err(Errno::last());
+    }
+    let mut out = Vec::new();
+    loop {
+        // SAFETY: dir is an open DIR stream; the entry is copied before the next call.
+        let ent = unsafe { libc::readdir(dir) };
+        if ent.is_null() {
+            break;
+        }
+        // SAFETY: d_name is a NUL-terminated name inside the entry.
+        let name = unsafe { core::ffi::CStr::from_ptr((*ent).d_name.as_ptr()) }.to_bytes();
+        if name != b"." && name != b".." {
+            out.push(name.to_vec());
+        }
+    }
+    // SAFETY: closing the stream opened above.
+    unsafe { libc::closedir(dir) };
+    Ok(out)
+}
+
+/// `pipe2(O_CLOEXEC)`: (read end, write end).
+pub fn pipe() -> SysResult<(i32, i32)> {
+    let mut fds = [0i32; 2];
+    // SAFETY: fds is a valid out-array of two ints.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    Ok((fds[0], fds[1]))
+}
+
+/// Adds O_NONBLOCK to `fd`.
+pub fn set_nonblocking(fd: i32) {
+    // SAFETY: F_GETFL/F_SETFL on an fd we own.
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
+    }
+}
+
+/// `mknod(path, mode, makedev(major, minor))`; an existing node is fine.
+pub fn mknod(path: &[u8], mode: u32, major: u32, minor: u32) -> SysResult<()> {
+    let p = cstr(path);
+    // SAFETY: p is a valid C string.
+    match check(unsafe { libc::mknod(p.as_ptr(), mode, libc::makedev(major, minor)) }) {
+        Err(Errno(libc::EEXIST)) | Ok(_) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// `chmod(2)`: the umask does not apply.
+pub fn chmod(path: &[u8], mode: u32) -> SysResult<()> {
+    let p = cstr(path);
+    // SAFETY: p is a valid C string.
+    check(unsafe { libc::chmod(p.as_ptr(), mode) }).map(|_| ())
+}

@@ -43,7 +43,6 @@ pub mod source;
 mod stream;
 mod superblock;
 mod tarstream;
-pub mod vmconfig;
 mod writer;
 mod xattr;
 

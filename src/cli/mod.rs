@@ -3,6 +3,7 @@
 mod build;
 mod cache_share;
 mod images;
+mod kernel;
 mod mount;
 
 mod pack;
@@ -55,7 +56,9 @@ enum Command {
     /// Print the build plan and image config of a Dockerfile as JSON
     Plan(plan::PlanArgs),
     /// Boot an image in a microVM and exit with its entrypoint's exit code
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
+    /// Build or locate d2v's microVM guest kernel
+    Kernel(kernel::KernelArgs),
 }
 
 /// Parse the command line, run the subcommand and turn errors into an exit code.
@@ -84,7 +87,8 @@ pub fn main() -> ExitCode {
         Command::ServeLayers(a) => serve_layers::run(a),
         Command::Pack(args) => pack::run(args),
         Command::Plan(a) => plan::run(a),
-        Command::Run(a) => run::run(a),
+        Command::Run(a) => run::run(*a),
+        Command::Kernel(a) => kernel::run(a),
     };
     match result {
         Ok(code) => code,

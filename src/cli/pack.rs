@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use d2v_packer::vmconfig::VmConfig;
+use d2v::run::vmconfig::VmConfig;
 use d2v_packer::{Ext4Writer, Options, Summary};
 
 /// Flags of `d2v pack`.

@@ -1,10 +1,12 @@
-//! `d2v run`: boot an image and exit with its entrypoint's exit code.
+//! `d2v run`: boot an image as `docker run` runs a container, and exit with
+//! its entrypoint's exit code.
 
 use anyhow::{bail, Context};
-use d2v::run::{self, InitrdChoice, PortMapping, RunOptions, Vmm};
-use d2v::runtime_config::RuntimeOverride;
-use std::path::PathBuf;
+use d2v::run::{self, disk::parse_size, InitrdChoice, PortMapping, RunOptions, Vmm, Volume};
+use d2v::runtime_config::docker_run_overrides;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// Arguments of `d2v run`.
 #[derive(clap::Args, Debug)]
@@ -12,42 +14,83 @@ pub struct RunArgs {
     /// Image name in the store, packed on demand (fetched first, like
     /// `docker run`, when the store lacks it)
     pub name: Option<String>,
-    /// A packed ext4 root filesystem to boot
+    /// A packed ext4 root filesystem to boot (never modified)
     #[arg(long, conflicts_with = "name")]
     pub image: Option<PathBuf>,
-    /// Kernel (bzImage or vmlinux); default: the host's from /boot
+    /// Keep stdin open and send it to the entrypoint
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Give the entrypoint a terminal (the host's size; resizes follow)
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Set an environment variable: K=V, or K for the host's value
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Read environment variables from a file (K=V lines, # comments)
+    #[arg(long = "env-file")]
+    pub env_file: Vec<PathBuf>,
+    /// Run as this user (name, uid, user:group)
+    #[arg(long, short = 'u')]
+    pub user: Option<String>,
+    /// Working directory inside the guest
+    #[arg(long, short = 'w')]
+    pub workdir: Option<String>,
+    /// The guest's hostname (default: a random container ID)
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Replace the image's ENTRYPOINT (and clear its CMD)
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Publish a guest port: [IP:][HOST:]GUEST[/tcp|/udp] (no HOST: a free one)
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// Publish every EXPOSEd port on a free host port
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
+    /// Network: default (outbound access, like Docker's bridge) or none
+    #[arg(long, default_value = "default")]
+    pub network: String,
+    /// Share a host directory: HOST:GUEST[:ro]
+    #[arg(short = 'v', long = "volume")]
+    pub volume: Vec<String>,
+    /// Keep the run's disk under this name; `d2v run --name N` again boots it
+    #[arg(long = "name")]
+    pub container: Option<String>,
+    /// Remove the named run's disk when it exits
+    #[arg(long)]
+    pub rm: bool,
+    /// Seconds between the stop signal and SIGKILL when d2v is asked to stop
+    #[arg(long, default_value_t = 10)]
+    pub stop_timeout: u64,
+    /// Size of the run's disk (the root filesystem grows to it): 2G, 512M
+    #[arg(long)]
+    pub disk_size: Option<String>,
+    /// Guest memory (256M, 1G)
+    #[arg(long, short = 'm', alias = "memory", default_value = "1G")]
+    pub mem: String,
+    /// vCPUs (default: the host's, at most 4)
+    #[arg(long)]
+    pub cpus: Option<u32>,
+    /// Kernel (vmlinux or bzImage); default: `d2v kernel build`'s, else the host's
     #[arg(long)]
     pub kernel: Option<PathBuf>,
     /// auto (module initramfs when the kernel needs one), none, or a file
     #[arg(long, default_value = "auto")]
     pub initrd: String,
-    /// qemu or firecracker; default: firecracker when it and KVM work, else qemu
+    /// qemu or firecracker; default: firecracker when it and KVM work and the
+    /// run needs nothing only QEMU offers, else qemu
     #[arg(long)]
     pub vmm: Option<String>,
-    /// Guest memory (256M, 1G)
-    #[arg(long, default_value = "256M")]
-    pub mem: String,
-    /// vCPUs
-    #[arg(long, default_value_t = 1)]
-    pub cpus: u32,
-    /// Publish a guest TCP port on 127.0.0.1 (HOST:GUEST)
-    #[arg(short = 'p', long = "publish")]
-    pub publish: Vec<String>,
-    /// Set an environment variable (K=V), after the image's ENV
-    #[arg(short = 'e', long = "env")]
-    pub env: Vec<String>,
-    /// Run as this user (name, uid, user:group)
-    #[arg(long, short = 'u')]
-    pub user: Option<String>,
-    /// Replace the image's ENTRYPOINT (and clear its CMD)
-    #[arg(long)]
-    pub entrypoint: Option<String>,
-    /// Print boot timestamps and kernel messages
+    /// Kernel and init messages on stderr
     #[arg(long)]
     pub debug: bool,
-    /// Extra kernel command-line word (repeatable), e.g. d2v.grace_ms=500
+    /// Extra kernel command-line word (repeatable)
     #[arg(long = "kernel-arg")]
     pub kernel_args: Vec<String>,
+    /// Milliseconds leftover processes get between SIGTERM and SIGKILL after
+    /// the entrypoint exits
+    #[arg(long, hide = true)]
+    pub grace_ms: Option<u64>,
     /// Where a missing image is fetched from
     #[command(flatten)]
     pub sources: super::sources::SourceArgs,
@@ -56,10 +99,16 @@ pub struct RunArgs {
     pub args: Vec<String>,
 }
 
-/// Packs store image `name` for booting (reusing an unchanged earlier pack):
-/// every run boots a fresh copy of the image, as every `docker run` starts a
-/// fresh container.
-fn pack_for_run(name: &str, sources: &super::sources::SourceArgs) -> anyhow::Result<PathBuf> {
+/// A packed store image and the ports it EXPOSEs.
+struct Packed {
+    path: PathBuf,
+    exposed: Vec<String>,
+}
+
+/// Packs store image `name` for booting, reusing an unchanged earlier pack
+/// (runs never modify it: each boots its own copy-on-write disk). The one
+/// place `d2v run` packs.
+fn pack_for_run(name: &str, sources: &super::sources::SourceArgs) -> anyhow::Result<Packed> {
     let store = d2v::store::Store::open_default()?;
     sources.ensure(&store, name)?;
     let safe: String = name
@@ -92,16 +141,43 @@ fn pack_for_run(name: &str, sources: &super::sources::SourceArgs) -> anyhow::Res
             s.image_bytes as f64 / (1 << 20) as f64
         );
     }
+    Ok(Packed {
+        path: out,
+        exposed: outcome.config.exposed_ports,
+    })
+}
+
+/// `-e K=V`, `-e K` (the host's value, dropped when unset, as Docker does)
+/// and `--env-file` lines, in Docker's order (files first).
+fn environment(env: &[String], files: &[PathBuf]) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut add = |entry: &str| {
+        if entry.contains('=') {
+            out.push(entry.to_string());
+        } else if let Ok(v) = std::env::var(entry) {
+            out.push(format!("{entry}={v}"));
+        }
+    };
+    for f in files {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("reading --env-file {}", f.display()))?;
+        for line in text.lines() {
+            let line = line.trim_start();
+            if !line.is_empty() && !line.starts_with('#') {
+                add(line);
+            }
+        }
+    }
+    for e in env {
+        if e.is_empty() || e.starts_with('=') {
+            bail!("bad -e {e:?}: expected K=V or K");
+        }
+        add(e);
+    }
     Ok(out)
 }
 
-/// Runs `d2v run`.
-pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
-    let image = match (&a.image, &a.name) {
-        (Some(p), _) => p.clone(),
-        (None, Some(name)) => pack_for_run(name, &a.sources)?,
-        (None, None) => bail!("give an image name or --image PATH"),
-    };
+fn options(a: RunArgs, exposed: &[String]) -> anyhow::Result<RunOptions> {
     let initrd = match a.initrd.as_str() {
         "auto" => InitrdChoice::Auto,
         "none" => InitrdChoice::None,
@@ -113,28 +189,73 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         Some("firecracker") => Some(Vmm::Firecracker),
         Some(v) => bail!("unknown --vmm {v:?}: expected qemu or firecracker"),
     };
+    let network = match a.network.as_str() {
+        "default" | "bridge" => true,
+        "none" => false,
+        n => bail!("unknown --network {n:?}: expected default or none"),
+    };
     let mem_mib = run::parse_mem(&a.mem).with_context(|| format!("bad --mem {:?}", a.mem))?;
-    let publish = a
+    let mut publish = a
         .publish
         .iter()
         .map(|p| p.parse::<PortMapping>())
         .collect::<Result<Vec<_>, _>>()?;
-    for e in &a.env {
-        if !e.contains('=') {
-            bail!("bad -e {e:?}: expected K=V");
-        }
+    if a.publish_all {
+        publish.extend(exposed.iter().filter_map(|e| PortMapping::for_exposed(e)));
     }
-    let opts = RunOptions {
+    if !network && !publish.is_empty() {
+        bail!("-p and -P need a network: drop --network none");
+    }
+    let volumes = a
+        .volume
+        .iter()
+        .map(|v| v.parse::<Volume>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let disk_size = match &a.disk_size {
+        Some(s) => Some(parse_size(s).with_context(|| format!("bad --disk-size {s:?}"))?),
+        None => None,
+    };
+    let mut overrides = docker_run_overrides(
+        a.entrypoint,
+        a.args,
+        environment(&a.env, &a.env_file)?,
+        a.user,
+    );
+    overrides.workdir = a.workdir;
+    overrides.hostname = a.hostname;
+    Ok(RunOptions {
         kernel: a.kernel,
         initrd,
         vmm,
         mem_mib,
-        cpus: a.cpus,
+        cpus: a.cpus.unwrap_or_else(run::default_cpus),
+        network,
         publish,
-        overrides: RuntimeOverride::docker_run(a.entrypoint, a.args, a.env, a.user),
+        volumes,
+        overrides,
+        stdin: a.interactive,
+        tty: a.tty,
+        stop_timeout: Duration::from_secs(a.stop_timeout),
+        disk_size,
+        name: a.container,
+        remove: a.rm,
         debug: a.debug,
+        grace_ms: a.grace_ms,
         extra_cmdline: a.kernel_args,
+    })
+}
+
+/// Runs `d2v run`.
+pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
+    let (image, exposed) = match (&a.image, &a.name) {
+        (Some(p), _) => (p.clone(), Vec::new()),
+        (None, Some(name)) => {
+            let p = pack_for_run(name, &a.sources)?;
+            (p.path, p.exposed)
+        }
+        (None, None) => bail!("give an image name or --image PATH"),
     };
-    let code = run::run_image(&image, &opts)?;
+    let opts = options(a, &exposed)?;
+    let code = run::run_image(Path::new(&image), &opts)?;
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }

@@ -1,77 +1,69 @@
-//! The guest's serial console: copied to our stdout as it arrives, and scanned
-//! for init's last line (`d2v-init: X exited with code N` or
-//! `d2v-init: init failed with code N`), the exit code `d2v run` returns.
+//! The VMM's own output: the guest's serial console (kernel messages, init's
+//! lines before the channel is up) and the VMM's stderr. Shown on d2v's
+//! stderr with `--debug`; otherwise only its tail, when the VM stopped
+//! without an exit code.
 
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-/// The exit code in one console line from init, if it is the final report.
-pub fn exit_code_in(line: &str) -> Option<i32> {
-    let line = line.trim_end_matches(['\r', '\n']);
-    let rest = line.strip_prefix("d2v-init: ")?;
-    let (head, code) = rest.rsplit_once(" with code ")?;
-    if !(head.ends_with(" exited") || head == "init failed") {
-        return None;
-    }
-    code.trim().parse().ok()
+/// How much of the console is kept for a failure report.
+const TAIL: usize = 16 << 10;
+
+/// The collected console.
+#[derive(Clone, Default)]
+pub struct Console {
+    tail: Arc<Mutex<Vec<u8>>>,
 }
 
-/// Copies `src` to stdout until EOF; returns the last exit code init reported.
-pub fn stream(mut src: impl Read + Send + 'static) -> JoinHandle<Option<i32>> {
-    let code = Arc::new(Mutex::new(None));
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        let mut line = Vec::new();
-        let mut stdout = std::io::stdout();
-        loop {
-            let n = match src.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            let _ = stdout.write_all(&buf[..n]);
-            let _ = stdout.flush();
-            for &b in &buf[..n] {
-                if b == b'\n' {
-                    if let Some(c) = exit_code_in(&String::from_utf8_lossy(&line)) {
-                        *code.lock().unwrap() = Some(c);
-                    }
-                    line.clear();
-                } else {
-                    line.push(b);
+impl Console {
+    /// Reads `src` until EOF, forwarding to stderr when `show`.
+    pub fn collect(&self, mut src: impl Read + Send + 'static, show: bool) -> JoinHandle<()> {
+        let tail = self.tail.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = match src.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                if show {
+                    let mut e = std::io::stderr().lock();
+                    let _ = e.write_all(&buf[..n]).and_then(|_| e.flush());
+                }
+                let mut t = tail.lock().unwrap_or_else(|e| e.into_inner());
+                t.extend_from_slice(&buf[..n]);
+                if t.len() > 2 * TAIL {
+                    let cut = t.len() - TAIL;
+                    t.drain(..cut);
                 }
             }
-        }
-        if let Some(c) = exit_code_in(&String::from_utf8_lossy(&line)) {
-            *code.lock().unwrap() = Some(c);
-        }
-        let c = *code.lock().unwrap();
-        c
-    })
+        })
+    }
+
+    /// The last lines collected, `\r` removed.
+    pub fn tail(&self) -> String {
+        let t = self.tail.lock().unwrap_or_else(|e| e.into_inner());
+        let from = t.len().saturating_sub(TAIL);
+        String::from_utf8_lossy(&t[from..]).replace('\r', "")
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::exit_code_in;
+    use super::*;
 
     #[test]
-    fn finds_init_exit_reports_only() {
-        assert_eq!(
-            exit_code_in("d2v-init: /app/prog exited with code 3\r\n"),
-            Some(3)
-        );
-        assert_eq!(
-            exit_code_in("d2v-init: /bin/sh -c x exited with code 0"),
-            Some(0)
-        );
-        assert_eq!(
-            exit_code_in("d2v-init: init failed with code 241"),
-            Some(241)
-        );
-        assert_eq!(exit_code_in("app: exited with code 3"), None);
-        assert_eq!(
-            exit_code_in("d2v-init: couldn't mount proc on /proc: EPERM"),
-            None
+    fn keeps_the_tail_of_a_long_console() {
+        let c = Console::default();
+        let mut data = vec![b'a'; 100 << 10];
+        data.extend_from_slice(b"\r\nKernel panic - not syncing\r\n");
+        c.collect(std::io::Cursor::new(data), false).join().unwrap();
+        let t = c.tail();
+        assert!(
+            t.len() <= TAIL && t.ends_with("Kernel panic - not syncing\n"),
+            "{}",
+            t.len()
         );
     }
 }

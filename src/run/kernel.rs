@@ -1,4 +1,5 @@
-//! The guest kernel: the host's own from /boot by default, unpacked from its
+//! The guest kernel: d2v's microVM kernel when `d2v kernel build` made one
+//! (see [`super::kbuild`]), else the host's own from /boot, unpacked from its
 //! bzImage into an ELF vmlinux (QEMU and Firecracker boot it directly through
 //! PVH, much faster than the bzImage under TCG), and cached.
 
@@ -8,14 +9,22 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+/// Which kind of kernel boots, which decides the machine and the initramfs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelKind {
+    /// d2v's own (`d2v kernel build`): all built in, devices on the command line.
+    Microvm,
+    /// A distribution kernel: modules (a d2v initramfs), devices through ACPI.
+    Distro,
+}
+
 /// The store directory: `D2V_HOME`, else `/var/lib/d2v` for root, else
 /// `$XDG_DATA_HOME/d2v` (`~/.local/share/d2v`).
 pub fn store_root() -> PathBuf {
     if let Some(h) = std::env::var_os("D2V_HOME") {
         return PathBuf::from(h);
     }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
+    if nix::unistd::geteuid().is_root() {
         return PathBuf::from("/var/lib/d2v");
     }
     if let Some(x) = std::env::var_os("XDG_DATA_HOME") {
@@ -25,9 +34,22 @@ pub fn store_root() -> PathBuf {
     PathBuf::from(home).join(".local/share/d2v")
 }
 
-/// Where unpacked kernels, initramfs images and the KVM probe result are cached.
+/// Where unpacked kernels and initramfs images are cached.
 pub fn cache_dir() -> PathBuf {
     store_root().join("kernels")
+}
+
+/// Machine-wide facts and files, shared by every store: `/var/cache/d2v` for
+/// root, else `$XDG_CACHE_HOME/d2v` (`~/.cache/d2v`).
+pub fn machine_cache_dir() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/var/cache/d2v");
+    }
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"))
+        .join("d2v")
 }
 
 /// The host kernel image in /boot: the running kernel's when present, else the

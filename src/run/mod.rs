@@ -1,9 +1,10 @@
-//! `d2v run`: boot a packed image under QEMU (`-M microvm`, virtio-mmio, like
-//! Firecracker) or Firecracker, stream its console and return the entrypoint's
-//! exit code.
-//!
-//! The seam for `d2v run NAME` is [`run_image`]: give it the packed ext4 and the
-//! per-boot [`RuntimeOverride`]s in [`RunOptions`].
+//! `d2v run`: boot a packed image as `docker run` runs a container. The VM
+//! boots a copy-on-write disk over the image ([`disk`]) under QEMU (`-M
+//! microvm`) or Firecracker, and talks to the guest's init over one channel
+//! ([`channel`], [`session`]): the run request and clock in, the
+//! entrypoint's stdout and stderr (separate, byte-exact), init's messages and
+//! the exit code out; stdin with `-i`, a terminal with `-t`, stop requests on
+//! SIGINT/SIGTERM/SIGHUP.
 //!
 //! ```no_run
 //! use d2v::run::{run_image, RunOptions};
@@ -12,14 +13,32 @@
 //! # Ok::<(), d2v::run::RunError>(())
 //! ```
 
+pub mod channel;
 pub mod console;
+pub mod disk;
 pub mod firecracker;
 pub mod initramfs;
+pub mod kbuild;
 pub mod kernel;
+pub mod options;
+pub mod ports;
 pub mod qemu;
+pub mod session;
+pub mod signals;
+pub mod terminal;
+pub mod vmconfig;
 
-use crate::runtime_config::RuntimeOverride;
+use crate::runtime_config::{NetworkConfig, RunRequest, VolumeMount};
+use channel::{ChannelListener, Transport};
+use disk::{Container, DiskFormat};
+pub use kernel::KernelKind;
+pub use options::{default_cpus, parse_mem, InitrdChoice, RunOptions, Vmm, Volume};
+pub use ports::PortMapping;
+use std::os::fd::AsFd;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
 
 /// The static guest init (`d2v-init`), built by `build.rs` and embedded here so
 /// `d2v pack` can write it to `/sbin/d2v-init` with no extra step.
@@ -27,17 +46,17 @@ pub fn init_binary() -> &'static [u8] {
     include_bytes!(env!("D2V_INIT_PATH"))
 }
 
-/// What can go wrong before or around a boot. The guest's own failures arrive
-/// as exit codes with a console line from init.
+/// What can go wrong before or around a boot. The guest's own failures
+/// arrive as exit codes with a message from init.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// No `--kernel` and nothing usable in /boot.
-    #[error("no kernel to boot: none in /boot (install Debian's linux-image-amd64) and no --kernel given")]
+    /// No `--kernel`, no built microVM kernel and nothing usable in /boot.
+    #[error("no kernel to boot: none in /boot (install Debian's linux-image-amd64, or run `d2v kernel build`) and no --kernel given")]
     NoKernel,
     /// `--kernel PATH` does not exist.
     #[error("kernel {0} not found")]
     KernelNotFound(PathBuf),
-    /// The image cannot be opened for reading and writing.
+    /// The image cannot be opened for reading.
     #[error("couldn't open image {path}: {source}")]
     Image {
         /// The image.
@@ -53,23 +72,45 @@ pub enum RunError {
         /// Why.
         source: std::io::Error,
     },
-    /// The VMM binary is missing or could not start.
-    #[error("couldn't start {program}: {source} (install Debian's qemu-system-x86)")]
+    /// The VMM (or qemu-img, make) is missing or could not start.
+    #[error(
+        "couldn't start {program}: {source} (install Debian's qemu-system-x86 and qemu-utils)"
+    )]
     Vmm {
         /// The binary.
         program: String,
         /// Why.
         source: std::io::Error,
     },
-    /// Firecracker was asked for but cannot run here.
+    /// Firecracker was asked for but cannot do this run.
     #[error("firecracker can't run here: {0}")]
     Firecracker(String),
-    /// A `-p` value that is not `HOST:GUEST`.
-    #[error("bad port mapping {0:?}: expected HOST:GUEST")]
+    /// A `-p` value that is not `[IP:][HOST:]GUEST[/PROTO]`.
+    #[error("bad port mapping {0:?}: expected [IP:][HOST:]GUEST[/tcp|/udp]")]
     BadPort(String),
+    /// A `-v` value that is not `HOST:GUEST[:ro]`.
+    #[error("bad volume {0:?}: expected HOST:GUEST[:ro|:rw] with an existing host directory and an absolute guest path")]
+    BadVolume(String),
+    /// The run's disk could not be made.
+    #[error("{0}")]
+    Disk(String),
+    /// A named container's problem.
+    #[error("{0}")]
+    Container(String),
+    /// The guest channel failed.
+    #[error("the channel to the guest failed: {0}")]
+    NoChannel(String),
+    /// `d2v kernel build` failed.
+    #[error("kernel build: {0}")]
+    KernelBuild(String),
     /// The VM stopped without init reporting an exit code.
-    #[error("the VM stopped without reporting an exit code (VMM exit status {0})")]
-    NoExitCode(i32),
+    #[error("the VM stopped without reporting an exit code (VMM exit status {status}); its console ended with:\n{console}")]
+    NoExitCode {
+        /// The VMM's exit status.
+        status: i32,
+        /// The console's last lines.
+        console: String,
+    },
 }
 
 impl RunError {
@@ -81,121 +122,39 @@ impl RunError {
     }
 }
 
-/// Which VMM boots the image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Vmm {
-    /// QEMU `-M microvm`.
-    Qemu,
-    /// Firecracker (needs a usable KVM).
-    Firecracker,
-}
-
-/// `--initrd auto|PATH|none`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum InitrdChoice {
-    /// The module initramfs when the kernel's virtio/ext4 drivers are modules.
-    #[default]
-    Auto,
-    /// No initramfs.
-    None,
-    /// This file.
-    Path(PathBuf),
-}
-
-/// `-p HOST:GUEST` (TCP, bound to 127.0.0.1 on the host).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PortMapping {
-    /// Host port.
-    pub host: u16,
-    /// Guest port.
-    pub guest: u16,
-}
-
-impl std::str::FromStr for PortMapping {
-    type Err = RunError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || RunError::BadPort(s.to_string());
-        let spec = s.strip_suffix("/tcp").unwrap_or(s);
-        let (h, g) = spec.split_once(':').ok_or_else(bad)?;
-        Ok(PortMapping {
-            host: h.parse().map_err(|_| bad())?,
-            guest: g.parse().map_err(|_| bad())?,
-        })
-    }
-}
-
-/// How to boot.
-#[derive(Debug, Clone)]
-pub struct RunOptions {
-    /// Kernel image (bzImage or vmlinux); default: the host's from /boot.
-    pub kernel: Option<PathBuf>,
-    /// Initramfs choice.
-    pub initrd: InitrdChoice,
-    /// VMM; `None` picks Firecracker when it and KVM are usable, else QEMU.
-    pub vmm: Option<Vmm>,
-    /// Guest memory in MiB.
-    pub mem_mib: u32,
-    /// vCPUs.
-    pub cpus: u32,
-    /// Published ports (QEMU user networking; eth0 is configured by init).
-    pub publish: Vec<PortMapping>,
-    /// Per-boot overrides of the image's runtime config.
-    pub overrides: RuntimeOverride,
-    /// `d2v.debug`: init prints boot timestamps; the kernel is not quiet.
-    pub debug: bool,
-    /// Extra kernel command-line words.
-    pub extra_cmdline: Vec<String>,
-}
-
-impl Default for RunOptions {
-    fn default() -> Self {
-        RunOptions {
-            kernel: None,
-            initrd: InitrdChoice::Auto,
-            vmm: None,
-            mem_mib: 256,
-            cpus: 1,
-            publish: Vec::new(),
-            overrides: RuntimeOverride::default(),
-            debug: false,
-            extra_cmdline: Vec::new(),
-        }
-    }
-}
-
-/// Parses `256M`, `1G`, `512` (MiB) into MiB.
-pub fn parse_mem(s: &str) -> Option<u32> {
-    let s = s.trim();
-    let (num, mult) = match s.chars().last()? {
-        'G' | 'g' => (&s[..s.len() - 1], 1024),
-        'M' | 'm' => (&s[..s.len() - 1], 1),
-        _ => (s, 1),
-    };
-    num.parse::<u32>().ok()?.checked_mul(mult)
-}
-
-/// Kernel, initramfs and version to boot for `opts`.
+/// Kernel, initramfs and kind to boot.
 pub struct BootFiles {
     /// The kernel to hand the VMM (an unpacked vmlinux when possible).
     pub kernel: PathBuf,
     /// The initramfs, if any.
     pub initrd: Option<PathBuf>,
+    /// Ours or a distribution's.
+    pub kind: KernelKind,
 }
 
-/// Resolves the kernel and initramfs: the host's kernel unpacked and cached,
-/// the module initramfs built and cached when needed.
+/// Resolves the kernel and initramfs: `--kernel`, else the built microVM
+/// kernel, else the host's kernel unpacked and cached with the module
+/// initramfs it needs.
 pub fn boot_files(opts: &RunOptions) -> Result<BootFiles, RunError> {
-    let (source, version) = match &opts.kernel {
+    let (source, version, kind) = match &opts.kernel {
         Some(k) => {
             if !k.is_file() {
                 return Err(RunError::KernelNotFound(k.clone()));
             }
-            (k.clone(), kernel_version_of(k))
+            let kind = if kbuild::is_microvm(k) {
+                KernelKind::Microvm
+            } else {
+                KernelKind::Distro
+            };
+            (k.clone(), kernel_version_of(k), kind)
         }
-        None => {
-            let (k, v) = kernel::host_kernel()?;
-            (k, Some(v))
-        }
+        None => match kbuild::installed() {
+            Some(k) => (k, None, KernelKind::Microvm),
+            None => {
+                let (k, v) = kernel::host_kernel()?;
+                (k, Some(v), KernelKind::Distro)
+            }
+        },
     };
     let kernel = kernel::bootable_kernel(&source)?;
     let initrd = match &opts.initrd {
@@ -213,7 +172,11 @@ pub fn boot_files(opts: &RunOptions) -> Result<BootFiles, RunError> {
             _ => None,
         },
     };
-    Ok(BootFiles { kernel, initrd })
+    Ok(BootFiles {
+        kernel,
+        initrd,
+        kind,
+    })
 }
 
 /// `vmlinuz-<ver>` → `<ver>`, when its modules are installed.
@@ -228,33 +191,210 @@ fn kernel_version_of(path: &Path) -> Option<String> {
         .then(|| v.to_string())
 }
 
-/// Boots `image` (a packed ext4 with `/sbin/d2v-init` and
-/// `/etc/d2v/config.json`) and returns the entrypoint's exit code.
-pub fn run_image(image: &Path, opts: &RunOptions) -> Result<i32, RunError> {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(image)
-        .map_err(|source| RunError::Image {
-            path: image.to_path_buf(),
-            source,
-        })?;
-    let files = boot_files(opts)?;
+/// A Docker-style container ID's first 12 hex digits: the default hostname.
+pub fn random_hostname() -> String {
+    let mut b = [0u8; 6];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut f, &mut b);
+    }
+    hex::encode(b)
+}
+
+fn choose_vmm(opts: &RunOptions, files: &BootFiles) -> Vmm {
     let kvm = || qemu::choose_accel(&files.kernel) == qemu::Accel::Kvm;
-    let vmm = match opts.vmm {
+    match opts.vmm {
         Some(v) => v,
-        None if firecracker::installed() && opts.publish.is_empty() && kvm() => Vmm::Firecracker,
+        None if firecracker::installed()
+            && !opts.network
+            && opts.volumes.is_empty()
+            && opts.publish.is_empty()
+            && kvm() =>
+        {
+            Vmm::Firecracker
+        }
         None => Vmm::Qemu,
+    }
+}
+
+/// The run request init receives.
+fn request(opts: &RunOptions) -> RunRequest {
+    let mut overrides = opts.overrides.clone();
+    if opts.network && overrides.network.is_none() {
+        overrides.network = Some(NetworkConfig::qemu_user());
+    }
+    let (rows, cols) = if opts.tty {
+        terminal::size(std::io::stdin().as_fd()).unwrap_or((24, 80))
+    } else {
+        (0, 0)
     };
-    match vmm {
-        Vmm::Firecracker if !firecracker::installed() => Err(RunError::Firecracker(
-            "no firecracker binary on PATH".into(),
-        )),
-        Vmm::Firecracker if !kvm() => Err(RunError::Firecracker(
-            "KVM cannot run a kernel on this host".into(),
-        )),
-        Vmm::Firecracker => firecracker::boot(image, &files, opts),
-        Vmm::Qemu => qemu::boot(image, &files, opts),
+    RunRequest {
+        overrides,
+        stdin: opts.stdin,
+        tty: opts.tty,
+        rows,
+        cols,
+        volumes: opts
+            .volumes
+            .iter()
+            .enumerate()
+            .map(|(i, v)| VolumeMount {
+                tag: qemu::volume_args(i, v).0,
+                target: v.guest.clone(),
+                read_only: v.read_only,
+            })
+            .collect(),
+        hostname: random_hostname(),
+        debug: opts.debug,
+        grace_ms: opts.grace_ms,
+    }
+}
+
+/// Boots `image` (a packed ext4 with `/sbin/d2v-init` and
+/// `/etc/d2v/config.json`, never written to) and returns the entrypoint's
+/// exit code.
+pub fn run_image(image: &Path, opts: &RunOptions) -> Result<i32, RunError> {
+    let t0 = std::time::Instant::now();
+    std::fs::File::open(image).map_err(|source| RunError::Image {
+        path: image.to_path_buf(),
+        source,
+    })?;
+    let files = boot_files(opts)?;
+    let vmm = choose_vmm(opts, &files);
+    let publish = opts
+        .publish
+        .iter()
+        .map(|p| p.resolve())
+        .collect::<Result<Vec<_>, _>>()?;
+    if vmm == Vmm::Firecracker {
+        firecracker::check(opts, publish.len())?;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("d2v-run-")
+        .tempdir()
+        .map_err(|e| RunError::io(&std::env::temp_dir(), e))?;
+    let container = match &opts.name {
+        Some(n) => Some(Container::open(&kernel::store_root(), n, image)?),
+        None => None,
+    };
+    let disk_dir = container.as_ref().map_or(dir.path(), |c| c.dir.as_path());
+    let disk_path = disk_dir.join("disk");
+    // A qcow2 overlay where QEMU boots an image as it is; a copy for
+    // Firecracker, and for --disk-size, whose filesystem resize2fs grows
+    // first (the packer's sparse_super2 rules out the kernel's online resize).
+    let format = match (vmm, opts.disk_size) {
+        (Vmm::Qemu, None) => DiskFormat::Qcow2,
+        _ => DiskFormat::Raw,
+    };
+    if !container.as_ref().is_some_and(|c| c.existed) {
+        match format {
+            DiskFormat::Qcow2 => disk::qcow2_overlay(image, &disk_path, None)?,
+            DiskFormat::Raw => disk::sparse_copy(image, &disk_path, opts.disk_size)?,
+        }
+        if opts.disk_size.is_some() {
+            disk::grow_filesystem(&disk_path)?;
+        }
+    }
+    for p in &publish {
+        eprintln!("{}", p.docker_port_line());
+    }
+    let transport = match vmm {
+        Vmm::Qemu => Transport::VirtioConsole,
+        Vmm::Firecracker => Transport::Vsock,
+    };
+    let listener = ChannelListener::bind(dir.path(), transport)?;
+    let mut cmd = match vmm {
+        Vmm::Qemu => qemu::command(
+            &files,
+            &qemu::Disk {
+                path: &disk_path,
+                format,
+            },
+            opts,
+            &publish,
+            &listener,
+        ),
+        Vmm::Firecracker => firecracker::command(
+            dir.path(),
+            &firecracker::vm_config(&files, &disk_path, opts, &listener),
+        )?,
+    };
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let session = session::Session {
+        request: request(opts),
+        debug: opts.debug,
+        stop_timeout: opts.stop_timeout,
+        t0,
+    };
+    session.mark("disk ready, starting the VMM");
+    let code = boot(&mut cmd, &program, &listener, &session, opts)?;
+    if opts.remove {
+        if let Some(c) = container {
+            c.remove();
+        }
+    }
+    Ok(code)
+}
+
+/// Starts the VMM in its own session (a terminal's Ctrl-C reaches only d2v;
+/// it dies with d2v), runs the session, and returns the exit code.
+fn boot(
+    cmd: &mut std::process::Command,
+    program: &str,
+    listener: &ChannelListener,
+    session: &session::Session,
+    opts: &RunOptions,
+) -> Result<i32, RunError> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: setsid and prctl are async-signal-safe and touch no memory
+    // shared with the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid()?;
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+            Ok(())
+        });
+    }
+    signals::install();
+    let mut child = cmd.spawn().map_err(|source| RunError::Vmm {
+        program: program.to_string(),
+        source,
+    })?;
+    let console = console::Console::default();
+    let out = console.collect(child.stdout.take().expect("piped stdout"), opts.debug);
+    let err = console.collect(child.stderr.take().expect("piped stderr"), opts.debug);
+    let timeout = Duration::from_secs(if listener.transport() == Transport::Vsock {
+        60
+    } else {
+        120
+    });
+    let raw = opts.tty.then(terminal::RawMode::enable).flatten();
+    let result = listener
+        .accept(timeout, || matches!(child.try_wait(), Ok(None)))
+        .and_then(|stream| {
+            session.mark("channel connected");
+            session::run(stream, session, &mut child)
+        });
+    drop(raw);
+    if result.is_err() {
+        let _ = child.kill();
+    }
+    let status = child
+        .wait()
+        .map_err(|e| RunError::io(Path::new(program), e))?;
+    let _ = (out.join(), err.join());
+    match result {
+        Ok(Some(code)) => Ok(code),
+        Ok(None) => Err(RunError::NoExitCode {
+            status: status.code().unwrap_or(-1),
+            console: console.tail(),
+        }),
+        Err(RunError::NoChannel(why)) => Err(RunError::NoChannel(format!(
+            "{why}; the console ended with:\n{}",
+            console.tail()
+        ))),
+        Err(e) => Err(e),
     }
 }
 
@@ -268,10 +408,33 @@ mod tests {
         assert_eq!(parse_mem("1G"), Some(1024));
         assert_eq!(parse_mem("64"), Some(64));
         assert_eq!(parse_mem("x"), None);
-        let p: PortMapping = "18080:8080".parse().unwrap();
-        assert_eq!((p.host, p.guest), (18080, 8080));
-        assert!("8080".parse::<PortMapping>().is_err());
-        assert!("a:b".parse::<PortMapping>().is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let v: Volume = format!("{d}:/data:ro").parse().unwrap();
+        assert!(v.read_only && v.guest == "/data");
+        assert!(!format!("{d}:/data").parse::<Volume>().unwrap().read_only);
+        for bad in [
+            format!("{d}:rel"),
+            "/nonexistent-d2v:/x".into(),
+            format!("{d}:/x:rx"),
+            d.to_string(),
+        ] {
+            assert!(bad.parse::<Volume>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_run_request_names_the_host_and_turns_the_network_on() {
+        let r = request(&RunOptions::default());
+        let h = r.hostname;
+        assert_eq!(h.len(), 12);
+        assert!(h.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(r.overrides.network.unwrap().address, "10.0.2.15/24");
+        let none = RunOptions {
+            network: false,
+            ..Default::default()
+        };
+        assert!(request(&none).overrides.network.is_none());
     }
 
     #[test]

@@ -1,22 +1,23 @@
-//! Booting under QEMU `-M microvm`: virtio-mmio block (and net for `-p`), the
-//! serial console on a pipe, isa-debug-exit for the exit code, an i8042 so a
-//! graceful stop is Ctrl-Alt-Del (like Firecracker's SendCtrlAltDel), and KVM
-//! only when a probe boot shows it can really run the kernel; else TCG with
-//! `tsc_early_khz` (microvm has no PIT/HPET to calibrate against).
+//! Booting under QEMU `-M microvm`: virtio-mmio block (a qcow2 overlay of the
+//! packed image), net (user networking, `hostfwd` for published ports), 9p
+//! for volumes and a virtio-console port for the host channel; the serial
+//! console only for kernel messages; isa-debug-exit for a quick power-off.
+//! KVM only when a probe boot shows it can really run the kernel; else TCG
+//! with `tsc_early_khz` (microvm has no PIT/HPET to calibrate against).
 
-use super::kernel::{cache_dir, file_key};
-use super::{console, BootFiles, RunError, RunOptions};
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use super::channel::ChannelListener;
+use super::disk::DiskFormat;
+use super::kernel::{machine_cache_dir, KernelKind};
+use super::ports::PortMapping;
+use super::{BootFiles, RunOptions};
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
 /// The QEMU binary.
 pub const QEMU: &str = "qemu-system-x86_64";
-/// isa-debug-exit's port; init writes the exit code there (QEMU exits with
-/// `(code << 1) | 1`).
+/// isa-debug-exit's port: init's quick power-off (the exit code itself
+/// travels on the channel).
 pub const EXIT_PORT: u16 = 0x501;
 
 /// How the guest CPU is run.
@@ -42,24 +43,25 @@ pub fn host_tsc_khz() -> Option<u64> {
     Some((mhz * 1000.0).round() as u64)
 }
 
-fn base_command(
-    kernel: &Path,
-    initrd: Option<&Path>,
-    accel: Accel,
-    mem: u32,
-    cpus: u32,
-) -> Command {
+fn base_command(files: &BootFiles, accel: Accel, mem: u32, cpus: u32) -> Command {
     let mut c = Command::new(QEMU);
-    c.args(["-M", "microvm,x-option-roms=off,rtc=off"])
+    let machine = match files.kind {
+        // Our kernel takes its virtio-mmio devices from the command line and
+        // has no ACPI; the RTC stays (reading its absence stalls 2.6 s).
+        KernelKind::Microvm => "microvm,x-option-roms=off,acpi=off",
+        // Debian's finds them through microvm's ACPI tables.
+        KernelKind::Distro => "microvm,x-option-roms=off,rtc=off",
+    };
+    c.args(["-M", machine])
         .args(["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"])
         .args(["-m", &format!("{mem}M"), "-smp", &cpus.to_string()])
         .arg("-kernel")
-        .arg(kernel);
+        .arg(&files.kernel);
     match accel {
         Accel::Kvm => c.args(["-accel", "kvm", "-cpu", "host"]),
         Accel::Tcg => c.args(["-accel", "tcg", "-cpu", "max"]),
     };
-    if let Some(i) = initrd {
+    if let Some(i) = &files.initrd {
         c.arg("-initrd").arg(i);
     }
     c.args([
@@ -89,9 +91,16 @@ pub fn choose_accel(kernel: &Path) -> Accel {
     {
         return Accel::Tcg;
     }
-    let key = file_key(kernel).unwrap_or_default();
-    let cache = cache_dir().join(format!("kvm-probe-{key}"));
-    if let Ok(v) = std::fs::read_to_string(&cache) {
+    // A fact of this machine (its KVM and host kernel) and of the guest
+    // kernel: cached machine-wide, not per store.
+    let host = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let key = content_key(kernel);
+    let name = format!("kvm-probe-{key}-{}", host.trim());
+    let cache = machine_cache_dir().join(&name);
+    // An ordinary user may reuse root's answer.
+    let known = std::fs::read_to_string(&cache)
+        .or_else(|_| std::fs::read_to_string(Path::new("/var/cache/d2v").join(&name)));
+    if let Ok(v) = known {
         return if v.trim() == "kvm" {
             Accel::Kvm
         } else {
@@ -99,7 +108,7 @@ pub fn choose_accel(kernel: &Path) -> Accel {
         };
     }
     let ok = probe_kvm(kernel);
-    let _ = std::fs::create_dir_all(cache_dir());
+    let _ = std::fs::create_dir_all(machine_cache_dir());
     let _ = std::fs::write(&cache, if ok { "kvm\n" } else { "tcg\n" });
     if ok {
         Accel::Kvm
@@ -108,8 +117,27 @@ pub fn choose_accel(kernel: &Path) -> Accel {
     }
 }
 
+/// A key for a kernel's contents wherever its file lives (each store unpacks
+/// its own copy of the host's kernel): its size and its first MiB.
+fn content_key(kernel: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    if let Ok(mut f) = std::fs::File::open(kernel) {
+        let mut buf = vec![0u8; 1 << 20];
+        let n = f.read(&mut buf).unwrap_or(0);
+        h.update(&buf[..n]);
+        h.update(f.metadata().map(|m| m.len()).unwrap_or(0).to_le_bytes());
+    }
+    hex::encode(&h.finalize()[..8])
+}
+
 fn probe_kvm(kernel: &Path) -> bool {
-    let mut c = base_command(kernel, None, Accel::Kvm, 128, 1);
+    let files = BootFiles {
+        kernel: kernel.to_path_buf(),
+        initrd: None,
+        kind: KernelKind::Distro,
+    };
+    let mut c = base_command(&files, Accel::Kvm, 128, 1);
     c.args([
         "-append",
         "console=ttyS0 panic=-1 root=/dev/d2v-probe-none rootwait=0",
@@ -143,23 +171,23 @@ fn probe_kvm(kernel: &Path) -> bool {
     exited && text.contains("Linux version") && text.contains("Kernel panic")
 }
 
-/// The kernel command line for a d2v boot.
-pub fn cmdline(opts: &RunOptions, accel: Accel, has_initrd: bool) -> String {
+/// The kernel command line for a d2v boot: static words only; the run's
+/// config travels over the channel.
+pub fn cmdline(opts: &RunOptions, files: &BootFiles, accel: Accel) -> String {
     let mut words: Vec<String> = [
         "console=ttyS0",
-        "reboot=k",
+        "reboot=t",
         "panic=-1",
         "root=/dev/vda",
         "rw",
         "rootfstype=ext4",
         "init=/sbin/d2v-init",
-        "i8042.noaux",
-        "i8042.nomux",
+        "random.trust_cpu=on",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
-    if has_initrd {
+    if files.initrd.is_some() {
         words.push("rdinit=/init".into());
     }
     if !opts.debug {
@@ -172,159 +200,141 @@ pub fn cmdline(opts: &RunOptions, accel: Accel, has_initrd: bool) -> String {
         // TCG's TSC drifts against jiffies; without this the watchdog drops
         // the TSC for the coarse jiffies clocksource.
         words.push("tsc=reliable".into());
+        if files.kind == KernelKind::Microvm {
+            // Under TCG the local APIC timer fails its verification anyway
+            // (after a 150-250 ms calibration), write-protecting the kernel
+            // costs 0.1-0.2 s of page-table work, and probing four legacy
+            // UARTs another 50 ms.
+            words.extend(["noapictimer", "rodata=off", "8250.nr_uarts=1"].map(String::from));
+        }
     }
     words.push(format!("d2v.exit_port={EXIT_PORT:#x}"));
     if opts.debug {
         words.push("d2v.debug".into());
     }
-    let mut ov = opts.overrides.clone();
-    if !opts.publish.is_empty() && ov.network.is_none() {
-        ov.network = Some(crate::runtime_config::NetworkConfig::qemu_user());
-    }
-    if !ov.is_empty() {
-        words.push(ov.to_kernel_arg());
-    }
     words.extend(opts.extra_cmdline.iter().cloned());
     words.join(" ")
 }
 
-/// SIGINT/SIGTERM received by d2v while a VM runs.
-pub(crate) static STOP_REQUESTS: AtomicUsize = AtomicUsize::new(0);
-
-extern "C" fn on_stop_signal(_sig: libc::c_int) {
-    STOP_REQUESTS.fetch_add(1, Ordering::SeqCst);
-}
-
-/// Waits for the VMM `child` to exit. Each SIGINT/SIGTERM d2v receives
-/// meanwhile is handed to `on_stop` with its running count (1, 2, …), which asks
-/// the VM to stop (gracefully first, forcibly after repeated requests).
-pub(crate) fn supervise(
-    child: &mut Child,
-    program: &str,
-    mut on_stop: impl FnMut(&mut Child, usize),
-) -> Result<ExitStatus, RunError> {
-    let mut handled = 0;
-    loop {
-        if let Some(st) = child
-            .try_wait()
-            .map_err(|e| RunError::io(Path::new(program), e))?
-        {
-            return Ok(st);
-        }
-        let asked = STOP_REQUESTS.load(Ordering::SeqCst);
-        while handled < asked {
-            handled += 1;
-            on_stop(child, handled);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Counts SIGINT/SIGTERM in [`STOP_REQUESTS`] instead of dying: the VM is asked
-/// to stop gracefully.
-pub(crate) fn install_stop_handlers() {
-    let handler = on_stop_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-    // SAFETY: the handler only touches an atomic counter.
-    unsafe {
-        libc::signal(libc::SIGINT, handler);
-        libc::signal(libc::SIGTERM, handler);
-    }
-}
-
-fn monitor(path: &Path, command: &str) {
-    if let Ok(mut s) = UnixStream::connect(path) {
-        let _ = s.write_all(format!("{command}\n").as_bytes());
-        let _ = s.flush();
-        // Give the HMP server a moment to read before we hang up.
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Boots `image` with QEMU; returns the entrypoint's exit code. SIGINT/SIGTERM
-/// to d2v become a graceful stop (Ctrl-Alt-Del → init → STOPSIGNAL); a third
-/// one quits QEMU.
-pub fn boot(image: &Path, files: &BootFiles, opts: &RunOptions) -> Result<i32, RunError> {
-    let accel = choose_accel(&files.kernel);
-    let dir = tempfile::tempdir().map_err(|e| RunError::io(Path::new("/tmp"), e))?;
-    let mon: PathBuf = dir.path().join("monitor.sock");
-    let mut c = base_command(
-        &files.kernel,
-        files.initrd.as_deref(),
-        accel,
-        opts.mem_mib,
-        opts.cpus,
+/// The 9p share of volume `i`: its mount tag and QEMU's arguments.
+pub fn volume_args(i: usize, v: &super::Volume) -> (String, [String; 4]) {
+    let tag = format!("d2v-v{i}");
+    // Root keeps the host's owners and modes, as a bind mount does; an
+    // ordinary user's QEMU cannot, and files it creates belong to that user.
+    let model = if nix::unistd::geteuid().is_root() {
+        "passthrough"
+    } else {
+        "none"
+    };
+    let mut fsdev = format!(
+        "local,id=fs{i},path={},security_model={model}",
+        v.host.display().to_string().replace(',', ",,")
     );
+    if v.read_only {
+        fsdev.push_str(",readonly=on");
+    }
+    let dev = format!("virtio-9p-device,fsdev=fs{i},mount_tag={tag}");
+    (tag, ["-fsdev".into(), fsdev, "-device".into(), dev])
+}
+
+/// Where a run's disk is and what it is.
+pub struct Disk<'a> {
+    /// The overlay (or copy) to boot.
+    pub path: &'a Path,
+    /// Its format.
+    pub format: DiskFormat,
+}
+
+/// The QEMU command for a run: kernel, disk, network, volumes, the channel.
+pub fn command(
+    files: &BootFiles,
+    disk: &Disk<'_>,
+    opts: &RunOptions,
+    publish: &[PortMapping],
+    channel: &ChannelListener,
+) -> Command {
+    let accel = choose_accel(&files.kernel);
+    let mut c = base_command(files, accel, opts.mem_mib, opts.cpus);
+    let cache = if opts.name.is_some() {
+        "writeback"
+    } else {
+        "unsafe"
+    };
     c.arg("-append")
-        .arg(cmdline(opts, accel, files.initrd.is_some()))
-        .args(["-device", "i8042"])
+        .arg(cmdline(opts, files, accel))
         .args([
             "-device",
             &format!("isa-debug-exit,iobase={EXIT_PORT:#x},iosize=2"),
         ])
         .arg("-drive")
         .arg(format!(
-            "id=root,file={},format=raw,if=none,cache=unsafe",
-            image.display().to_string().replace(',', ",,")
+            "id=root,file={},format={},if=none,cache={cache},discard=unmap",
+            disk.path.display().to_string().replace(',', ",,"),
+            disk.format.name()
         ))
         .args(["-device", "virtio-blk-device,drive=root"])
-        .arg("-monitor")
-        .arg(format!("unix:{},server=on,wait=off", mon.display()));
-    if !opts.publish.is_empty() {
-        let fwd: Vec<String> = opts
-            .publish
-            .iter()
-            .map(|p| format!("hostfwd=tcp:127.0.0.1:{}-:{}", p.host, p.guest))
-            .collect();
+        .args(channel.qemu_args());
+    if opts.network {
+        let mut netdev = "user,id=net0".to_string();
+        for p in publish {
+            netdev.push(',');
+            netdev.push_str(&p.hostfwd());
+        }
         c.arg("-netdev")
-            .arg(format!("user,id=net0,{}", fwd.join(",")))
+            .arg(netdev)
             .args(["-device", "virtio-net-device,netdev=net0"]);
     }
-    c.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    install_stop_handlers();
-    let mut child = c.spawn().map_err(|source| RunError::Vmm {
-        program: QEMU.into(),
-        source,
-    })?;
-    let reader = console::stream(child.stdout.take().expect("piped stdout"));
-    let status = supervise(&mut child, QEMU, |_, n| {
-        // Twice a graceful stop (the guest's init turns it into STOPSIGNAL), then quit.
-        if n <= 2 {
-            monitor(&mon, "sendkey ctrl-alt-delete");
-        } else {
-            monitor(&mon, "quit");
-        }
-    })?;
-    let reported = reader.join().unwrap_or(None);
-    let raw = status.code().unwrap_or(-1);
-    match reported {
-        Some(code) => Ok(code),
-        None if raw > 0 && raw & 1 == 1 => Ok(raw >> 1),
-        None => Err(RunError::NoExitCode(raw)),
+    for (i, v) in opts.volumes.iter().enumerate() {
+        c.args(volume_args(i, v).1);
     }
+    c
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime_config::RuntimeOverride;
 
     #[test]
-    fn command_line_carries_overrides_and_network_for_published_ports() {
+    fn command_line_holds_no_run_config() {
+        let files = BootFiles {
+            kernel: "/k".into(),
+            initrd: None,
+            kind: KernelKind::Microvm,
+        };
         let opts = RunOptions {
-            publish: vec!["18080:8080".parse().unwrap()],
-            overrides: RuntimeOverride::docker_run(None, vec!["a".into()], vec![], None),
+            overrides: crate::runtime_config::docker_run_overrides(
+                None,
+                vec!["a".into()],
+                vec!["X=1".into()],
+                None,
+            ),
             ..Default::default()
         };
-        let line = cmdline(&opts, Accel::Tcg, true);
-        assert!(line.contains("init=/sbin/d2v-init"));
-        assert!(line.contains("d2v.exit_port=0x501"));
-        let word = line.split(' ').find(|w| w.starts_with("d2v.run=")).unwrap();
-        let o = RuntimeOverride::from_kernel_arg(word).unwrap();
-        assert_eq!(o.cmd, Some(vec!["a".to_string()]));
-        assert_eq!(o.network.unwrap().address, "10.0.2.15/24");
-        let plain = cmdline(&RunOptions::default(), Accel::Kvm, false);
-        assert!(!plain.contains("d2v.run=") && !plain.contains("tsc_early_khz"));
+        let line = cmdline(&opts, &files, Accel::Tcg);
+        assert!(
+            line.contains("init=/sbin/d2v-init") && line.contains("quiet"),
+            "{line}"
+        );
+        assert!(!line.contains("X=1") && !line.contains("d2v.run"), "{line}");
+        assert!(
+            line.contains("tsc=reliable") && !line.contains("rdinit"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn volumes_are_9p_shares_read_only_when_asked() {
+        let v = crate::run::Volume {
+            host: "/srv/a,b".into(),
+            guest: "/data".into(),
+            read_only: true,
+        };
+        let (tag, args) = volume_args(2, &v);
+        assert_eq!(tag, "d2v-v2");
+        assert!(
+            args[1].contains("path=/srv/a,,b") && args[1].ends_with(",readonly=on"),
+            "{args:?}"
+        );
+        assert_eq!(args[3], "virtio-9p-device,fsdev=fs2,mount_tag=d2v-v2");
     }
 }

@@ -1,4 +1,6 @@
-//! A Firecracker `--config-file` (`vm.json`) for a packed image.
+//! A Firecracker `--config-file` (`vm.json`): what `d2v pack` writes beside
+//! an image and what `d2v run --vmm firecracker` boots with (then with a
+//! vsock device for the host channel and a tap device for the network).
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +20,19 @@ pub struct VmConfig {
     /// Network interfaces (tap devices); empty for none.
     #[serde(rename = "network-interfaces")]
     pub network_interfaces: Vec<NetworkInterface>,
+    /// The vsock device carrying d2v's host channel.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub vsock: Option<Vsock>,
+}
+
+/// `vsock`: the guest's CID and the Unix socket Firecracker serves it on.
+/// A guest connection to host port P arrives on `<uds_path>_P`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vsock {
+    /// The guest's context id (3 or more).
+    pub guest_cid: u32,
+    /// The host-side Unix socket.
+    pub uds_path: PathBuf,
 }
 
 /// `boot-source`.
@@ -67,9 +82,10 @@ pub struct NetworkInterface {
 }
 
 /// Kernel command line for a d2v image: root on the first virtio disk,
-/// serial console, `/sbin/d2v-init` as PID 1.
+/// serial console, `/sbin/d2v-init` as PID 1, the host channel over vsock
+/// (without d2v listening, init runs the image on the serial console).
 pub const DEFAULT_BOOT_ARGS: &str =
-    "console=ttyS0 reboot=k panic=1 pci=off root=/dev/vda rw init=/sbin/d2v-init";
+    "console=ttyS0 reboot=k panic=1 pci=off root=/dev/vda rw init=/sbin/d2v-init d2v.channel=vsock";
 
 impl VmConfig {
     /// A configuration booting `kernel` with `image` as a writable (or
@@ -97,6 +113,7 @@ impl VmConfig {
                 mem_size_mib: 256,
             },
             network_interfaces: Vec::new(),
+            vsock: None,
         }
     }
 
@@ -125,7 +142,16 @@ mod tests {
         assert_eq!(v["drives"][0]["is_root_device"], true);
         assert_eq!(v["machine-config"]["mem_size_mib"], 256);
         assert!(v["network-interfaces"].as_array().unwrap().is_empty());
+        assert!(v.get("vsock").is_none());
         let back: VmConfig = serde_json::from_str(&c.to_json()).unwrap();
         assert_eq!(back, c);
+        let mut c = c;
+        c.vsock = Some(Vsock {
+            guest_cid: 3,
+            uds_path: "/run/d2v/v.sock".into(),
+        });
+        let v: serde_json::Value = serde_json::from_str(&c.to_json()).unwrap();
+        assert_eq!(v["vsock"]["guest_cid"], 3);
+        assert_eq!(v["vsock"]["uds_path"], "/run/d2v/v.sock");
     }
 }

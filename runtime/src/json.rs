@@ -1,5 +1,5 @@
-//! A small JSON parser (RFC 8259) for the runtime config: init does not link
-//! serde. Numbers are kept as `f64`; objects keep their key order.
+//! A small JSON parser (RFC 8259) for the runtime config and the run
+//! request: init links no serde. Numbers are kept as `f64`; objects keep their key order.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -8,11 +8,17 @@ use core::fmt;
 /// A parsed JSON value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
+    /// `null`.
     Null,
+    /// `true` or `false`.
     Bool(bool),
+    /// A number.
     Num(f64),
+    /// A string.
     Str(String),
+    /// An array.
     Arr(Vec<Value>),
+    /// An object, members in document order.
     Obj(Vec<(String, Value)>),
 }
 

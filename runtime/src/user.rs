@@ -1,13 +1,45 @@
 //! USER resolution against the image's own /etc/passwd and /etc/group, the way
 //! runc does it for `docker run` (no NSS: a static glibc must not call it).
+//! One resolver for the guest's init, the host's pack-time resolution and the
+//! build's USER steps.
 
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-/// Who the entrypoint runs as.
-#[derive(Debug, Clone, PartialEq)]
+/// A user or group the files do not list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserError {
+    /// A user name is not in `/etc/passwd`.
+    NoUser(String),
+    /// A group name is not in `/etc/group`.
+    NoGroup(String),
+}
+
+impl core::fmt::Display for UserError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            UserError::NoUser(u) => {
+                write!(
+                    f,
+                    "unable to find user {u}: no matching entries in passwd file"
+                )
+            }
+            UserError::NoGroup(g) => {
+                write!(
+                    f,
+                    "unable to find group {g}: no matching entries in group file"
+                )
+            }
+        }
+    }
+}
+
+/// Who a process runs as.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecUser {
+    /// User id.
     pub uid: u32,
+    /// Primary group id.
     pub gid: u32,
     /// Supplementary groups (setgroups), without the primary gid unless listed.
     pub groups: Vec<u32>,
@@ -75,12 +107,13 @@ fn group_entries(file: &[u8]) -> impl Iterator<Item = GroupEntry<'_>> {
 /// Resolves a Docker USER value (`name`, `uid`, `name:group`, `uid:gid`, ...).
 /// A numeric user or group missing from the files is used as is; a missing
 /// name is an error. Without an explicit group, the user's supplementary groups
-/// are the /etc/group entries that list the user.
+/// are the /etc/group entries that list the user or have its primary gid, in
+/// file order (what runc gives a container).
 pub fn resolve(
     spec: &str,
     passwd: Option<&[u8]>,
     group: Option<&[u8]>,
-) -> Result<ExecUser, String> {
+) -> Result<ExecUser, UserError> {
     let (user_arg, group_arg) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
@@ -111,11 +144,7 @@ pub fn resolve(
         }
         (None, Some(uid)) => out.uid = uid,
         (None, None) if user_arg == "root" => {}
-        (None, None) => {
-            return Err(alloc::format!(
-                "unable to find user {user_arg}: no matching entries in passwd file"
-            ))
-        }
+        (None, None) => return Err(UserError::NoUser(user_arg.to_string())),
     }
     match group_arg.filter(|g| !g.is_empty()) {
         Some(g) => {
@@ -125,17 +154,16 @@ pub fn resolve(
             out.gid = match (found, numeric_gid) {
                 (Some(e), _) => e.gid,
                 (None, Some(gid)) => gid,
-                (None, None) => {
-                    return Err(alloc::format!(
-                        "unable to find group {g}: no matching entries in group file"
-                    ))
-                }
+                (None, None) => return Err(UserError::NoGroup(g.to_string())),
             };
         }
         None => {
+            // runc's rule: the groups that list the user, and the user's
+            // primary group itself when /etc/group has it, in file order.
             if let (Some(name), Some(f)) = (name, group) {
                 for e in group_entries(f) {
-                    if e.members.contains(&name.as_str()) && !out.groups.contains(&e.gid) {
+                    let member = e.gid == out.gid || e.members.contains(&name.as_str());
+                    if member && !out.groups.contains(&e.gid) {
                         out.groups.push(e.gid);
                     }
                 }
@@ -154,7 +182,7 @@ mod tests {
     const GROUP: &[u8] =
         b"root:x:0:\nwheel:x:10:root,app\napp:x:1001:\naudio:x:29:other, app\nstaff:x:50:\n";
 
-    fn r(spec: &str) -> Result<ExecUser, String> {
+    fn r(spec: &str) -> Result<ExecUser, UserError> {
         resolve(spec, Some(PASSWD), Some(GROUP))
     }
 
@@ -162,7 +190,11 @@ mod tests {
     fn resolves_a_name_with_supplementary_groups() {
         let u = r("app").unwrap();
         assert_eq!((u.uid, u.gid, u.home.as_str()), (1000, 1001, "/home/app"));
-        assert_eq!(u.groups, vec![10, 29]);
+        assert_eq!(
+            u.groups,
+            vec![10, 1001, 29],
+            "wheel, its own primary group, audio"
+        );
     }
 
     #[test]
@@ -180,8 +212,11 @@ mod tests {
 
     #[test]
     fn unknown_names_are_errors() {
-        assert!(r("ghost").unwrap_err().contains("ghost"));
-        assert!(r("app:ghosts").unwrap_err().contains("ghosts"));
+        assert_eq!(r("ghost").unwrap_err(), UserError::NoUser("ghost".into()));
+        assert_eq!(
+            r("app:ghosts").unwrap_err().to_string(),
+            "unable to find group ghosts: no matching entries in group file"
+        );
         // No passwd at all: root and numeric ids still work.
         assert_eq!(resolve("root", None, None).unwrap().uid, 0);
         assert_eq!(resolve("7:8", None, None).unwrap().gid, 8);
