@@ -42,7 +42,6 @@ mod meta;
 pub mod source;
 mod stream;
 mod superblock;
-mod tarstream;
 pub mod vmconfig;
 mod writer;
 mod xattr;

@@ -502,7 +502,7 @@ fn accepted() -> Vec<Fixture> {
     let mut t = Tar::new();
     t.pax(&[
         (b"path", b"caf\xe9/ping"),
-        (b"uid", b"4294967295"),
+        (b"uid", b"4294967294"),
         (b"gid", b"65534"),
         (b"mtime", b"1700000000.123456789"),
         (b"SCHILY.xattr.security.capability", cap),
@@ -524,7 +524,7 @@ fn accepted() -> Vec<Fixture> {
         vec![
             View::implied(b"caf\xe9"),
             View {
-                uid: u32::MAX,
+                uid: u32::MAX - 1,
                 gid: 65534,
                 mtime: (1_700_000_000, 123_456_789),
                 xattrs: vec![
