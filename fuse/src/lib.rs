@@ -26,6 +26,7 @@
 mod fs;
 pub mod index;
 mod mount;
+mod resolve;
 pub mod tree;
 
 pub use index::{EntryKind, EntryRef, IndexError, IndexStats, LayerIndex, Segment};

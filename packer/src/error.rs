@@ -6,10 +6,10 @@ use std::io;
 #[derive(Debug, thiserror::Error)]
 pub enum PackError {
     /// Writing the image failed.
-    #[error("writing the image: {0}")]
+    #[error("writing the image")]
     Io(#[from] io::Error),
     /// Reading a source (file, directory, tar stream) failed.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Source {
         /// The source path.
         path: String,

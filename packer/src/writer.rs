@@ -378,10 +378,16 @@ impl Ext4Writer {
         xattr::sort(&mut attrs);
         attrs.dedup_by(|a, b| a.index == b.index && a.name == b.name);
         if !xattr::fits_inline(&attrs) && !xattr::fits_block(&attrs) {
+            // Name the largest: the one to look at (or drop) first.
+            let largest = meta
+                .xattrs
+                .iter()
+                .max_by_key(|(_, v)| v.len())
+                .map_or_else(String::new, |(n, _)| show(n));
             return Err(PackError::Xattr {
                 path: show(path),
-                name: String::new(),
-                reason: "attributes do not fit one 4 KiB block",
+                name: largest,
+                reason: "the largest of the attributes, which together do not fit one 4 KiB block",
             });
         }
         Ok(attrs)

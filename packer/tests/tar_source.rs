@@ -249,3 +249,20 @@ fn tar_entries_without_parents_get_implied_directories() {
     assert_eq!(fs.read("/a/b/c/file").unwrap(), b"hello");
     assert_eq!(fs.metadata("/a/b").unwrap().modified().seconds(), 1_234_567);
 }
+
+#[test]
+fn attributes_that_do_not_fit_are_named() {
+    // Issue 12 item 15: main's message had an empty attribute name.
+    let t = scratch();
+    let img = t.path().join("img");
+    let big = vec![b'v'; 3000];
+    let mut tar = Tar::new();
+    tar.pax(&[
+        (b"SCHILY.xattr.user.small", b"s"),
+        (b"SCHILY.xattr.user.big-one", &big[..]),
+        (b"SCHILY.xattr.user.big-two", &big[..2000]),
+    ])
+    .file(b"f", b"x");
+    let e = pack_bytes(&tar.end(), &img).unwrap_err().to_string();
+    assert!(e.contains("f: extended attribute user.big-one"), "{e}");
+}

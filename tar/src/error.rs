@@ -7,7 +7,7 @@ use std::io;
 #[derive(Debug, thiserror::Error)]
 pub enum TarError {
     /// Reading the input failed.
-    #[error("reading the archive at byte {offset}: {source}")]
+    #[error("reading the archive at byte {offset}")]
     Io {
         /// Archive offset of the read.
         offset: u64,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
     /// An I/O operation on the blob or the index file failed.
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {}", .path.display())]
     Io {
         /// What was being done ("open", "map", "write", ...).
         op: &'static str,
