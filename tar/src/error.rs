@@ -55,8 +55,7 @@ pub enum TarError {
         /// The path as stored.
         path: Vec<u8>,
     },
-    /// An entry's path has a `..` component (or, where `..` is cleaned
-    /// lexically, climbs above the archive root).
+    /// An entry's path has a `..` component.
     #[error("tar entry {} has a '..' component", lossy(.path))]
     ParentComponent {
         /// The path as stored.

@@ -14,7 +14,7 @@
 //! 0.0, 0.1 and 1.0). It refuses, naming the entry: a cut header or data, a
 //! bad checksum, numbers that do not parse or do not fit (a PAX
 //! `uid=4294967296` is an error, not uid 0), absolute paths and `..`
-//! components (or, for [`PathRule::Clean`], paths above the root), NUL bytes
+//! components (unless [`PathRule::Clean`] resolves them), NUL bytes
 //! in paths, names over 255 bytes, symlink targets that are empty or over
 //! 4095 bytes, hard links to anything but an earlier non-directory, entries
 //! under a non-directory, unordered sparse maps. Extension headers are

@@ -84,6 +84,18 @@ fn stream_views(bytes: &[u8]) -> Result<Vec<View>, TarError> {
     Ok(views(&archive, |e| data[&e.header_offset].clone()))
 }
 
+/// An error and its sources, as `{:#}` prints them.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
 #[test]
 fn every_fixture_reads_the_same_through_slice_file_and_stream() {
     let dir = std::env::temp_dir().join(format!("d2v-tar-fixtures-{}", std::process::id()));
@@ -114,7 +126,10 @@ fn every_fixture_reads_the_same_through_slice_file_and_stream() {
                 for (how, got) in [("slice", slice), ("file", by_offset), ("stream", stream)] {
                     match got {
                         Ok(t) => panic!("{}: {how}: accepted: {t:#?}", f.name),
-                        Err(e) => assert!(e.to_string().contains(text), "{}: {how}: {e}", f.name),
+                        Err(e) => {
+                            let msg = chain(&e);
+                            assert!(msg.contains(text), "{}: {how}: {msg}", f.name)
+                        }
                     }
                 }
             }
