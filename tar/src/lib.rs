@@ -4,9 +4,10 @@
 //!
 //! The modules mirror the format, one concept each: [`header`] (the 512-byte
 //! block), [`pax`] (extended records and their values), [`sparse`] (GNU
-//! sparse maps), [`reader`] (headers in sequence → [`Entry`]), [`source`]
-//! (where the bytes come from) and [`archive`] (what extracting the entries in
-//! order leaves: later entries win).
+//! sparse maps), [`path`] (entry paths and link targets), [`reader`] (headers
+//! in sequence → [`Entry`]), [`source`] (where the bytes come from) and
+//! [`archive`] (what extracting the entries in order leaves: later entries
+//! win).
 //!
 //! It reads ustar, v7, GNU (long names and links, base-256 numbers, old `S`
 //! sparse files with extension blocks) and PAX (`path`, `linkpath`, `size`,
@@ -52,18 +53,23 @@
 #![warn(missing_docs)]
 
 pub mod archive;
+mod contents;
 pub mod entry;
 pub mod error;
+mod fields;
 #[cfg(feature = "fixtures")]
 pub mod fixtures;
 pub mod header;
+pub mod path;
 pub mod pax;
 pub mod reader;
 pub mod source;
 pub mod sparse;
 
 pub use archive::{Archive, Builder, Member};
+pub use contents::Contents;
 pub use entry::{DataRun, Entry, Kind, SparseRun, Time};
 pub use error::TarError;
-pub use reader::{normalize, Contents, PathRule, Reader};
+pub use path::{normalize, PathRule};
+pub use reader::Reader;
 pub use source::{FileSource, ReadSource, SliceSource, Source};

@@ -5,9 +5,12 @@
 use std::fs::File;
 use std::io::{self, Read};
 
-use crate::entry::{DataRun, Entry, Kind, SparseRun, Time};
+use crate::contents::Contents;
+use crate::entry::{Entry, Kind, SparseRun};
 use crate::error::TarError;
-use crate::header::{cstr, numeric, numeric_signed, Header, BLOCK};
+use crate::fields::{fields, kind_of, Bad};
+use crate::header::{cstr, numeric, Header, BLOCK};
+use crate::path::{normalize, symlink_target, PathRule};
 use crate::pax::{self, Extensions};
 use crate::source::{FileSource, ReadSource, SliceSource, Source};
 use crate::sparse;
@@ -16,23 +19,6 @@ use crate::sparse;
 pub const MAX_EXTENSION: u64 = 16 << 20;
 /// Most extension bytes that may wait for one entry.
 pub const MAX_PENDING: usize = 64 << 20;
-/// Longest symlink target (`PATH_MAX` - 1).
-pub const MAX_SYMLINK: usize = 4095;
-/// Longest name component (`NAME_MAX`).
-pub const MAX_NAME: usize = 255;
-
-/// How entry paths are checked and normalised.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum PathRule {
-    /// Image layers: an absolute path or any `..` component is an error.
-    #[default]
-    Strict,
-    /// Unpacking into a directory (ADD), as Docker's chrooted unpack does:
-    /// a leading `/` is the archive root and `..` is resolved lexically,
-    /// stopping at the root.
-    Clean,
-}
-
 /// Reads entries one after another from a [`Source`].
 ///
 /// After [`Reader::next_entry`] returns an entry, its data may be read
@@ -384,133 +370,6 @@ impl<S: Source> Reader<S> {
     }
 }
 
-/// Builds [`TarError::BadField`] for one entry.
-struct Bad<'p> {
-    path: &'p [u8],
-    offset: u64,
-}
-
-impl Bad<'_> {
-    fn field(&self, field: &'static str, value: &[u8]) -> TarError {
-        TarError::BadField {
-            path: self.path.to_vec(),
-            offset: self.offset,
-            field,
-            value: value.to_vec(),
-        }
-    }
-}
-
-/// The entry kind of a type flag (`raw_path` tells v7 directories apart).
-fn kind_of(typeflag: u8, raw_path: &[u8]) -> Result<Kind, TarError> {
-    Ok(match typeflag {
-        b'0' | 0 if raw_path.ends_with(b"/") => Kind::Dir,
-        b'1' => Kind::HardLink,
-        b'2' => Kind::Symlink,
-        b'3' => Kind::CharDevice,
-        b'4' => Kind::BlockDevice,
-        b'5' | b'D' => Kind::Dir,
-        b'6' => Kind::Fifo,
-        b'M' | b'N' => {
-            return Err(TarError::Unsupported {
-                path: raw_path.to_vec(),
-                kind: typeflag as char,
-            })
-        }
-        // Regular, contiguous, old GNU sparse; POSIX reads unknown types as files.
-        _ => Kind::File,
-    })
-}
-
-/// A symlink target: 1 to 4095 bytes, no NUL.
-fn symlink_target(target: Vec<u8>, raw_path: &[u8]) -> Result<Vec<u8>, TarError> {
-    if target.is_empty() || target.len() > MAX_SYMLINK {
-        return Err(TarError::BadSymlink {
-            path: raw_path.to_vec(),
-            len: target.len(),
-        });
-    }
-    if target.contains(&0) {
-        return Err(TarError::NulInPath {
-            path: raw_path.to_vec(),
-        });
-    }
-    Ok(target)
-}
-
-/// An entry's metadata fields.
-struct Fields {
-    mode: u32,
-    uid: u32,
-    gid: u32,
-    mtime: Time,
-    atime: Option<Time>,
-    ctime: Option<Time>,
-    dev: (u32, u32),
-}
-
-/// Reads the metadata fields: PAX records over header fields, every number
-/// checked to parse and to fit.
-fn fields(h: &Header, ext: &Extensions, kind: Kind, bad: &Bad) -> Result<Fields, TarError> {
-    let hdr = h.bytes();
-    let num = |what: &'static str, r: std::ops::Range<usize>| {
-        numeric(&hdr[r.clone()]).map_err(|_| bad.field(what, cstr(&hdr[r])))
-    };
-    let small = |what: &'static str, r: std::ops::Range<usize>| {
-        let n = num(what, r.clone())?;
-        u32::try_from(n).map_err(|_| bad.field(what, cstr(&hdr[r])))
-    };
-    let id = |pax_what: &'static str, pax: &Option<Vec<u8>>, what, r| match pax {
-        Some(v) => pax::decimal(v)
-            .and_then(|n| u32::try_from(n).ok())
-            .ok_or_else(|| bad.field(pax_what, v)),
-        None => small(what, r),
-    };
-    let time = |what: &'static str, v: &[u8]| pax::time(v).ok_or_else(|| bad.field(what, v));
-    let mtime = match &ext.mtime {
-        Some(v) => time("pax mtime", v)?,
-        None => Time {
-            sec: numeric_signed(&hdr[136..148])
-                .map_err(|_| bad.field("mtime", cstr(&hdr[136..148])))?,
-            nsec: 0,
-        },
-    };
-    // GNU headers keep atime and ctime where ustar has its name prefix.
-    let (gnu_atime, gnu_ctime) = if h.is_gnu() {
-        (num("atime", 345..357)?, num("ctime", 357..369)?)
-    } else {
-        (0, 0)
-    };
-    let secs = |s: u64| {
-        i64::try_from(s)
-            .ok()
-            .filter(|&s| s != 0)
-            .map(|sec| Time { sec, nsec: 0 })
-    };
-    let atime = match &ext.atime {
-        Some(v) => Some(time("pax atime", v)?),
-        None => secs(gnu_atime),
-    };
-    let ctime = match &ext.ctime {
-        Some(v) => Some(time("pax ctime", v)?),
-        None => secs(gnu_ctime),
-    };
-    let dev = if matches!(kind, Kind::CharDevice | Kind::BlockDevice) {
-        (small("devmajor", 329..337)?, small("devminor", 337..345)?)
-    } else {
-        (0, 0)
-    };
-    Ok(Fields {
-        mode: (num("mode", 100..108)? & 0o7777) as u32,
-        uid: id("pax uid", &ext.uid, "uid", 108..116)?,
-        gid: id("pax gid", &ext.gid, "gid", 116..124)?,
-        mtime,
-        atime,
-        ctime,
-        dev,
-    })
-}
-
 /// Largest entry size: far beyond any real archive, small enough that sizes
 /// and offsets never overflow.
 const MAX_SIZE: u64 = 1 << 62;
@@ -531,117 +390,5 @@ fn malformed(offset: u64, reason: impl Into<String>) -> TarError {
     TarError::Malformed {
         offset,
         reason: reason.into(),
-    }
-}
-
-/// Normalises a stored path by `rule`: empty and `.` components and a
-/// trailing slash go; the archive root is the empty path.
-pub fn normalize(raw: &[u8], rule: PathRule) -> Result<Vec<u8>, TarError> {
-    let err = |e: fn(Vec<u8>) -> TarError| Err(e(raw.to_vec()));
-    if raw.contains(&0) {
-        return err(|path| TarError::NulInPath { path });
-    }
-    if rule == PathRule::Strict && raw.starts_with(b"/") {
-        return err(|path| TarError::AbsolutePath { path });
-    }
-    let mut out: Vec<u8> = Vec::with_capacity(raw.len());
-    for c in raw.split(|&b| b == b'/') {
-        match c {
-            b"" | b"." => continue,
-            b".." if rule == PathRule::Strict => {
-                return err(|path| TarError::ParentComponent { path })
-            }
-            b".." => {
-                // At the root `..` is the root, as in a chroot.
-                let cut = out.iter().rposition(|&b| b == b'/').unwrap_or(0);
-                out.truncate(cut);
-                continue;
-            }
-            _ if c.len() > MAX_NAME => return err(|path| TarError::NameTooLong { path }),
-            _ => {}
-        }
-        if !out.is_empty() {
-            out.push(b'/');
-        }
-        out.extend_from_slice(c);
-    }
-    Ok(out)
-}
-
-/// A regular file's contents read from a stream, holes as zeros.
-pub struct Contents<'r, R> {
-    reader: &'r mut Reader<ReadSource<R>>,
-    runs: Vec<DataRun>,
-    next: usize,
-    pos: u64,
-    size: u64,
-}
-
-impl<R: Read> Read for Contents<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.pos >= self.size || buf.is_empty() {
-            return Ok(0);
-        }
-        let run = self.runs.get(self.next).copied();
-        let (hole_end, in_run) = match run {
-            Some(r) if self.pos >= r.logical => (self.pos, Some(r)),
-            Some(r) => (r.logical, None),
-            None => (self.size, None),
-        };
-        let n = match in_run {
-            None => {
-                let n = (hole_end - self.pos).min(buf.len() as u64) as usize;
-                buf[..n].fill(0);
-                n
-            }
-            Some(r) => {
-                let want = (r.logical + r.len - self.pos).min(buf.len() as u64) as usize;
-                let n = self
-                    .reader
-                    .read_data(&mut buf[..want])
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-                if self.pos + n as u64 == r.logical + r.len {
-                    self.next += 1;
-                }
-                n
-            }
-        };
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn normalize_by_rule() {
-        let s = PathRule::Strict;
-        assert_eq!(normalize(b"./a/b/", s).unwrap(), b"a/b");
-        assert_eq!(normalize(b"./", s).unwrap(), b"");
-        assert_eq!(normalize(b"a//./b", s).unwrap(), b"a/b");
-        assert!(matches!(
-            normalize(b"/etc", s),
-            Err(TarError::AbsolutePath { .. })
-        ));
-        assert!(matches!(
-            normalize(b"a/../b", s),
-            Err(TarError::ParentComponent { .. })
-        ));
-        assert!(matches!(
-            normalize(b"a\0b", s),
-            Err(TarError::NulInPath { .. })
-        ));
-        assert!(matches!(
-            normalize(&[b'x'; 256], s),
-            Err(TarError::NameTooLong { .. })
-        ));
-        let c = PathRule::Clean;
-        assert_eq!(normalize(b"/etc/x", c).unwrap(), b"etc/x");
-        assert_eq!(normalize(b"a/../b", c).unwrap(), b"b");
-        assert_eq!(normalize(b"a/b/../../c", c).unwrap(), b"c");
-        assert_eq!(normalize(b"a/../../b", c).unwrap(), b"b");
-        assert_eq!(normalize(b"../../escaped", c).unwrap(), b"escaped");
     }
 }
