@@ -1,7 +1,7 @@
-//! An entry's metadata fields: PAX records over header fields, every number
-//! checked to parse and to fit.
+//! An entry's metadata fields (mode, owner, times, device): PAX records over
+//! header fields, every number checked to parse and to fit.
 
-use crate::entry::{Kind, Time};
+use crate::entry::{Entry, Kind, Time};
 use crate::error::TarError;
 use crate::header::{cstr, numeric, numeric_signed, Header};
 use crate::pax::{self, Extensions};
@@ -44,25 +44,15 @@ pub(crate) fn kind_of(typeflag: u8, raw_path: &[u8]) -> Result<Kind, TarError> {
     })
 }
 
-/// An entry's metadata fields.
-pub(crate) struct Fields {
-    pub mode: u32,
-    pub uid: u32,
-    pub gid: u32,
-    pub mtime: Time,
-    pub atime: Option<Time>,
-    pub ctime: Option<Time>,
-    pub dev: (u32, u32),
-}
-
 /// Reads the metadata fields: PAX records over header fields, every number
 /// checked to parse and to fit.
 pub(crate) fn fields(
     h: &Header,
     ext: &Extensions,
-    kind: Kind,
+    e: &mut Entry,
     bad: &Bad,
-) -> Result<Fields, TarError> {
+) -> Result<(), TarError> {
+    let kind = e.kind;
     let hdr = h.bytes();
     let num = |what: &'static str, r: std::ops::Range<usize>| {
         numeric(&hdr[r.clone()]).map_err(|_| bad.field(what, cstr(&hdr[r])))
@@ -111,13 +101,12 @@ pub(crate) fn fields(
     } else {
         (0, 0)
     };
-    Ok(Fields {
-        mode: (num("mode", 100..108)? & 0o7777) as u32,
-        uid: id("pax uid", &ext.uid, "uid", 108..116)?,
-        gid: id("pax gid", &ext.gid, "gid", 116..124)?,
-        mtime,
-        atime,
-        ctime,
-        dev,
-    })
+    e.mode = (num("mode", 100..108)? & 0o7777) as u32;
+    e.uid = id("pax uid", &ext.uid, "uid", 108..116)?;
+    e.gid = id("pax gid", &ext.gid, "gid", 116..124)?;
+    e.mtime = mtime;
+    e.atime = atime;
+    e.ctime = ctime;
+    e.dev = dev;
+    Ok(())
 }

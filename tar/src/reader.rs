@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::{self, Read};
 
 use crate::contents::Contents;
-use crate::entry::{Entry, Kind, SparseRun};
+use crate::entry::{Entry, Kind, SparseRun, Time};
 use crate::error::TarError;
 use crate::fields::{fields, kind_of, Bad};
 use crate::header::{cstr, numeric, Header, BLOCK};
@@ -228,18 +228,17 @@ impl<S: Source> Reader<S> {
             Kind::Symlink => symlink_target(raw_link, &raw_path)?,
             _ => Vec::new(),
         };
-        let f = fields(h, &ext, kind, &bad)?;
         let mut e = Entry {
             path,
             kind,
             link,
-            mode: f.mode,
-            uid: f.uid,
-            gid: f.gid,
-            mtime: f.mtime,
-            atime: f.atime,
-            ctime: f.ctime,
-            dev: f.dev,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            mtime: Time::default(),
+            atime: None,
+            ctime: None,
+            dev: (0, 0),
             xattrs: std::mem::take(&mut ext.xattrs),
             size: 0,
             sparse: None,
@@ -247,6 +246,7 @@ impl<S: Source> Reader<S> {
             data_offset: self.src.position(),
             data_len: stored,
         };
+        fields(h, &ext, &mut e, &bad)?;
         if kind == Kind::File {
             e.size = stored;
             if typeflag == b'S' {
