@@ -67,6 +67,12 @@ impl Archive {
         &self.entries[i as usize]
     }
 
+    /// The entries and the members, to take paths out of entries without
+    /// copying them.
+    pub fn into_parts(self) -> (Vec<Entry>, Vec<Member>) {
+        (self.entries, self.members)
+    }
+
     /// The surviving paths in archive order: parents may come after their
     /// children (a directory listed late, or never: then it is implied, a
     /// plain 0755 directory), but never a path under a non-directory.
@@ -306,18 +312,23 @@ impl Builder {
             c.ends.truncate(alive);
             c.kills = self.kills;
         }
-        let common = c
-            .path
-            .iter()
-            .zip(parent)
-            .take_while(|(a, b)| a == b)
-            .count();
-        let mut keep = 0;
-        for (i, &end) in c.ends.iter().enumerate() {
-            if end > common || (end < parent.len() && parent[end] != b'/') {
-                break;
+        // Components shared with the cursor: those ending inside the common
+        // prefix (only the last can end where the new parent's name goes on).
+        let common = if parent.starts_with(&c.path) {
+            c.path.len()
+        } else {
+            c.path
+                .iter()
+                .zip(parent)
+                .take_while(|(a, b)| a == b)
+                .count()
+        };
+        let mut keep = c.ends.partition_point(|&end| end <= common);
+        if keep > 0 {
+            let end = c.ends[keep - 1];
+            if end < parent.len() && parent[end] != b'/' {
+                keep -= 1;
             }
-            keep = i + 1;
         }
         c.nodes.truncate(keep);
         c.ends.truncate(keep);

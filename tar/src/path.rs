@@ -29,6 +29,21 @@ pub fn normalize(raw: &[u8], rule: PathRule) -> Result<Vec<u8>, TarError> {
     if rule == PathRule::Strict && raw.starts_with(b"/") {
         return err(|path| TarError::AbsolutePath { path });
     }
+    // The common shapes (`./etc/passwd`, `usr/lib/`) need only their ends
+    // trimmed: check that in one pass, without copying component by component.
+    let mut trimmed = raw;
+    while let Some(rest) = trimmed.strip_prefix(b"./") {
+        trimmed = rest;
+    }
+    while let Some(rest) = trimmed.strip_suffix(b"/") {
+        trimmed = rest;
+    }
+    if trimmed.is_empty() || trimmed == b"." {
+        return Ok(Vec::new());
+    }
+    if is_normal(trimmed) {
+        return Ok(trimmed.to_vec());
+    }
     let mut out: Vec<u8> = Vec::with_capacity(raw.len());
     for c in raw.split(|&b| b == b'/') {
         match c {
@@ -51,6 +66,29 @@ pub fn normalize(raw: &[u8], rule: PathRule) -> Result<Vec<u8>, TarError> {
         out.extend_from_slice(c);
     }
     Ok(out)
+}
+
+/// Whether `raw` is already normal: relative, every component 1 to 255
+/// bytes and neither `.` nor `..`, no trailing slash (the common case, checked
+/// in one pass without building a copy component by component).
+fn is_normal(raw: &[u8]) -> bool {
+    // Length of the current component, and whether it is all dots so far.
+    let (mut len, mut dots) = (0usize, true);
+    for &b in raw {
+        if b == b'/' {
+            if len == 0 || (dots && len <= 2) {
+                return false;
+            }
+            (len, dots) = (0, true);
+        } else {
+            len += 1;
+            dots &= b == b'.';
+            if len > MAX_NAME {
+                return false;
+            }
+        }
+    }
+    len > 0 && !(dots && len <= 2)
 }
 
 /// A symlink target: 1 to 4095 bytes, no NUL.
@@ -77,6 +115,9 @@ mod tests {
     fn normalize_by_rule() {
         let s = PathRule::Strict;
         assert_eq!(normalize(b"./a/b/", s).unwrap(), b"a/b");
+        assert_eq!(normalize(b"a/b", s).unwrap(), b"a/b");
+        assert_eq!(normalize(b"a/.b/c..", s).unwrap(), b"a/.b/c..");
+        assert_eq!(normalize(b"", s).unwrap(), b"");
         assert_eq!(normalize(b"./", s).unwrap(), b"");
         assert_eq!(normalize(b"a//./b", s).unwrap(), b"a/b");
         assert!(matches!(

@@ -35,11 +35,13 @@ pub(crate) struct RawEntry {
 
 /// The surviving paths of the layer tar `data`, in tar order.
 pub(crate) fn parse(data: &[u8]) -> Result<Vec<RawEntry>, IndexError> {
-    let archive = Archive::from_slice(data)?;
-    let mut out = Vec::with_capacity(archive.members().len());
-    for m in archive.members() {
-        let e = archive.entry(m.entry);
-        let ino = archive.entry(m.inode);
+    let (mut entries, members) = Archive::from_slice(data)?.into_parts();
+    let mut out = Vec::with_capacity(members.len());
+    for m in &members {
+        // Each member names its own entry, so its path can be moved out.
+        let path = std::mem::take(&mut entries[m.entry as usize].path);
+        let e = &entries[m.entry as usize];
+        let ino = &entries[m.inode as usize];
         let kind = match ino.kind {
             Kind::Dir => EntryKind::Dir,
             Kind::Symlink => EntryKind::Symlink,
@@ -65,7 +67,7 @@ pub(crate) fn parse(data: &[u8]) -> Result<Vec<RawEntry>, IndexError> {
                 .collect()
         });
         out.push(RawEntry {
-            path: e.path.clone(),
+            path,
             kind,
             hardlink,
             mode: ino.mode,
