@@ -1,5 +1,6 @@
 //! `d2v pack`: write an ext4 root file system image (and `vm.json` beside it)
-//! from a tar stream, a directory, or (later) an image in the store.
+//! from an image in the store, a tar archive or a directory (the work is in
+//! [`d2v::pack`]; this is flags and output).
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -16,7 +17,8 @@ pub struct PackArgs {
     /// Image in the store to pack (its merged tree).
     #[arg(conflicts_with_all = ["from_tar", "from_dir"], required_unless_present_any = ["from_tar", "from_dir"])]
     pub name: Option<String>,
-    /// Pack a tar archive instead (plain, gzip or zstd; `-` for stdin).
+    /// Pack a tar archive instead (plain, gzip, zstd, bzip2 or xz; `-` for
+    /// stdin), read as strictly as a layer; a later entry replaces an earlier one.
     #[arg(long, value_name = "FILE", conflicts_with = "from_dir")]
     pub from_tar: Option<PathBuf>,
     /// Pack a directory tree instead.

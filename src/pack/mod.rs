@@ -134,7 +134,7 @@ pub fn pack_store_image(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Packed, PackImageError> {
     let path = match out {
-        Some(p) => std::path::absolute(p).map_err(io_err(p))?,
+        Some(p) => p.to_path_buf(),
         None => {
             let p = run_image_path(store, name);
             let dir = p.parent().unwrap_or(Path::new("/"));
@@ -142,6 +142,7 @@ pub fn pack_store_image(
             p
         }
     };
+    let path = std::path::absolute(&path).map_err(io_err(&path))?;
     pack_image(
         store,
         name,
