@@ -16,7 +16,8 @@
 # FOPEN_KEEP_CACHE let the kernel answer without asking the server).
 #
 # Needs root, hyperfine, jq, tar, cargo. Env: RUNS, D2V_FIXTURES, CARGO_TARGET_DIR,
-# BENCH_TMP (default /var/tmp: local disk, not tmpfs).
+# BENCH_TMP (default /var/tmp: local disk, not tmpfs), D2V (a d2v binary to use
+# instead of building one, e.g. to compare two builds in one session).
 set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "run as root (FUSE mounts, drop_caches)" >&2; exit 1; }
 for t in hyperfine jq tar cargo; do
@@ -30,9 +31,13 @@ target=${CARGO_TARGET_DIR:-$repo/target}
 [ -e "$fixtures/debian.tar" ] || "$repo/testdata/fixtures/make-fixtures.sh" "$fixtures"
 image=$fixtures/debian.tar
 
-echo "building d2v (release)..." >&2
-(cd "$repo" && CARGO_TARGET_DIR=$target cargo build --release -q -p d2v --bin d2v)
-d2v=$target/release/d2v
+if [ -n "${D2V:-}" ]; then
+  d2v=$D2V
+else
+  echo "building d2v (release)..." >&2
+  (cd "$repo" && CARGO_TARGET_DIR=$target cargo build --release -q -p d2v --bin d2v)
+  d2v=$target/release/d2v
+fi
 
 work=$(mktemp -d "${BENCH_TMP:-/var/tmp}/d2v-bench.XXXXXX")
 export D2V_HOME=$work/store

@@ -7,6 +7,7 @@
 //! * [`source`]: where base images are looked up: store, Docker daemon, registry.
 //! * [`daemon`]: a Docker-API daemon as an image source and stage builder.
 //! * [`build`]: the build executor's machinery (RUN sandbox, layer diff, COPY/ADD).
+//! * [`compression`]: compressed input told by its magic bytes, and undone.
 //! * [`dockerfile`]: the Dockerfile front end (parse, expand, plan, image config).
 //! * [`pack`]: an image of the store packed into a bootable ext4 image.
 //! * [`runtime_config`]: the runtime config written into images for `d2v-init`.
@@ -14,6 +15,7 @@
 //! * [`userns`]: user namespaces: where RUN steps' ids live, and rootless d2v.
 
 pub mod build;
+pub mod compression;
 pub mod daemon;
 pub mod dockerfile;
 pub mod import;

@@ -168,3 +168,86 @@ fn umount_stops_the_background_server() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// Writes `bytes` to a file in `dir` and imports it as a rootfs image.
+fn import_tar(d2v: &D2v, dir: &std::path::Path, name: &str, bytes: &[u8]) -> std::process::Output {
+    let path = dir.join(format!("{name}.tar"));
+    std::fs::write(&path, bytes).unwrap();
+    d2v.run(&[
+        "import",
+        &format!("rootfs:{}", path.display()),
+        "--as",
+        name,
+    ])
+}
+
+#[test]
+fn import_refuses_layers_no_view_or_image_could_hold() {
+    // Issue 12 item 13: main imported uid 4294967296 as uid 0, and accepted a
+    // NUL in a path and a 4096-byte symlink target (images that then could
+    // be neither mounted nor packed).
+    use d2v_tar::fixtures::Tar;
+    let d2v = D2v::new();
+    let dir = tempfile::tempdir().unwrap();
+    let long = vec![b't'; 4096];
+    let cases: [(&str, Vec<u8>, &str); 3] = [
+        (
+            "uid",
+            Tar::new()
+                .pax(&[(b"uid", b"4294967296")])
+                .file(b"f", b"x")
+                .end(),
+            "tar entry \"f\" (header at byte 0): invalid pax uid \"4294967296\"",
+        ),
+        (
+            "nul",
+            Tar::new().pax(&[(b"path", b"a\0b")]).file(b"f", b"x").end(),
+            "contains a NUL byte",
+        ),
+        (
+            "symlink",
+            Tar::new()
+                .pax(&[(b"linkpath", &long[..])])
+                .symlink(b"s", b"x")
+                .end(),
+            "symlink \"s\" has a target of 4096 bytes",
+        ),
+    ];
+    for (name, bytes, message) in cases {
+        let out = import_tar(&d2v, dir.path(), name, &bytes);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name}: imported");
+        assert!(err.contains(message), "{name}: {err}");
+        assert!(!d2v.ok(&["images"]).contains(name), "{name}: named anyway");
+    }
+}
+
+#[test]
+fn a_later_file_replaces_a_directory_in_the_view_and_the_image() {
+    // Issue 12 item 13: a layer with dir x, x/y, then file x showed the directory.
+    if !require_root_and(&["debugfs"]) {
+        return;
+    }
+    use d2v_tar::fixtures::Tar;
+    let d2v = D2v::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Tar::new();
+    t.dir(b"x").file(b"x/y", b"under").file(b"x", b"the file");
+    let out = import_tar(&d2v, dir.path(), "later", &t.end());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    {
+        let m = Mounted::new(&d2v, "later");
+        assert_eq!(std::fs::read(m.path().join("x")).unwrap(), b"the file");
+    }
+    let image = dir.path().join("later.ext4");
+    d2v.ok(&["pack", "later", "-o", image.to_str().unwrap()]);
+    let x = sh(&format!(
+        "debugfs -R 'cat /x' {} 2>/dev/null",
+        image.display()
+    ));
+    assert_eq!(x.trim_end_matches('\0'), "the file");
+}

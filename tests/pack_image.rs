@@ -180,3 +180,170 @@ fn the_runtime_config_carries_the_image_config_with_resolved_ids() {
     ));
     assert!(sbin.contains("Mode:  0755"), "{sbin}");
 }
+
+/// The names in `dir`, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn sha(p: &Path) -> String {
+    sh(&format!("sha256sum < {}", p.display()))
+}
+
+#[test]
+fn a_failing_pack_from_tar_leaves_the_old_image_and_names_the_entry() {
+    // Issue 12 items 10, 12 and 15: main truncated the old image first,
+    // packed a tar cut inside a header without its rest, and said
+    // "..: invalid path" without naming the entry.
+    use d2v_tar::fixtures::Tar;
+    let d2v = D2v::new();
+    let src = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let image = out.path().join("img.ext4");
+    let img = image.to_str().unwrap();
+    let good = src.path().join("good.tar");
+    std::fs::write(&good, Tar::new().file(b"etc/hostname", b"vm\n").end()).unwrap();
+    d2v.ok(&["pack", "--from-tar", good.to_str().unwrap(), "-o", img]);
+    let before = sha(&image);
+    let mut two = Tar::new();
+    two.file(b"a", b"x").file(b"b", b"y");
+    let cases = [
+        ("cut.tar", two.end()[..1024 + 100].to_vec(), "truncated tar"),
+        (
+            "escape.tar",
+            Tar::new().file(b"a/../../b", b"x").end(),
+            "tar entry \"a/../../b\" has a '..' component",
+        ),
+        (
+            "uid.tar",
+            Tar::new().pax(&[(b"uid", b"x1")]).file(b"f", b"x").end(),
+            "invalid pax uid",
+        ),
+    ];
+    for (name, bytes, message) in cases {
+        let bad = src.path().join(name);
+        std::fs::write(&bad, bytes).unwrap();
+        let err = d2v.fails(&["pack", "--from-tar", bad.to_str().unwrap(), "-o", img]);
+        assert!(err.contains(message), "{name}: {err}");
+        assert_eq!(sha(&image), before, "{name}: the old image changed");
+        assert_eq!(listing(out.path()), ["img.ext4", "vm.json"], "{name}");
+    }
+}
+
+#[test]
+fn a_full_disk_or_a_kill_leaves_the_old_image_and_nothing_else() {
+    // Issue 12 item 10: main left a truncated or partial image, and
+    // `pack NAME` left .d2v-pack-* files that nothing removed.
+    if !require_root_and(&["mount", "umount"]) {
+        return;
+    }
+    use d2v_tar::fixtures::Tar;
+    let d2v = D2v::new();
+    let src = tempfile::tempdir_in("/var/tmp").unwrap();
+    let small = tempfile::tempdir().unwrap();
+    sh(&format!(
+        "mount -t tmpfs -o size=12m d2v-test {}",
+        small.path().display()
+    ));
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _guard = Unmount(small.path());
+    let image = small.path().join("img.ext4");
+    let img = image.to_str().unwrap();
+    let good = src.path().join("good.tar");
+    std::fs::write(&good, Tar::new().file(b"f", b"small").end()).unwrap();
+    let flags = ["--no-journal", "--free", "0", "-o", img];
+    d2v.ok(&[
+        &["pack", "--from-tar", good.to_str().unwrap()][..],
+        &flags[..],
+    ]
+    .concat());
+    let before = sha(&image);
+
+    // ENOSPC: 20 MiB of data does not fit the 12 MiB file system.
+    let big = src.path().join("big.tar");
+    std::fs::write(&big, Tar::new().file(b"big", &vec![7u8; 20 << 20]).end()).unwrap();
+    let err = d2v.fails(
+        &[
+            &["pack", "--from-tar", big.to_str().unwrap()][..],
+            &flags[..],
+        ]
+        .concat(),
+    );
+    assert!(err.contains("No space left"), "{err}");
+    assert_eq!(sha(&image), before);
+    assert_eq!(listing(small.path()), ["img.ext4", "vm.json"]);
+
+    // kill -9 while the tar still streams in on standard input.
+    let mut child = d2v
+        .cmd()
+        .args([&["pack", "--from-tar", "-"][..], &flags[..]].concat())
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&vec![0x55u8; 1 << 20]).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(sha(&image), before);
+    assert_eq!(listing(small.path()), ["img.ext4", "vm.json"]);
+
+    // kill -9 in the middle of `pack NAME`, and a leftover of a dead pack.
+    d2v.import(&format!("rootfs:{}", fixture("debian.tar")), "debian");
+    std::fs::write(small.path().join(".d2v-pack-4000000-x"), b"stale").unwrap();
+    let out = tempfile::tempdir_in("/var/tmp").unwrap();
+    let mut child = d2v
+        .cmd()
+        .args([
+            "pack",
+            "debian",
+            "-o",
+            out.path().join("d.ext4").to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once it holds the image file open (it is then writing it).
+    let fds = format!("/proc/{}/fd", child.id());
+    let writing = || {
+        std::fs::read_dir(&fds)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t.starts_with(out.path())))
+    };
+    let started = std::time::Instant::now();
+    while !writing() && started.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        listing(out.path())
+            .iter()
+            .filter(|n| n.starts_with(".d2v-pack"))
+            .count(),
+        0
+    );
+    d2v.ok(&[
+        &["pack", "--from-tar", good.to_str().unwrap()][..],
+        &flags[..],
+    ]
+    .concat());
+    assert_eq!(
+        listing(small.path()),
+        ["img.ext4", "vm.json"],
+        "stale file kept"
+    );
+}

@@ -4,8 +4,11 @@
 //! once and writes a compact index beside it (path, metadata, xattrs and where
 //! each file's bytes live in the blob); [`LayerIndex::open`] maps both.
 //! [`MergedTree::new`] stacks layers by the OCI rules (whiteouts, opaque
-//! directories, hard links), and [`mount`] serves the result as a read-only
-//! FUSE filesystem whose reads come straight from the mmapped blobs.
+//! directories, hard links), resolves paths inside the image the way the
+//! kernel would ([`MergedTree::resolve`]), and [`mount`] serves the result as
+//! a read-only FUSE filesystem whose reads come straight from the mmapped
+//! blobs. Layer tars are read by `d2v-tar`, the reader `d2v pack --from-tar`
+//! and ADD use too.
 //!
 //! ```no_run
 //! use std::{path::Path, sync::Arc};
@@ -26,6 +29,7 @@
 mod fs;
 pub mod index;
 mod mount;
+mod resolve;
 pub mod tree;
 
 pub use index::{EntryKind, EntryRef, IndexError, IndexStats, LayerIndex, Segment};

@@ -9,54 +9,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use d2v_fuse::{EntryKind, IndexError, LayerIndex};
-
-/// A raw 512-byte ustar header with arbitrary name bytes.
-fn header(name: &[u8], typeflag: u8, size: u64, link: &[u8]) -> [u8; 512] {
-    let mut h = tar::Header::new_ustar();
-    h.set_mode(0o644);
-    h.set_size(size);
-    h.set_mtime(1_000_000);
-    h.set_entry_type(tar::EntryType::new(typeflag));
-    let b = h.as_mut_bytes();
-    b[..name.len()].copy_from_slice(name);
-    b[157..157 + link.len()].copy_from_slice(link);
-    h.set_cksum();
-    *h.as_bytes()
-}
-
-fn pad(v: &mut Vec<u8>) {
-    let n = v.len().next_multiple_of(512);
-    v.resize(n, 0);
-}
-
-fn entry(out: &mut Vec<u8>, name: &[u8], typeflag: u8, data: &[u8], link: &[u8]) {
-    out.extend_from_slice(&header(name, typeflag, data.len() as u64, link));
-    out.extend_from_slice(data);
-    pad(out);
-}
-
-fn pax(out: &mut Vec<u8>, records: &[(&[u8], &[u8])]) {
-    let mut body = Vec::new();
-    for (k, v) in records {
-        let rest = k.len() + v.len() + 3; // ' ', '=', '\n'
-        let mut len = rest + 1;
-        while len.to_string().len() + rest != len {
-            len += 1;
-        }
-        body.extend_from_slice(format!("{len} ").as_bytes());
-        body.extend_from_slice(k);
-        body.push(b'=');
-        body.extend_from_slice(v);
-        body.push(b'\n');
-    }
-    entry(out, b"PaxHeaders/x", b'x', &body, b"");
-}
-
-fn finish(mut v: Vec<u8>) -> Vec<u8> {
-    v.extend_from_slice(&[0u8; 1024]);
-    v
-}
+use d2v_fuse::{EntryKind, IndexError, LayerIndex, MergedTree};
+use d2v_tar::fixtures::{self, lines, Expect, Spec, Tar, View};
 
 fn build(dir: &Path, bytes: &[u8]) -> Result<LayerIndex, IndexError> {
     let blob = dir.join("layer.tar");
@@ -66,133 +20,98 @@ fn build(dir: &Path, bytes: &[u8]) -> Result<LayerIndex, IndexError> {
     LayerIndex::open(&blob, &idx)
 }
 
-#[test]
-fn truncated_tar_is_a_typed_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut v = Vec::new();
-    entry(&mut v, b"file", b'0', &[7u8; 1000], b"");
-    let whole = finish(v);
-    for cut in [300, 512 + 700] {
-        let e = build(dir.path(), &whole[..cut]).unwrap_err();
-        assert!(matches!(e, IndexError::Truncated { .. }), "cut {cut}: {e}");
-    }
-    assert!(build(dir.path(), &whole).is_ok());
-}
-
-#[test]
-fn bad_header_checksum_is_a_typed_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut v = Vec::new();
-    entry(&mut v, b"ok", b'0', b"x", b"");
-    entry(&mut v, b"corrupt", b'0', b"y", b"");
-    let mut bytes = finish(v);
-    bytes[1024 + 3] ^= 0x20; // flip a bit in the second header's name
-    match build(dir.path(), &bytes).unwrap_err() {
-        IndexError::BadChecksum { offset } => assert_eq!(offset, 1024),
-        e => panic!("wrong error: {e}"),
-    }
-}
-
-#[test]
-fn parent_and_absolute_paths_are_rejected_naming_the_entry() {
-    let dir = tempfile::tempdir().unwrap();
-    for (name, want) in [
-        (&b"a/../../etc/shadow"[..], "parent"),
-        (b"/etc/shadow", "absolute"),
-    ] {
-        let mut v = Vec::new();
-        entry(&mut v, name, b'0', b"x", b"");
-        let e = build(dir.path(), &finish(v)).unwrap_err();
-        match (&e, want) {
-            (IndexError::ParentComponent { path }, "parent")
-            | (IndexError::AbsolutePath { path }, "absolute") => assert_eq!(path, name),
-            _ => panic!("{name:?}: wrong error {e}"),
+/// What the merged tree of one layer shows, as fixture views.
+fn views(tree: &MergedTree) -> Vec<View> {
+    let mut out = Vec::new();
+    for w in tree.walk() {
+        let n = tree.get(w.ino).unwrap();
+        let kind = match n.kind {
+            EntryKind::File => "file",
+            EntryKind::Dir => "dir",
+            EntryKind::Symlink => "symlink",
+            EntryKind::CharDevice => "chr",
+            EntryKind::BlockDevice => "blk",
+            EntryKind::Fifo => "fifo",
+        };
+        let mut v = View::new(kind, &w.path);
+        v.mode = n.mode;
+        v.uid = n.uid;
+        v.gid = n.gid;
+        v.mtime = (n.mtime, n.mtime_nsec);
+        v.dev = (n.rdev_major, n.rdev_minor);
+        v.xattrs = tree
+            .xattrs(w.ino)
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect();
+        if n.kind == EntryKind::Symlink {
+            v.target = tree.symlink_target(w.ino).unwrap().to_vec();
         }
-        assert!(e.to_string().contains("etc/shadow"), "{e}");
-    }
-}
-
-#[test]
-fn hard_links_to_missing_or_outside_targets_are_rejected() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut v = Vec::new();
-    entry(&mut v, b"present", b'0', b"x", b"");
-    entry(&mut v, b"link", b'1', b"", b"absent");
-    match build(dir.path(), &finish(v)).unwrap_err() {
-        IndexError::HardLinkMissing { path, target } => {
+        if n.kind == EntryKind::File {
+            v.data = vec![0xAA; n.size as usize];
             assert_eq!(
-                (path.as_slice(), target.as_slice()),
-                (&b"link"[..], &b"absent"[..])
-            )
+                tree.read_at(w.ino, 0, &mut v.data).unwrap(),
+                n.size as usize
+            );
+            v.nlink = n.nlink;
         }
-        e => panic!("wrong error: {e}"),
+        out.push(v);
     }
-    let mut v = Vec::new();
-    entry(&mut v, b"link", b'1', b"", b"../../etc/passwd");
-    assert!(matches!(
-        build(dir.path(), &finish(v)).unwrap_err(),
-        IndexError::HardLinkOutside { .. }
-    ));
-    // A link may not come before its target either.
-    let mut v = Vec::new();
-    entry(&mut v, b"link", b'1', b"", b"later");
-    entry(&mut v, b"later", b'0', b"x", b"");
-    assert!(matches!(
-        build(dir.path(), &finish(v)).unwrap_err(),
-        IndexError::HardLinkMissing { .. }
-    ));
+    out
 }
 
 #[test]
-fn pax_records_set_path_times_ids_and_xattrs() {
+fn the_shared_tar_fixtures_index_and_compose_as_extracted() {
     let dir = tempfile::tempdir().unwrap();
-    let cap: &[u8] = &[
-        1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    ];
-    let long = format!("{}/{}", "p".repeat(150), "q".repeat(150));
-    let mut v = Vec::new();
-    pax(
-        &mut v,
-        &[
-            (b"path", long.as_bytes()),
-            (b"mtime", b"1700000000.987654321"),
-            (b"uid", b"3000000"),
-            (b"gid", b"4000000"),
-            (b"SCHILY.xattr.security.capability", cap),
-            (b"SCHILY.xattr.user.nl", b"line\nbreak"),
-            (b"LIBARCHIVE.xattr.user.a%3Db", b"AAEC/w=="),
-        ],
-    );
-    entry(&mut v, b"ignored-short-name", b'0', b"data", b"");
-    let idx = build(dir.path(), &finish(v)).unwrap();
-    let e = idx.find(long.as_bytes()).expect("pax path used");
-    assert_eq!(e.mtime(), (1_700_000_000, 987_654_321));
-    assert_eq!((e.uid(), e.gid()), (3_000_000, 4_000_000));
-    let x: Vec<(&[u8], &[u8])> = e.xattrs().collect();
-    assert!(x.contains(&(&b"security.capability"[..], cap)));
-    assert!(x.contains(&(&b"user.nl"[..], &b"line\nbreak"[..])));
-    assert!(x.contains(&(&b"user.a=b"[..], &[0u8, 1, 2, 255][..])));
-    assert_eq!(e.contiguous_data().unwrap(), b"data");
+    for f in fixtures::all() {
+        let got = build(dir.path(), &f.bytes).map(|idx| {
+            let tree = MergedTree::new(vec![idx]).unwrap();
+            lines(views(&tree))
+        });
+        match (&f.expect, got) {
+            (Expect::Tree(want), Ok(got)) => assert_eq!(got, lines(want.clone()), "{}", f.name),
+            (Expect::Tree(_), Err(e)) => panic!("{}: {e}", f.name),
+            (Expect::Error(text), Err(e)) => {
+                assert!(matches!(e, IndexError::Tar(_)), "{}: {e}", f.name);
+                assert!(e.to_string().contains(text), "{}: {e}", f.name);
+            }
+            (Expect::Error(_), Ok(t)) => panic!("{}: accepted: {t:#?}", f.name),
+        }
+        let leftovers: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n != "layer.tar" && n != "layer.idx")
+            .collect();
+        assert!(leftovers.is_empty(), "{}: {leftovers:?}", f.name);
+    }
+}
+
+#[test]
+fn a_later_file_replaces_a_directory_and_everything_under_it() {
+    // Issue 12 item 13: dir x, x/y, then file x. The view shows the file.
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Tar::new();
+    t.dir(b"x").file(b"x/y", b"under").file(b"x", b"the file");
+    let idx = build(dir.path(), &t.end()).unwrap();
+    let tree = MergedTree::new(vec![idx]).unwrap();
+    let x = tree.lookup(tree.root(), b"x").unwrap();
+    assert_eq!(tree.get(x).unwrap().kind, EntryKind::File);
+    assert_eq!(tree.contiguous_data(x).unwrap(), b"the file");
+    assert_eq!(tree.walk().count(), 2, "x/y must be gone");
 }
 
 #[test]
 fn entry_types_paths_and_metadata_are_indexed() {
     let dir = tempfile::tempdir().unwrap();
-    let mut v = Vec::new();
-    entry(&mut v, b"./", b'5', b"", b"");
-    entry(&mut v, b"./d/", b'5', b"", b"");
-    entry(&mut v, b"./d/caf\xe9", b'0', b"latin1", b"");
-    entry(&mut v, b"./d/sym", b'2', b"", b"../nowhere");
-    entry(&mut v, b"./d/hard", b'1', b"", b"./d/caf\xe9");
-    entry(&mut v, b"./d/fifo", b'6', b"", b"");
-    let mut dev = header(b"./d/tty", b'3', 0, b"");
-    dev[329..337].copy_from_slice(b"0000004\0");
-    dev[337..345].copy_from_slice(b"0000100\0");
-    dev[100..108].copy_from_slice(b"0004620\0");
-    let mut h = tar::Header::from_byte_slice(&dev).clone();
-    h.set_cksum();
-    v.extend_from_slice(h.as_bytes());
-    let idx = build(dir.path(), &finish(v)).unwrap();
+    let mut t = Tar::new();
+    t.dir(b"./").dir(b"./d/").file(b"./d/caf\xe9", b"latin1");
+    t.symlink(b"./d/sym", b"../nowhere")
+        .hardlink(b"./d/hard", b"./d/caf\xe9");
+    t.entry(Spec::new(b'6', b"./d/fifo"), b"");
+    let mut tty = Spec::new(b'3', b"./d/tty");
+    tty.dev = (4, 64);
+    tty.mode = 0o4620;
+    t.entry(tty, b"");
+    let idx = build(dir.path(), &t.end()).unwrap();
     let paths: Vec<&[u8]> = idx.entries().map(|e| e.path()).collect();
     assert_eq!(
         paths,
@@ -319,9 +238,7 @@ fn gnu_long_names_and_non_utf8_names_round_trip() {
 #[test]
 fn index_files_are_validated_on_open_and_written_atomically() {
     let dir = tempfile::tempdir().unwrap();
-    let mut v = Vec::new();
-    entry(&mut v, b"a", b'0', b"x", b"");
-    let bytes = finish(v);
+    let bytes = Tar::new().file(b"a", b"x").end();
     let blob = dir.path().join("layer.tar");
     fs::write(&blob, &bytes).unwrap();
     let idx = dir.path().join("layer.idx");

@@ -90,3 +90,46 @@ fn inode_numbers_are_deterministic() {
         .windows(2)
         .all(|w| w[0].path < w[1].path || !w[1].path.starts_with(&w[0].path)));
 }
+
+#[test]
+fn paths_resolve_inside_the_tree_like_the_kernel_would() {
+    use d2v_tar::fixtures::Tar;
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Tar::new();
+    t.dir(b"usr").dir(b"usr/sbin").symlink(b"sbin", b"usr/sbin");
+    t.dir(b"etc")
+        .file(b"etc/passwd", b"root:x:0:0::/root:/bin/sh\n");
+    t.symlink(b"etc/abs", b"/etc/passwd")
+        .symlink(b"up", b"../../../etc");
+    t.symlink(b"loop-a", b"loop-b")
+        .symlink(b"loop-b", b"loop-a");
+    let blob = dir.path().join("l.tar");
+    std::fs::write(&blob, t.end()).unwrap();
+    let t = tree(&[blob]);
+    // Where pack puts the init: under the directory the symlink names.
+    assert_eq!(t.resolve_for_create(b"sbin/d2v-init"), b"usr/sbin/d2v-init");
+    assert_eq!(
+        t.resolve_for_create(b"etc/d2v/config.json"),
+        b"etc/d2v/config.json"
+    );
+    let passwd = t
+        .lookup(t.lookup(t.root(), b"etc").unwrap(), b"passwd")
+        .unwrap();
+    assert_eq!(
+        t.resolve(b"etc/abs"),
+        Some((b"etc/passwd".to_vec(), passwd))
+    );
+    // `..` stops at the root, as in a chroot.
+    assert_eq!(
+        t.resolve(b"up/passwd"),
+        Some((b"etc/passwd".to_vec(), passwd))
+    );
+    assert_eq!(t.resolve(b"loop-a"), None);
+    assert_eq!(t.resolve(b"missing"), None);
+    assert_eq!(
+        t.read_file(b"etc/abs", 1 << 20).unwrap(),
+        b"root:x:0:0::/root:/bin/sh\n"
+    );
+    assert_eq!(t.read_file(b"etc/abs", 3), None, "over the limit");
+    assert_eq!(t.read_file(b"usr", 1 << 20), None, "not a file");
+}

@@ -6,10 +6,10 @@ use std::io;
 #[derive(Debug, thiserror::Error)]
 pub enum PackError {
     /// Writing the image failed.
-    #[error("writing the image: {0}")]
+    #[error("writing the image")]
     Io(#[from] io::Error),
     /// Reading a source (file, directory, tar stream) failed.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Source {
         /// The source path.
         path: String,
@@ -79,7 +79,7 @@ pub enum PackError {
     /// The image outgrew the group descriptor space reserved at the start.
     #[error("the image ({0} bytes) outgrew the space reserved for group descriptors; set Options::max_size")]
     TooLarge(u64),
-    /// A malformed tar stream.
-    #[error("tar: {0}")]
-    Tar(String),
+    /// A tar archive d2v does not accept (the message names the entry).
+    #[error(transparent)]
+    Tar(#[from] d2v_tar::TarError),
 }

@@ -1,10 +1,8 @@
 //! Block group descriptors (64 bytes each with the `64bit` feature).
 
 use crate::crc::crc32c_raw;
+use crate::format::DESC_SIZE;
 use crate::le::{put_u16, put_u32};
-
-/// Size of one group descriptor.
-pub const DESC_SIZE: usize = 64;
 
 /// `EXT4_BG_INODE_ZEROED`: the inode table is zeroed (no lazy init needed).
 pub const BG_INODE_ZEROED: u16 = 0x4;

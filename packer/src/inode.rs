@@ -2,26 +2,16 @@
 //! fields for nanosecond timestamps, then in-inode extended attributes).
 
 use crate::crc::crc32c_raw;
+use crate::format::{FL_HUGE_FILE, INODE_SIZE};
 use crate::le::{put_u16, put_u32};
 use crate::meta::Timestamp;
 
-/// Bytes per inode.
-pub const INODE_SIZE: usize = 256;
 /// `i_extra_isize`: the extra fields up to and including `i_projid`.
 pub const EXTRA_ISIZE: u16 = 32;
 /// Offset of the in-inode extended attribute area (its magic first).
 pub const XATTR_OFFSET: usize = 128 + EXTRA_ISIZE as usize;
 /// Bytes available for in-inode extended attributes, including the magic.
 pub const XATTR_SPACE: usize = INODE_SIZE - XATTR_OFFSET;
-
-/// `EXT4_INDEX_FL`: hashed (htree) directory.
-pub const FL_INDEX: u32 = 0x1000;
-/// `EXT4_HUGE_FILE_FL`: `i_blocks` counts file system blocks, not sectors.
-pub const FL_HUGE_FILE: u32 = 0x4_0000;
-/// `EXT4_EXTENTS_FL`: `i_block` holds an extent tree.
-pub const FL_EXTENTS: u32 = 0x8_0000;
-/// `EXT4_INLINE_DATA_FL`: the data is in `i_block` and the `system.data` xattr.
-pub const FL_INLINE_DATA: u32 = 0x1000_0000;
 
 /// One inode as written to the inode table.
 #[derive(Debug, Clone)]

@@ -32,6 +32,8 @@ mod crc;
 mod dir;
 mod error;
 mod extent;
+mod format;
+mod geometry;
 mod group;
 mod htree;
 mod inode;
@@ -39,25 +41,24 @@ mod journal;
 mod layout;
 mod le;
 mod meta;
+mod node;
+mod options;
 pub mod source;
 mod stream;
+mod summary;
 mod superblock;
-mod tarstream;
+mod tables;
 mod writer;
 mod xattr;
 
 pub use error::PackError;
+pub use format::BLOCK_SIZE;
 pub use meta::{
     Metadata, Timestamp, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK,
 };
-pub use writer::{Ext4Writer, Options, Summary};
-
-/// File system block size.
-pub const BLOCK_SIZE: usize = 4096;
-/// Blocks per block group (one bitmap block's worth).
-pub(crate) const BLOCKS_PER_GROUP: u64 = 8 * BLOCK_SIZE as u64;
-/// Bytes per block group.
-pub(crate) const GROUP_BYTES: u64 = BLOCKS_PER_GROUP * BLOCK_SIZE as u64;
+pub use options::Options;
+pub use summary::Summary;
+pub use writer::Ext4Writer;
 
 /// The half-MD4 directory hash of `name` under `seed`, as the kernel computes it
 /// (exposed for tests and tools).

@@ -9,7 +9,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 
-use crate::BLOCK_SIZE;
+use crate::format::BLOCK_SIZE;
 
 /// Flush the buffer once it holds this many bytes.
 const BUF_LIMIT: usize = 8 << 20;
@@ -45,16 +45,17 @@ impl BlockStream {
 
     /// Whether a run of `n` blocks starting at `at` would overlap the hole.
     pub fn hits_hole(&self, at: u64, n: u64) -> bool {
-        self.hole
-            .is_some_and(|(s, e)| n > 0 && at < e && at + n > s)
+        crate::geometry::hits_hole(self.hole, at, n)
     }
 
     /// The end of the hole if a run of `n` blocks at `at` would overlap it.
     pub fn past_hole(&self, at: u64, n: u64) -> u64 {
-        match self.hole {
-            Some((_, e)) if self.hits_hole(at, n) => e,
-            _ => at,
-        }
+        crate::geometry::past_hole(self.hole, at, n)
+    }
+
+    /// The blocks nothing may be streamed into.
+    pub fn hole(&self) -> Option<(u64, u64)> {
+        self.hole
     }
 
     /// Make the next `n` blocks one run clear of the hole (skipping past it

@@ -1,46 +1,8 @@
 //! The ext4 superblock (1024 bytes at byte offset 1024 of the image).
 
 use crate::crc::crc32c_raw;
+use crate::format::*;
 use crate::le::{put_u16, put_u32};
-
-/// ext4 superblock magic.
-pub const MAGIC: u16 = 0xEF53;
-
-/// `COMPAT_HAS_JOURNAL`.
-pub const COMPAT_HAS_JOURNAL: u32 = 0x4;
-/// `COMPAT_EXT_ATTR`.
-pub const COMPAT_EXT_ATTR: u32 = 0x8;
-/// `COMPAT_DIR_INDEX`.
-pub const COMPAT_DIR_INDEX: u32 = 0x20;
-/// `COMPAT_SPARSE_SUPER2`: backups only in the groups `s_backup_bgs` names.
-pub const COMPAT_SPARSE_SUPER2: u32 = 0x200;
-
-/// `INCOMPAT_FILETYPE`.
-pub const INCOMPAT_FILETYPE: u32 = 0x2;
-/// `INCOMPAT_EXTENTS`.
-pub const INCOMPAT_EXTENTS: u32 = 0x40;
-/// `INCOMPAT_64BIT`.
-pub const INCOMPAT_64BIT: u32 = 0x80;
-/// `INCOMPAT_FLEX_BG`.
-pub const INCOMPAT_FLEX_BG: u32 = 0x200;
-/// `INCOMPAT_INLINE_DATA`: small files and directories live in their inode.
-pub const INCOMPAT_INLINE_DATA: u32 = 0x8000;
-
-/// `RO_COMPAT_SPARSE_SUPER`.
-pub const RO_COMPAT_SPARSE_SUPER: u32 = 0x1;
-/// `RO_COMPAT_LARGE_FILE`.
-pub const RO_COMPAT_LARGE_FILE: u32 = 0x2;
-/// `RO_COMPAT_HUGE_FILE`.
-pub const RO_COMPAT_HUGE_FILE: u32 = 0x8;
-/// `RO_COMPAT_DIR_NLINK`.
-pub const RO_COMPAT_DIR_NLINK: u32 = 0x20;
-/// `RO_COMPAT_EXTRA_ISIZE`.
-pub const RO_COMPAT_EXTRA_ISIZE: u32 = 0x40;
-/// `RO_COMPAT_METADATA_CSUM`.
-pub const RO_COMPAT_METADATA_CSUM: u32 = 0x400;
-
-/// `s_flags`: directory hashes use unsigned chars (same on every architecture).
-pub const FLAGS_UNSIGNED_HASH: u32 = 0x2;
 
 /// The fields of the superblock this writer sets; everything else is zero.
 #[derive(Debug, Clone, Default)]
@@ -103,13 +65,13 @@ impl Superblock {
         put_u32(&mut b, 0x30, t); // s_wtime
         put_u16(&mut b, 0x34, 0); // mount count
         put_u16(&mut b, 0x36, 0xFFFF); // max mount count: no forced checks
-        put_u16(&mut b, 0x38, MAGIC);
+        put_u16(&mut b, 0x38, SUPER_MAGIC);
         put_u16(&mut b, 0x3A, 1); // state: clean
         put_u16(&mut b, 0x3C, 1); // errors: continue
         put_u32(&mut b, 0x40, t); // last check
         put_u32(&mut b, 0x4C, 1); // dynamic revision
         put_u32(&mut b, 0x54, 11); // first non-reserved inode
-        put_u16(&mut b, 0x58, crate::inode::INODE_SIZE as u16);
+        put_u16(&mut b, 0x58, INODE_SIZE as u16);
         put_u16(&mut b, 0x5A, self.block_group_nr);
         put_u32(&mut b, 0x5C, self.feature_compat);
         put_u32(&mut b, 0x60, self.feature_incompat);
@@ -125,7 +87,7 @@ impl Superblock {
                 put_u32(&mut b, 0x10C + 4 * i, *w);
             }
         }
-        put_u16(&mut b, 0xFE, crate::group::DESC_SIZE as u16);
+        put_u16(&mut b, 0xFE, DESC_SIZE as u16);
         put_u32(&mut b, 0x100, 0x000C); // default mount options: user_xattr, acl
         put_u32(&mut b, 0x108, t); // mkfs time
         put_u32(&mut b, 0x150, (self.blocks_count >> 32) as u32);

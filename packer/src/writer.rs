@@ -11,176 +11,15 @@ use sha2::{Digest, Sha256};
 
 use crate::dir::{self, DirEntry};
 use crate::error::PackError;
-use crate::extent::{self, Extent};
+use crate::extent;
+use crate::format::*;
+use crate::layout::{self, Built};
 use crate::meta::*;
+use crate::node::{Kind, Node};
+use crate::options::Options;
 use crate::stream::BlockStream;
+use crate::summary::Summary;
 use crate::xattr::{self, Attr};
-use crate::BLOCK_SIZE;
-
-/// The root directory's inode.
-pub(crate) const ROOT_INO: u32 = 2;
-/// The journal's inode.
-pub(crate) const JOURNAL_INO: u32 = 8;
-/// lost+found, the first non-reserved inode.
-pub(crate) const LOST_FOUND_INO: u32 = 11;
-/// Bytes of inline data that `i_block` holds; the rest goes to `system.data`.
-pub(crate) const INLINE_I_BLOCK: usize = 60;
-/// Largest file: 2^32 blocks.
-const MAX_FILE_SIZE: u64 = (1u64 << 32) * BLOCK_SIZE as u64 - BLOCK_SIZE as u64;
-
-/// How the image is shaped.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// Include a jbd2 journal (inode 8). Default: true.
-    pub journal: bool,
-    /// Journal size in bytes; `None` follows `mke2fs`'s defaults (4 MiB for
-    /// images up to 128 MiB, 16 MiB up to 1 GiB, 32 MiB up to 2 GiB, 64 MiB beyond).
-    pub journal_bytes: Option<u64>,
-    /// Free space to leave for the VM; `None` means max(64 MiB, 25% of the data).
-    pub free_bytes: Option<u64>,
-    /// Exact image size in bytes (rounded down to 4 KiB); `None` sizes it to fit.
-    pub size: Option<u64>,
-    /// Free inodes to leave; `None` means one per 16 KiB of free space, at least
-    /// 16384 (none for `read_only_tight`).
-    pub free_inodes: Option<u64>,
-    /// The tightest image for a read-only root: no journal, no free space or
-    /// inodes beyond what `free_bytes`/`free_inodes` explicitly ask for. The
-    /// file system is still writable (no `read-only` feature flag).
-    pub read_only_tight: bool,
-    /// Time used where an entry has none (root, lost+found, superblock).
-    pub source_date_epoch: Option<i64>,
-    /// Largest image this writer may grow to, which sizes the group descriptor
-    /// table reserved at the start of the image before data streams in
-    /// (64 bytes per 128 MiB). Default 1 TiB (512 KiB reserved; unused blocks stay free).
-    pub max_size: u64,
-    /// Volume label (up to 16 bytes).
-    pub label: Vec<u8>,
-    /// UUID to use instead of the one derived from the content.
-    pub uuid: Option<[u8; 16]>,
-    /// Store small regular files (1 to 128 bytes) and small directories in
-    /// their inode (`INCOMPAT_INLINE_DATA`): no data block, no tail slack.
-    /// Default: true. Readers that do not know the feature (some libraries,
-    /// kernels before 3.8) need it off.
-    pub inline_data: bool,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            journal: true,
-            journal_bytes: None,
-            free_bytes: None,
-            size: None,
-            free_inodes: None,
-            read_only_tight: false,
-            source_date_epoch: None,
-            max_size: 1 << 40,
-            label: Vec::new(),
-            uuid: None,
-            inline_data: true,
-        }
-    }
-}
-
-/// What [`Ext4Writer::finish`] produced.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Summary {
-    /// Regular files (inodes, not names).
-    pub files: u64,
-    /// Directories, including the root and lost+found.
-    pub dirs: u64,
-    /// Symbolic links.
-    pub symlinks: u64,
-    /// Devices, fifos and sockets.
-    pub specials: u64,
-    /// Regular files stored in their inode (inline data).
-    pub inline_files: u64,
-    /// Directories stored in their inode (inline data).
-    pub inline_dirs: u64,
-    /// Extra names of hard-linked files.
-    pub hard_links: u64,
-    /// Sum of regular file sizes.
-    pub data_bytes: u64,
-    /// Bytes of data blocks actually stored (holes excluded, tails padded).
-    pub data_block_bytes: u64,
-    /// Image size in bytes.
-    pub image_bytes: u64,
-    /// Journal size in bytes.
-    pub journal_bytes: u64,
-    /// Free space in bytes.
-    pub free_bytes: u64,
-    /// Free inodes.
-    pub free_inodes: u64,
-    /// Inode table bytes holding the free inodes (headroom, not overhead).
-    pub free_inode_table_bytes: u64,
-    /// Everything else: superblock, descriptors, bitmaps, inode tables,
-    /// directories, extent trees, xattr blocks, slow symlinks.
-    pub overhead_bytes: u64,
-    /// The file system UUID.
-    pub uuid: [u8; 16],
-}
-
-impl Summary {
-    /// Overhead as a percentage of the image size minus journal and free space.
-    pub fn overhead_percent(&self) -> f64 {
-        let base = self
-            .image_bytes
-            .saturating_sub(self.journal_bytes + self.free_bytes);
-        if base == 0 {
-            0.0
-        } else {
-            100.0 * self.overhead_bytes as f64 / base as f64
-        }
-    }
-}
-
-/// What an inode is, beyond its metadata.
-#[derive(Debug)]
-pub(crate) enum Kind {
-    /// Reserved inode (1, 3..=10), never written.
-    Reserved,
-    /// Regular file.
-    File,
-    /// Directory with its entries (without `.` and `..`).
-    Dir {
-        entries: Vec<DirEntry>,
-        parent: u32,
-        subdirs: u32,
-    },
-    /// Symbolic link.
-    Symlink(Vec<u8>),
-    /// Device, fifo or socket.
-    Special,
-}
-
-/// One inode while the image is being built.
-#[derive(Debug)]
-pub(crate) struct Node {
-    pub meta: Metadata,
-    pub attrs: Vec<Attr>,
-    pub kind: Kind,
-    pub links: u32,
-    pub size: u64,
-    pub extents: Vec<Extent>,
-    pub data_blocks: u64,
-    /// A regular file's whole content when it is stored in the inode.
-    pub inline: Option<Vec<u8>>,
-}
-
-impl Node {
-    fn new(meta: Metadata, attrs: Vec<Attr>, kind: Kind) -> Self {
-        Node {
-            meta,
-            attrs,
-            kind,
-            links: 1,
-            size: 0,
-            extents: Vec::new(),
-            data_blocks: 0,
-            inline: None,
-        }
-    }
-}
 
 /// The regular file currently receiving data.
 struct OpenFile {
@@ -201,16 +40,16 @@ struct OpenFile {
 /// creating a regular file, hand over its data with [`Self::write_data`] or
 /// [`Self::copy_range`]. [`Self::finish`] writes the metadata.
 pub struct Ext4Writer {
-    pub(crate) opts: Options,
-    pub(crate) stream: BlockStream,
+    opts: Options,
+    stream: BlockStream,
     /// Inodes, index = inode number - 1.
-    pub(crate) nodes: Vec<Node>,
+    nodes: Vec<Node>,
     paths: HashMap<Vec<u8>, u32>,
     open: Option<OpenFile>,
-    pub(crate) hasher: Sha256,
+    hasher: Sha256,
     /// Blocks reserved for group descriptors after the superblock.
-    pub(crate) gdt_reserved: u64,
-    pub(crate) hard_links: u64,
+    gdt_reserved: u64,
+    hard_links: u64,
 }
 
 /// Normalise a path: drop empty, `.` components and leading `/`; refuse `..`.
@@ -258,14 +97,13 @@ impl Ext4Writer {
         let groups_max = opts
             .size
             .unwrap_or(opts.max_size)
-            .div_ceil(crate::GROUP_BYTES)
+            .div_ceil(GROUP_BYTES)
             .max(1);
-        let gdt_reserved =
-            (groups_max * crate::group::DESC_SIZE as u64).div_ceil(BLOCK_SIZE as u64);
+        let gdt_reserved = (groups_max * DESC_SIZE as u64).div_ceil(BLOCK_SIZE as u64);
         // Group 1 starts with the backup superblock and descriptors
         // (sparse_super2); the stream leaves room for them there.
         let hole = (groups_max > 1).then(|| {
-            let start = crate::BLOCKS_PER_GROUP;
+            let start = BLOCKS_PER_GROUP;
             (start, start + 1 + gdt_reserved)
         });
         let stream = BlockStream::new(out, 1 + gdt_reserved, hole);
@@ -311,7 +149,7 @@ impl Ext4Writer {
         Ok(w)
     }
 
-    pub(crate) fn node(&self, ino: u32) -> &Node {
+    fn node(&self, ino: u32) -> &Node {
         &self.nodes[ino as usize - 1]
     }
 
@@ -378,10 +216,16 @@ impl Ext4Writer {
         xattr::sort(&mut attrs);
         attrs.dedup_by(|a, b| a.index == b.index && a.name == b.name);
         if !xattr::fits_inline(&attrs) && !xattr::fits_block(&attrs) {
+            // Name the largest: the one to look at (or drop) first.
+            let largest = meta
+                .xattrs
+                .iter()
+                .max_by_key(|(_, v)| v.len())
+                .map_or_else(String::new, |(n, _)| show(n));
             return Err(PackError::Xattr {
                 path: show(path),
-                name: String::new(),
-                reason: "attributes do not fit one 4 KiB block",
+                name: largest,
+                reason: "the largest of the attributes, which together do not fit one 4 KiB block",
             });
         }
         Ok(attrs)
@@ -718,6 +562,13 @@ impl Ext4Writer {
     /// Lay out the metadata, write it, and size the image.
     pub fn finish(mut self) -> Result<Summary, PackError> {
         self.close_file()?;
-        crate::layout::finish(self)
+        layout::finish(Built {
+            opts: self.opts,
+            stream: self.stream,
+            nodes: self.nodes,
+            digest: self.hasher.finalize().into(),
+            gdt_reserved: self.gdt_reserved,
+            hard_links: self.hard_links,
+        })
     }
 }

@@ -1,89 +1,35 @@
-//! ADD's local archives: tar, optionally gzip-, zstd-, bzip2- or xz-compressed, detected
-//! by content (not name) and unpacked through [`DestWriter`], so archive
-//! entries are confined to the rootfs like every other COPY write.
+//! ADD's local archives: a tar, optionally gzip-, zstd-, bzip2- or
+//! xz-compressed (told by content, not name), read by the same `d2v-tar`
+//! reader as layers and unpacked through [`DestWriter`], so every write stays
+//! in the rootfs.
+//!
+//! Paths are taken as Docker's chrooted unpack takes them
+//! ([`PathRule::Clean`]): a leading `/` is the destination, `..` is resolved
+//! lexically and stops there. An entry whose parent leads outside the destination
+//! through a symlink (`lnk -> /x`, then `lnk/f`), and a hard link whose
+//! target does, are refused, as Docker refuses them; an error names the
+//! entry.
 
+use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
-use std::path::{Component, Path, PathBuf};
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use d2v_tar::{Kind, PathRule, Reader};
 
 use super::dest::{DestWriter, EntryMeta};
-
-/// The compression wrapping a file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    /// Not compressed.
-    None,
-    /// gzip.
-    Gzip,
-    /// zstd.
-    Zstd,
-    /// bzip2.
-    Bzip2,
-    /// xz.
-    Xz,
-}
-
-fn detect(magic: &[u8]) -> Compression {
-    if magic.starts_with(&[0x1f, 0x8b]) {
-        Compression::Gzip
-    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Compression::Zstd
-    } else if magic.starts_with(b"BZh") {
-        Compression::Bzip2
-    } else if magic.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
-        Compression::Xz
-    } else {
-        Compression::None
-    }
-}
-
-fn open_decoded(path: &Path) -> io::Result<Option<Box<dyn Read>>> {
-    let mut file = BufReader::new(File::open(path)?);
-    let kind = detect(file.fill_buf()?);
-    Ok(match kind {
-        Compression::None => Some(Box::new(file)),
-        Compression::Gzip => Some(Box::new(flate2::read::MultiGzDecoder::new(file))),
-        Compression::Zstd => Some(Box::new(zstd::stream::read::Decoder::with_buffer(file)?)),
-        Compression::Bzip2 => Some(Box::new(bzip2::read::BzDecoder::new(file))),
-        Compression::Xz => {
-            // lzma-rs decodes whole streams only: spill to an anonymous temp file.
-            let mut out = tempfile::tempfile()?;
-            lzma_rs::xz_decompress(&mut file, &mut out)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-            io::Seek::rewind(&mut out)?;
-            Some(Box::new(BufReader::new(out)))
-        }
-    })
-}
+use super::inroot::Root;
+use crate::compression;
 
 /// Whether `path` holds a tar archive (possibly compressed) ADD would unpack.
 pub fn is_archive(path: &Path) -> bool {
-    let Ok(Some(mut r)) = open_decoded(path) else {
+    let Ok(Ok((_, mut r))) = File::open(path).map(compression::decoder) else {
         return false;
     };
-    let mut block = [0u8; 512];
-    if r.read_exact(&mut block).is_err() {
-        return false;
-    }
-    // A ustar/GNU magic, or an old-style header whose checksum adds up.
-    if &block[257..262] == b"ustar" {
-        return true;
-    }
-    let stored = std::str::from_utf8(&block[148..156])
-        .ok()
-        .and_then(|s| u32::from_str_radix(s.trim_matches(|c: char| c == '\0' || c == ' '), 8).ok());
-    let sum: u32 = block
-        .iter()
-        .enumerate()
-        .map(|(i, b)| {
-            if (148..156).contains(&i) {
-                32
-            } else {
-                *b as u32
-            }
-        })
-        .sum();
-    block[0] != 0 && stored == Some(sum)
+    let mut block = [0u8; d2v_tar::header::BLOCK];
+    r.read_exact(&mut block).is_ok() && d2v_tar::header::looks_like_tar(&block)
 }
 
 /// Unpack the archive at `path` into the directory `dest` (an image path).
@@ -94,81 +40,223 @@ pub fn unpack(
     dest: &Path,
     chown: Option<(u32, u32)>,
 ) -> io::Result<()> {
-    let r = open_decoded(path)?
-        .ok_or_else(|| io::Error::new(io::ErrorKind::Unsupported, "unsupported compression"))?;
-    let mut ar = tar::Archive::new(r);
-    for entry in ar.entries()? {
-        let mut entry = entry?;
-        let rel = entry.path()?.into_owned();
-        let Some(rel) = confine(&rel) else { continue };
-        let target = dest.join(&rel);
-        let h = entry.header().clone();
-        let (uid, gid) = match chown {
-            Some(o) => o,
-            None => (h.uid().unwrap_or(0) as u32, h.gid().unwrap_or(0) as u32),
+    let (_, r) = compression::decoder(File::open(path)?)?;
+    let mut tar = Reader::from_read(r).with_rule(PathRule::Clean);
+    let mut inside = Confined::new(dest);
+    while let Some(e) = tar.next_entry().map_err(invalid)? {
+        if e.path.is_empty() {
+            continue; // the archive's root is the destination itself
+        }
+        let named = |err: io::Error| {
+            io::Error::new(
+                err.kind(),
+                format!("entry {:?}: {err}", String::from_utf8_lossy(&e.path)),
+            )
         };
+        inside.check(w.root(), &e.path).map_err(named)?;
+        let target = dest.join(OsStr::from_bytes(&e.path));
+        let (uid, gid) = chown.unwrap_or((e.uid, e.gid));
         let meta = EntryMeta {
-            mode: h.mode().unwrap_or(0o644),
+            mode: e.mode,
             uid,
             gid,
-            mtime: Some((h.mtime().unwrap_or(0) as i64, 0)),
+            mtime: Some((e.mtime.sec, i64::from(e.mtime.nsec))),
         };
-        let kind = h.entry_type();
-        let xattrs: Vec<(String, Vec<u8>)> = entry
-            .pax_extensions()?
-            .map(|exts| {
-                exts.filter_map(|x| x.ok())
-                    .filter_map(|x| {
-                        let k = x.key().ok()?.strip_prefix("SCHILY.xattr.")?.to_string();
-                        Some((k, x.value_bytes().to_vec()))
+        let done = match e.kind {
+            Kind::Dir => w.dir(&target, meta),
+            Kind::File => {
+                let xattrs: Vec<(String, Vec<u8>)> = e
+                    .xattrs
+                    .iter()
+                    .filter_map(|(k, v)| Some((String::from_utf8(k.clone()).ok()?, v.clone())))
+                    .collect();
+                w.file(&target, meta, &mut tar.contents(&e), &xattrs)
+            }
+            Kind::Symlink => w.symlink(&target, Path::new(OsStr::from_bytes(&e.link)), meta),
+            Kind::HardLink => inside.check(w.root(), &e.link).and_then(|()| {
+                w.hardlink(&target, &dest.join(OsStr::from_bytes(&e.link)))
+                    .map_err(|err| {
+                        let to = String::from_utf8_lossy(&e.link);
+                        io::Error::new(err.kind(), format!("hard link to {to:?}: {err}"))
                     })
-                    .collect()
-            })
-            .unwrap_or_default();
-        match kind {
-            tar::EntryType::Directory => w.dir(&target, meta)?,
-            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                w.file(&target, meta, &mut entry, &xattrs)?
-            }
-            tar::EntryType::Symlink => {
-                let link = entry.link_name()?.unwrap_or_default().into_owned();
-                w.symlink(&target, &link, meta)?
-            }
-            tar::EntryType::Link => {
-                let link = entry.link_name()?.unwrap_or_default().into_owned();
-                if let Some(l) = confine(&link) {
-                    w.hardlink(&target, &dest.join(l))?
-                }
-            }
-            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
-                let t = match kind {
-                    tar::EntryType::Char => libc::S_IFCHR,
-                    tar::EntryType::Block => libc::S_IFBLK,
+            }),
+            Kind::CharDevice | Kind::BlockDevice | Kind::Fifo => {
+                let t = match e.kind {
+                    Kind::CharDevice => libc::S_IFCHR,
+                    Kind::BlockDevice => libc::S_IFBLK,
                     _ => libc::S_IFIFO,
                 };
-                let rdev = libc::makedev(
-                    h.device_major()?.unwrap_or(0),
-                    h.device_minor()?.unwrap_or(0),
-                );
-                w.special(&target, t, rdev, meta)?
+                w.special(&target, t, libc::makedev(e.dev.0, e.dev.1), meta)
             }
-            _ => {}
-        }
+        };
+        done.map_err(named)?;
     }
     Ok(())
 }
 
-/// An archive member path made relative, `..` clamped at the archive root.
-fn confine(p: &Path) -> Option<PathBuf> {
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::ParentDir => {
-                out.pop();
-            }
-            _ => {}
+fn invalid(e: d2v_tar::TarError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+/// Checks that an entry's parent directories, as they exist in the rootfs
+/// now, lead to places inside the destination.
+struct Confined<'d> {
+    dest: &'d Path,
+    /// The destination's real host path, once it exists.
+    real: Option<PathBuf>,
+    /// The parent checked last (entries come grouped by directory).
+    last_ok: Vec<u8>,
+}
+
+impl<'d> Confined<'d> {
+    fn new(dest: &'d Path) -> Self {
+        Confined {
+            dest,
+            real: None,
+            last_ok: Vec::new(),
         }
     }
-    (!out.as_os_str().is_empty()).then_some(out)
+
+    /// `rel` (normalised, relative to the destination) may be written.
+    fn check(&mut self, root: &Root, rel: &[u8]) -> io::Result<()> {
+        let parent = match rel.iter().rposition(|&b| b == b'/') {
+            Some(i) => &rel[..i],
+            None => return Ok(()),
+        };
+        if parent == self.last_ok.as_slice() {
+            return Ok(());
+        }
+        if self.real.is_none() {
+            match real_path(root, self.dest) {
+                Ok(p) => self.real = Some(p),
+                // Nothing exists below a destination that does not exist yet.
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        let real = self.real.as_deref().expect("set above");
+        let mut end = 0;
+        while end < parent.len() {
+            end = parent[end..]
+                .iter()
+                .position(|&b| b == b'/')
+                .map_or(parent.len(), |i| end + i);
+            let prefix = &parent[..end];
+            let image_path = self.dest.join(OsStr::from_bytes(prefix));
+            let outside = || {
+                io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!(
+                        "{:?} leads outside the destination {} through a symlink",
+                        String::from_utf8_lossy(prefix),
+                        self.dest.display()
+                    ),
+                )
+            };
+            match real_path(root, &image_path) {
+                Ok(p) if p.starts_with(real) => {}
+                Ok(_) => return Err(outside()),
+                // A dangling symlink: writing through it would create its target.
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    if root.exists(&image_path) {
+                        return Err(outside());
+                    }
+                    break; // the rest is created as plain directories
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => break,
+                Err(e) => return Err(e),
+            }
+            end += 1;
+        }
+        self.last_ok = parent.to_vec();
+        Ok(())
+    }
+}
+
+/// Where an image path resolves on the host (symlinks followed inside the root).
+fn real_path(root: &Root, path: &Path) -> io::Result<PathBuf> {
+    let fd = root.open_at(path, libc::O_PATH | libc::O_CLOEXEC, 0)?;
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use d2v_tar::fixtures::Tar;
+
+    /// A rootfs with /x and /dest, and an archive file holding `bytes`.
+    fn setup(bytes: &[u8]) -> (tempfile::TempDir, PathBuf) {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("root/x")).unwrap();
+        std::fs::create_dir_all(t.path().join("root/dest")).unwrap();
+        let archive = t.path().join("a.tar");
+        std::fs::write(&archive, bytes).unwrap();
+        (t, archive)
+    }
+
+    fn add(t: &tempfile::TempDir, archive: &Path) -> io::Result<()> {
+        let root = Root::open(&t.path().join("root")).unwrap();
+        let mut w = DestWriter::new(&root);
+        unpack(&mut w, archive, Path::new("/dest"), Some((0, 0)))?;
+        w.finish()
+    }
+
+    #[test]
+    fn entries_through_a_symlink_out_of_the_destination_are_refused() {
+        // Issue 12 item 14: main wrote /x/f.
+        for target in [&b"/x"[..], b"../x", b"/nowhere"] {
+            let mut tar = Tar::new();
+            tar.symlink(b"lnk", target).file(b"lnk/f", b"escaped");
+            let (t, archive) = setup(&tar.end());
+            let e = add(&t, &archive).unwrap_err();
+            assert!(e.to_string().contains("entry \"lnk/f\""), "{e}");
+            assert!(e.to_string().contains("outside the destination"), "{e}");
+            assert!(!t.path().join("root/x/f").exists());
+            assert!(!t.path().join("root/nowhere").exists());
+        }
+        let mut tar = Tar::new();
+        tar.symlink(b"lnk", b"/x").hardlink(b"h", b"lnk/secret");
+        let (t, archive) = setup(&tar.end());
+        std::fs::write(t.path().join("root/x/secret"), b"s").unwrap();
+        assert!(add(&t, &archive).is_err());
+    }
+
+    #[test]
+    fn symlinks_inside_the_destination_are_followed() {
+        let mut tar = Tar::new();
+        tar.dir(b"real")
+            .symlink(b"lnk", b"real")
+            .file(b"lnk/f", b"in");
+        let (t, archive) = setup(&tar.end());
+        add(&t, &archive).unwrap();
+        assert_eq!(
+            std::fs::read(t.path().join("root/dest/real/f")).unwrap(),
+            b"in"
+        );
+    }
+
+    #[test]
+    fn a_bad_hard_link_names_its_entry() {
+        // Issue 12 item 15: main said the archive itself was missing.
+        let mut tar = Tar::new();
+        tar.file(b"present", b"x").hardlink(b"link", b"absent");
+        let (t, archive) = setup(&tar.end());
+        let e = add(&t, &archive).unwrap_err().to_string();
+        assert!(e.contains("entry \"link\": hard link to \"absent\""), "{e}");
+    }
+
+    #[test]
+    fn leading_slashes_and_dot_dot_stay_in_the_destination() {
+        let mut tar = Tar::new();
+        tar.file(b"/abs", b"a").file(b"d/../rel", b"r");
+        let (t, archive) = setup(&tar.end());
+        add(&t, &archive).unwrap();
+        assert!(t.path().join("root/dest/abs").is_file());
+        assert!(t.path().join("root/dest/rel").is_file());
+        let mut tar = Tar::new();
+        tar.file(b"../../up", b"u");
+        let (t, archive) = setup(&tar.end());
+        add(&t, &archive).unwrap();
+        assert!(t.path().join("root/dest/up").is_file());
+    }
 }

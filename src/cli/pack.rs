@@ -1,8 +1,8 @@
 //! `d2v pack`: write an ext4 root file system image (and `vm.json` beside it)
-//! from a tar stream, a directory, or (later) an image in the store.
+//! from an image in the store, a tar archive or a directory (the work is in
+//! [`d2v::pack`]; this is flags and output).
 
-use std::fs::File;
-use std::io::{BufReader, IsTerminal, Read, Write};
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -17,7 +17,8 @@ pub struct PackArgs {
     /// Image in the store to pack (its merged tree).
     #[arg(conflicts_with_all = ["from_tar", "from_dir"], required_unless_present_any = ["from_tar", "from_dir"])]
     pub name: Option<String>,
-    /// Pack a tar archive instead (plain, gzip or zstd; `-` for stdin).
+    /// Pack a tar archive instead (plain, gzip, zstd, bzip2 or xz; `-` for
+    /// stdin), read as strictly as a layer; a later entry replaces an earlier one.
     #[arg(long, value_name = "FILE", conflicts_with = "from_dir")]
     pub from_tar: Option<PathBuf>,
     /// Pack a directory tree instead.
@@ -82,39 +83,6 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         return Err(format!("not a size: {s:?}"));
     }
     Ok((n * mult as f64) as u64)
-}
-
-/// A tar source: an uncompressed file (data is copied out by offset) or a
-/// stream (stdin, or gzip/zstd, undone on the fly).
-enum TarSource {
-    File(File),
-    Stream(Box<dyn Read>),
-}
-
-/// Open a tar source, undoing gzip or zstd compression if its magic says so.
-fn open_tar(path: &Path) -> anyhow::Result<TarSource> {
-    let raw: Box<dyn Read> = if path == Path::new("-") {
-        Box::new(std::io::stdin().lock())
-    } else {
-        let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let mut magic = [0u8; 4];
-        let n = f.read(&mut magic)?;
-        let compressed = magic[..n].starts_with(&[0x1F, 0x8B])
-            || magic[..n].starts_with(&[0x28, 0xB5, 0x2F, 0xFD]);
-        if !compressed && f.metadata()?.is_file() {
-            return Ok(TarSource::File(File::open(path)?));
-        }
-        Box::new(File::open(path)?)
-    };
-    let mut r = BufReader::with_capacity(1 << 20, raw);
-    let head = std::io::BufRead::fill_buf(&mut r)?.to_vec();
-    Ok(TarSource::Stream(if head.starts_with(&[0x1F, 0x8B]) {
-        Box::new(flate2::read::MultiGzDecoder::new(r))
-    } else if head.starts_with(&[0x28, 0xB5, 0x2F, 0xFD]) {
-        Box::new(zstd::stream::read::Decoder::with_buffer(r)?)
-    } else {
-        Box::new(r)
-    }))
 }
 
 /// Progress on stderr, only when it is a terminal, at most ten times a second.
@@ -204,32 +172,15 @@ pub fn run(args: PackArgs) -> anyhow::Result<ExitCode> {
     if let Some(name) = &args.name {
         return pack_store_image(name, &args, opts, &mut progress);
     }
-    // A new file rather than a truncated old one: truncating a large image
-    // in place costs time, and ext4 then flushes the new one on close.
-    if std::fs::symlink_metadata(&args.output).is_ok_and(|m| m.is_file()) {
-        std::fs::remove_file(&args.output)
-            .with_context(|| format!("replacing {}", args.output.display()))?;
-    }
-    let out = File::create(&args.output)
-        .with_context(|| format!("creating {}", args.output.display()))?;
-    let mut w = Ext4Writer::new(out, opts).context("starting the image")?;
     let mut tick = |w: &Ext4Writer| progress.tick(w);
-    if let Some(tar) = &args.from_tar {
-        let epoch = epoch.unwrap_or(0);
-        match open_tar(tar)? {
-            TarSource::File(f) => d2v_packer::source::pack_tar_file(&f, &mut w, epoch, &mut tick),
-            TarSource::Stream(s) => {
-                d2v_packer::source::pack_tar_with_progress(s, &mut w, epoch, &mut tick)
-            }
-        }
-        .with_context(|| format!("packing {}", tar.display()))?;
+    let summary = if let Some(tar) = &args.from_tar {
+        d2v::pack::pack_tar(tar, &args.output, opts, &mut tick)
     } else if let Some(dir) = &args.from_dir {
-        d2v_packer::source::pack_dir_with_progress(dir, &mut w, &mut tick)
-            .with_context(|| format!("packing {}", dir.display()))?;
+        d2v::pack::pack_dir(dir, &args.output, opts, &mut tick)
+    } else {
+        unreachable!("clap requires NAME, --from-tar or --from-dir")
     }
-    let summary = w
-        .finish()
-        .with_context(|| format!("writing {}", args.output.display()))?;
+    .with_context(|| format!("couldn't pack into {}", args.output.display()))?;
     progress.done();
     let vm_json = write_vm_json(&args)?;
     println!("{}", summary_line(&args.output, &summary));
@@ -271,17 +222,12 @@ fn pack_store_image(
 ) -> anyhow::Result<ExitCode> {
     let store = d2v::store::Store::open_default()?;
     args.sources.ensure(&store, name)?;
-    let pack_opts = d2v::pack::PackOptions {
-        writer: opts,
-        init: d2v::run::init_binary(),
-        force: false,
-    };
     let started = Instant::now();
-    let outcome = d2v::pack::pack_image(
+    let outcome = d2v::pack::pack_store_image(
         &store,
         name,
-        &args.output,
-        &pack_opts,
+        Some(&args.output),
+        opts,
         &mut |files, bytes| progress.files(files, bytes),
     )
     .with_context(|| format!("couldn't pack {name} into {}", args.output.display()))?;

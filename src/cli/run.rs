@@ -111,30 +111,13 @@ struct Packed {
 fn pack_for_run(name: &str, sources: &super::sources::SourceArgs) -> anyhow::Result<Packed> {
     let store = d2v::store::Store::open_default()?;
     sources.ensure(&store, name)?;
-    let safe: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let dir = store.root().join("d2v/packs");
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let out = dir.join(format!("{safe}.ext4"));
-    let opts = d2v::pack::PackOptions {
-        writer: d2v_packer::Options {
-            source_date_epoch: Some(0),
-            ..Default::default()
-        },
-        init: run::init_binary(),
-        force: false,
+    let writer = d2v_packer::Options {
+        source_date_epoch: Some(0),
+        ..Default::default()
     };
-    let outcome = d2v::pack::pack_image(&store, name, &out, &opts, &mut |_, _| {})
+    let packed = d2v::pack::pack_store_image(&store, name, None, writer, &mut |_, _| {})
         .with_context(|| format!("couldn't pack {name}"))?;
-    if let Some(s) = outcome.summary {
+    if let Some(s) = packed.summary {
         eprintln!(
             "packed {name}: {} files, {:.1} MiB image",
             s.files,
@@ -142,8 +125,8 @@ fn pack_for_run(name: &str, sources: &super::sources::SourceArgs) -> anyhow::Res
         );
     }
     Ok(Packed {
-        path: out,
-        exposed: outcome.config.exposed_ports,
+        path: packed.path,
+        exposed: packed.config.exposed_ports,
     })
 }
 

@@ -31,14 +31,13 @@ pub enum Compression {
 }
 
 impl Compression {
-    /// Detects the compression from a stream's first bytes.
+    /// Detects the compression from a stream's first bytes (layers come
+    /// plain, gzip or zstd; anything else is stored as it is).
     pub fn sniff(head: &[u8]) -> Compression {
-        if head.starts_with(&[0x1f, 0x8b]) {
-            Compression::Gzip
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            Compression::Zstd
-        } else {
-            Compression::None
+        match crate::compression::Format::sniff(head) {
+            crate::compression::Format::Gzip => Compression::Gzip,
+            crate::compression::Format::Zstd => Compression::Zstd,
+            _ => Compression::None,
         }
     }
 }

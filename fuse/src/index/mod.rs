@@ -3,7 +3,6 @@
 
 mod error;
 mod format;
-mod pax;
 mod tar;
 
 use std::fs::File;

@@ -1,23 +1,18 @@
-//! Feeding an [`Ext4Writer`] from a directory on disk or a tar stream,
-//! keeping xattrs, hard links, sparse holes and devices.
+//! Feeding an [`Ext4Writer`] from a directory on disk, keeping xattrs, hard
+//! links, sparse holes and devices.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
+use super::{storable_xattr, SMALL_FILE};
 use crate::error::PackError;
 use crate::meta::*;
-use crate::tarstream::{SkipBytes, TarReader};
-use crate::writer::show;
 use crate::Ext4Writer;
-
-/// Files smaller than this are read and written rather than copied by range.
-const SMALL_FILE: u64 = 256 << 10;
 
 fn src_err(path: &Path, e: std::io::Error) -> PackError {
     PackError::Source {
@@ -31,19 +26,6 @@ pub fn dev_split(dev: u64) -> (u32, u32) {
     let major = ((dev >> 8) & 0xFFF) | ((dev >> 32) & !0xFFF);
     let minor = (dev & 0xFF) | ((dev >> 12) & !0xFF);
     (major as u32, minor as u32)
-}
-
-/// Whether ext4 can store an attribute of this name.
-fn storable_xattr(name: &[u8]) -> bool {
-    [
-        &b"user."[..],
-        b"trusted.",
-        b"security.",
-        b"system.posix_acl_access",
-        b"system.posix_acl_default",
-    ]
-    .iter()
-    .any(|p| name.starts_with(p))
 }
 
 /// The [`Metadata`] of `path` (not following symlinks), xattrs included.
@@ -251,176 +233,4 @@ fn walk(
         rel.truncate(len);
     }
     Ok(())
-}
-
-/// Create any missing parent directories of `path`, with `meta`.
-fn ensure_parents(w: &mut Ext4Writer, path: &[u8], meta: &Metadata) -> Result<(), PackError> {
-    let mut end = 0;
-    let trimmed: &[u8] = {
-        let mut p = path;
-        while let Some(r) = p.strip_suffix(b"/") {
-            p = r;
-        }
-        p
-    };
-    while let Some(i) = trimmed[end..].iter().position(|&c| c == b'/') {
-        let parent = &trimmed[..end + i];
-        if !parent.is_empty() && parent != b"." && !w.exists(parent) {
-            w.create(parent, meta, None, 0)?;
-        }
-        end += i + 1;
-    }
-    Ok(())
-}
-
-/// Where a tar comes from: a stream (read and discard to skip), or a file
-/// (data can be copied by offset and skipped by seeking).
-enum Input<'a> {
-    Stream(Box<dyn Read + 'a>),
-    File(std::io::BufReader<&'a File>),
-}
-
-impl Read for Input<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Input::Stream(r) => r.read(buf),
-            Input::File(r) => r.read(buf),
-        }
-    }
-}
-
-impl SkipBytes for Input<'_> {
-    fn skip_bytes(&mut self, n: u64) -> std::io::Result<()> {
-        match self {
-            Input::Stream(r) => std::io::copy(&mut r.take(n), &mut std::io::sink()).and_then(|k| {
-                if k == n {
-                    Ok(())
-                } else {
-                    Err(std::io::ErrorKind::UnexpectedEof.into())
-                }
-            }),
-            Input::File(r) => r.seek_relative(n as i64),
-        }
-    }
-}
-
-/// Pack a tar stream (ustar, GNU or pax; `SCHILY.xattr.*` records become
-/// xattrs) into `w`. Missing parent directories are created with mode 0755
-/// and `epoch` as their time; GNU sparse entries (old and pax 1.0) keep
-/// their holes.
-pub fn pack_tar<'a>(
-    input: impl Read + 'a,
-    w: &mut Ext4Writer,
-    epoch: i64,
-) -> Result<(), PackError> {
-    pack_tar_with_progress(input, w, epoch, &mut |_| {})
-}
-
-/// [`pack_tar`], calling `progress` after every entry.
-pub fn pack_tar_with_progress<'a>(
-    input: impl Read + 'a,
-    w: &mut Ext4Writer,
-    epoch: i64,
-    progress: &mut dyn FnMut(&Ext4Writer),
-) -> Result<(), PackError> {
-    pack_tar_input(Input::Stream(Box::new(input)), None, w, epoch, progress)
-}
-
-/// [`pack_tar`] from a tar file: large file data is copied straight out
-/// of the archive by offset (`copy_file_range`), never read into memory.
-pub fn pack_tar_file(
-    file: &File,
-    w: &mut Ext4Writer,
-    epoch: i64,
-    progress: &mut dyn FnMut(&Ext4Writer),
-) -> Result<(), PackError> {
-    let input = Input::File(std::io::BufReader::with_capacity(1 << 20, file));
-    pack_tar_input(input, Some(file), w, epoch, progress)
-}
-
-fn pack_tar_input(
-    input: Input<'_>,
-    file: Option<&File>,
-    w: &mut Ext4Writer,
-    epoch: i64,
-    progress: &mut dyn FnMut(&Ext4Writer),
-) -> Result<(), PackError> {
-    let terr = |e: std::io::Error| PackError::Tar(e.to_string());
-    let mut tr = TarReader::new(input);
-    let implied = Metadata::new(S_IFDIR | 0o755, Timestamp::from_secs(epoch));
-    let mut buf = vec![0u8; 1 << 20];
-    while let Some(e) = tr.next_entry().map_err(terr)? {
-        let path = e.path.clone();
-        let mut meta = Metadata {
-            mode: e.mode,
-            uid: e.uid,
-            gid: e.gid,
-            mtime: e.mtime,
-            atime: e.atime.unwrap_or(e.mtime),
-            ctime: e.ctime.unwrap_or(e.mtime),
-            rdev: e.dev,
-            xattrs: e
-                .xattrs
-                .iter()
-                .filter(|(k, _)| storable_xattr(k))
-                .cloned()
-                .collect(),
-        };
-        ensure_parents(w, &path, &implied)?;
-        match e.kind {
-            b'5' => {
-                meta.mode |= S_IFDIR;
-                w.create(&path, &meta, None, 0)?;
-            }
-            b'2' => {
-                meta.mode |= S_IFLNK;
-                w.create(&path, &meta, Some(&e.link), 0)?;
-            }
-            b'1' => w.link(&path, &e.link)?,
-            b'3' | b'4' | b'6' => {
-                meta.mode |= match e.kind {
-                    b'3' => S_IFCHR,
-                    b'4' => S_IFBLK,
-                    _ => S_IFIFO,
-                };
-                w.create(&path, &meta, None, 0)?;
-            }
-            b'0' => {
-                meta.mode |= S_IFREG;
-                w.create(&path, &meta, None, e.size)?;
-                let segs = e.sparse.clone().unwrap_or_else(|| vec![(0, e.size)]);
-                for (off, len) in segs {
-                    match file {
-                        Some(f) if len >= SMALL_FILE => {
-                            w.copy_range(f, tr.position(), off, len)?;
-                            tr.skip_data(len).map_err(terr)?;
-                        }
-                        _ => {
-                            let mut done = 0u64;
-                            while done < len {
-                                let want = ((len - done) as usize).min(buf.len());
-                                let n = tr.read_data(&mut buf[..want]).map_err(terr)?;
-                                if n == 0 {
-                                    return Err(PackError::Tar(format!(
-                                        "{}: short entry",
-                                        show(&path)
-                                    )));
-                                }
-                                w.write_data_at(off + done, &buf[..n])?;
-                                done += n as u64;
-                            }
-                        }
-                    }
-                }
-            }
-            _ => {} // volume labels, multi-volume continuations and the like
-        }
-        progress(w);
-    }
-    Ok(())
-}
-
-/// `OsStr` helper for callers building paths from bytes.
-pub fn os(b: &[u8]) -> &OsStr {
-    OsStr::from_bytes(b)
 }
