@@ -132,6 +132,21 @@ pub fn import(store: &Store, source: &Source, name: &str) -> Result<Image> {
     }
 }
 
+/// Runs `body`, which records in its argument the layers it stores; when it
+/// fails, those layers are removed again (unless something else holds them),
+/// so a failed import leaves no uncompressed blob behind.
+pub(crate) fn discarding_on_error<T, E>(
+    store: &Store,
+    body: impl FnOnce(&mut Vec<crate::store::oci::Digest>) -> std::result::Result<T, E>,
+) -> std::result::Result<T, E> {
+    let mut stored = Vec::new();
+    let result = body(&mut stored);
+    if result.is_err() {
+        let _ = store.discard(&stored);
+    }
+    result
+}
+
 /// Checks that the config's `rootfs.diff_ids` name exactly the layers stored.
 pub(crate) fn check_diff_ids(
     source_name: &str,

@@ -8,14 +8,14 @@ use crate::store::oci::{
     Descriptor, Digest, Manifest, MEDIA_TYPE_CONFIG, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_MANIFEST,
 };
 use crate::store::{Compression, IoContext, Store, StoreError};
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::{Stream, StreamExt, TryStreamExt};
 use oci_client::errors::OciDistributionError;
 use oci_client::Reference;
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokio_util::io::ReaderStream;
 
 /// What a push did.
@@ -172,7 +172,7 @@ impl Registry {
                 }
             }
             let path = scratch.path().join(format!("{}.gz", desc.digest.hex()));
-            let (gz, size) = gzip_file(&store.blob_path(&desc.digest), &path)?;
+            let (gz, size) = gzip_file(&store.blob_path(&desc.digest), &desc.digest, &path)?;
             files.insert(gz.clone(), path);
             layers.push(Descriptor::new(MEDIA_TYPE_LAYER_GZIP, gz.clone(), size));
             compressed_here.push((desc.digest.clone(), gz, size));
@@ -260,10 +260,19 @@ async fn push_blob(
             error,
         })?;
     let counter = progress.clone();
-    let stream = ReaderStream::with_capacity(file, 1 << 20)
-        .map_err(OciDistributionError::IoError)
-        .inspect_ok(move |chunk| counter.add(chunk.len()));
-    target
+    let refused = Arc::new(OnceLock::new());
+    let stream = Verified {
+        inner: ReaderStream::with_capacity(file, 1 << 20),
+        hasher: Sha256::new(),
+        size: 0,
+        digest: desc.digest.clone(),
+        declared: desc.size,
+        refused: refused.clone(),
+        ended: false,
+    }
+    .map_err(OciDistributionError::IoError)
+    .inspect_ok(move |chunk| counter.add(chunk.len()));
+    let pushed = target
         .client
         .push_blob_stream(
             &target.reference,
@@ -271,10 +280,84 @@ async fn push_blob(
             desc.digest.as_str(),
             Some(desc.size),
         )
-        .await
-        .map_err(|e| client_error(&target.name, "upload blob", e))?;
+        .await;
+    if let Some(message) = refused.get() {
+        return Err(RegistryError::Verification {
+            reference: target.name.clone(),
+            what: "blob",
+            digest: desc.digest.to_string(),
+            message: message.clone(),
+        });
+    }
+    pushed.map_err(|e| client_error(&target.name, "upload blob", e))?;
     progress.blob_done(desc.digest.as_str(), desc.size, "pushed");
     Ok(true)
+}
+
+/// An upload body that hashes what it sends and ends in an error instead of
+/// its last byte when the bytes are not the blob its digest names (or not
+/// its declared size), so that a damaged store blob never reaches a registry.
+/// The reason is left in `refused`.
+struct Verified<S> {
+    inner: S,
+    hasher: Sha256,
+    size: u64,
+    digest: Digest,
+    declared: u64,
+    refused: Arc<OnceLock<String>>,
+    ended: bool,
+}
+
+impl<S> Verified<S> {
+    fn refuse(&self, why: String) -> Option<io::Result<bytes::Bytes>> {
+        let message =
+            format!("refusing to upload it: the store's copy {why} (run `d2v check --repair`)");
+        let _ = self.refused.set(message.clone());
+        Some(Err(io::Error::new(io::ErrorKind::InvalidData, message)))
+    }
+}
+
+impl<S: Stream<Item = io::Result<bytes::Bytes>> + Unpin> Stream for Verified<S> {
+    type Item = io::Result<bytes::Bytes>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        Poll::Ready(
+            match futures_util::ready!(std::pin::Pin::new(&mut this.inner).poll_next(cx)) {
+                Some(Ok(chunk)) => {
+                    this.size += chunk.len() as u64;
+                    if this.size > this.declared {
+                        this.ended = true;
+                        this.refuse(format!(
+                            "is longer than the declared {} bytes",
+                            this.declared
+                        ))
+                    } else {
+                        this.hasher.update(&chunk);
+                        Some(Ok(chunk))
+                    }
+                }
+                Some(Err(e)) => Some(Err(e)),
+                None => {
+                    this.ended = true;
+                    let actual =
+                        Digest::from_sha256(std::mem::take(&mut this.hasher).finalize().into());
+                    if actual != this.digest || this.size != this.declared {
+                        this.refuse(format!("hashes to {actual} ({} bytes)", this.size))
+                    } else {
+                        None
+                    }
+                }
+            },
+        )
+    }
 }
 
 /// Hashes and counts what is written through it.
@@ -297,25 +380,16 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// The digest and size of the file at `path`.
-pub(super) fn hash_file(path: &Path) -> Result<(Digest, u64)> {
-    let mut file = std::fs::File::open(path).ctx("open", path)?;
-    let mut sink = HashingWriter {
-        inner: io::sink(),
+/// Gzips the store's layer `src` into `dest` on every core (deterministically:
+/// see [`super::pgzip`]); returns the digest and size of the result. The
+/// layer is hashed as it is read: one whose bytes are not its digest
+/// `layer` is refused (it would be pushed under diff IDs it does not have).
+fn gzip_file(src: &Path, layer: &Digest, dest: &Path) -> Result<(Digest, u64)> {
+    let input = std::fs::File::open(src).ctx("open", src)?;
+    let mut input = HashingReader {
+        inner: input,
         hasher: Sha256::new(),
-        size: 0,
     };
-    io::copy(&mut file, &mut sink).ctx("read", path)?;
-    Ok((
-        Digest::from_sha256(sink.hasher.finalize().into()),
-        sink.size,
-    ))
-}
-
-/// Gzips `src` into `dest` on every core (deterministically: see
-/// [`super::pgzip`]); returns the digest and size of the result.
-fn gzip_file(src: &Path, dest: &Path) -> Result<(Digest, u64)> {
-    let mut input = std::fs::File::open(src).ctx("open", src)?;
     let out = std::fs::File::create(dest).ctx("create", dest)?;
     let mut hashing = HashingWriter {
         inner: io::BufWriter::with_capacity(1 << 20, out),
@@ -325,8 +399,30 @@ fn gzip_file(src: &Path, dest: &Path) -> Result<(Digest, u64)> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     super::pgzip::compress(&mut input, &mut hashing, threads).ctx("compress", src)?;
     hashing.flush().ctx("write", dest)?;
+    let actual = Digest::from_sha256(input.hasher.finalize().into());
+    if &actual != layer {
+        return Err(StoreError::Damaged {
+            digest: layer.clone(),
+            actual,
+        }
+        .into());
+    }
     Ok((
         Digest::from_sha256(hashing.hasher.finalize().into()),
         hashing.size,
     ))
+}
+
+/// Hashes what is read through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: io::Read> io::Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
 }

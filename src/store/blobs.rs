@@ -63,14 +63,17 @@ impl BlobWriter {
     }
 
     /// Like [`BlobWriter::commit`], also returning the size.
-    pub fn commit_sized(mut self, expected: Option<&Digest>) -> Result<(Digest, u64)> {
-        self.file.flush().ctx("write", &self.tmp)?;
+    pub fn commit_sized(self, expected: Option<&Digest>) -> Result<(Digest, u64)> {
+        let write_err = |source| StoreError::Write {
+            path: self.tmp.to_path_buf(),
+            source,
+        };
         let file = self
             .file
             .into_inner()
             .map_err(|e| e.into_error())
-            .ctx("write", &self.tmp)?;
-        file.sync_all().ctx("fsync", &self.tmp)?;
+            .and_then(|file| file.sync_all().map(|()| file))
+            .map_err(write_err)?;
         let digest = Digest::from_sha256(self.hasher.finalize().into());
         if let Some(expected) = expected {
             if expected != &digest {

@@ -101,8 +101,11 @@ impl Store {
         };
         let decoded = match decoded {
             // The store cannot take it (ENOSPC, EIO): stop now, whatever is still coming.
-            Err(e) if blob.write_error().is_some() => {
-                return Err(e).ctx("store layer", blob.path())
+            Err(source) if blob.write_error().is_some() => {
+                return Err(StoreError::Write {
+                    path: blob.path().to_path_buf(),
+                    source,
+                })
             }
             other => other.ctx(what, &src_desc),
         };

@@ -35,6 +35,7 @@ pub mod lease;
 mod lock;
 pub mod oci;
 mod scratch;
+mod sized;
 mod verify;
 
 pub use blobs::BlobWriter;
@@ -45,6 +46,8 @@ pub use gc::PruneReport;
 pub use images::{validate_name, ExternalImage, Image, ImageSummary};
 pub use layers::{Compression, StoredLayer};
 pub use lock::StoreLock;
+pub use scratch::remove_scratch;
+pub use sized::{SizeError, SizedReader};
 pub use verify::{hash_file, hash_reader};
 
 use std::io::{self, Read as _};
@@ -62,6 +65,15 @@ pub enum StoreError {
         /// What was being done.
         op: &'static str,
         /// The path it was done to.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// Writing into the store failed (ENOSPC, EIO, ...): what was being
+    /// stored is abandoned at once.
+    #[error("writing {path}: {source}")]
+    Write {
+        /// The scratch file being written.
         path: PathBuf,
         /// The underlying error.
         source: io::Error,
