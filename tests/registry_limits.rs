@@ -34,6 +34,24 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def serve(self, head):
         path = self.path.split("?")[0]
+        if "__bearer__" in routes:
+            token = routes["__bearer__"]
+            if path == "/token":
+                body = json.dumps({"token": token}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            if self.headers.get("Authorization") != "Bearer " + token:
+                realm = "http://127.0.0.1:%d/token" % self.server.server_address[1]
+                self.send_response(401)
+                self.send_header("WWW-Authenticate",
+                                 'Bearer realm="%s",service="lying"' % realm)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
         route = routes.get(path)
         if path in ("/v2", "/v2/"):
             route = {"text": "{}", "type": "application/json"}
@@ -377,4 +395,26 @@ fn a_digest_mismatch_shows_the_digest_of_what_arrived() {
     let empty = Digest::of(b"");
     assert!(!err.contains(empty.as_str()), "{err}");
     assert!(err.contains(layer["digest"].as_str().unwrap()), "{err}");
+}
+
+#[test]
+fn a_registry_with_token_auth_is_pulled_from() {
+    if !require_root_and(&["python3"]) {
+        return;
+    }
+    let (config_file, config, layer_file, layer) = busybox();
+    let registry = LyingRegistry::start(&json!({
+        "__bearer__": "sekrit",
+        "/v2/lie/manifests/latest": manifest_route(&manifest(&config, &[layer.clone()])),
+        blob_path(&config): { "file": config_file },
+        blob_path(&layer): { "file": layer_file },
+    }));
+    let d2v = D2v::new();
+    let out = pull_within(&d2v, &registry.reference("lie"), 60);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(d2v.ok(&["images"]).contains("lie"));
 }

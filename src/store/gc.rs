@@ -101,7 +101,7 @@ impl Store {
             let entry = entry.ctx("list", &tmp)?;
             let name = entry.file_name().to_string_lossy().into_owned();
             let pid: Option<u32> = name.split('-').next().and_then(|p| p.parse().ok());
-            if pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists()) {
+            if pid.is_some_and(super::lease::is_running) {
                 continue;
             }
             let path = entry.path();

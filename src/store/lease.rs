@@ -137,21 +137,29 @@ pub(super) fn read_leases(dir: &Path, skip: Option<&Path>) -> Result<Leases> {
 }
 
 /// Whether process `pid` is still the one that started at `start` (clock
-/// ticks since boot; 0 when it could not be read, then any process with the
-/// pid counts).
+/// ticks since boot; 0 when it could not be read, then any running process
+/// with the pid counts).
 pub(super) fn is_alive(pid: u32, start: u64) -> bool {
-    match process_start(pid) {
-        Some(now) => start == 0 || now == start,
-        None => false,
-    }
+    process_start(pid).is_some_and(|now| start == 0 || now == start)
 }
 
-/// The start time of process `pid` (field 22 of `/proc/PID/stat`), if it exists.
+/// Whether a process `pid` is running (a zombie is not: it has exited and
+/// only waits to be reaped).
+pub(super) fn is_running(pid: u32) -> bool {
+    process_start(pid).is_some()
+}
+
+/// The start time of running process `pid` (field 22 of `/proc/PID/stat`),
+/// or `None` when there is no such process or it is a zombie.
 pub(super) fn process_start(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = fields.next()?;
+    if state == "Z" || state == "X" {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 #[cfg(test)]
