@@ -245,7 +245,7 @@ fn absurd_config_sizes_are_refused_before_anything_is_fetched() {
         let mut lie = config.clone();
         lie["size"] = json!(size);
         let registry = LyingRegistry::start(&json!({
-            "/v2/lie/manifests/latest": manifest_route(&manifest(&lie, &[layer.clone()])),
+            "/v2/lie/manifests/latest": manifest_route(&manifest(&lie, std::slice::from_ref(&layer))),
         }));
         let d2v = D2v::new();
         let out = pull_within(&d2v, &registry.reference("lie"), 30);
@@ -405,7 +405,7 @@ fn a_registry_with_token_auth_is_pulled_from() {
     let (config_file, config, layer_file, layer) = busybox();
     let registry = LyingRegistry::start(&json!({
         "__bearer__": "sekrit",
-        "/v2/lie/manifests/latest": manifest_route(&manifest(&config, &[layer.clone()])),
+        "/v2/lie/manifests/latest": manifest_route(&manifest(&config, std::slice::from_ref(&layer))),
         blob_path(&config): { "file": config_file },
         blob_path(&layer): { "file": layer_file },
     }));

@@ -24,7 +24,9 @@ pub fn import(args: ImportArgs) -> Result<ExitCode> {
     let image = match &source {
         Source::DockerDaemon(reference) => {
             d2v::daemon::Daemon::connect(&d2v::daemon::default_host())
-                .and_then(|daemon| daemon.import(&store, reference, &[args.name.clone()]))
+                .and_then(|daemon| {
+                    daemon.import(&store, reference, std::slice::from_ref(&args.name))
+                })
                 .map_err(anyhow::Error::from)
         }
         other => d2v::import::import(&store, other, &args.name).map_err(anyhow::Error::from),

@@ -21,7 +21,7 @@ pub(super) enum Document {
     /// An OCI image index or a Docker manifest list.
     Index(Index),
     /// An image manifest.
-    Manifest(Manifest),
+    Manifest(Box<Manifest>),
 }
 
 /// Parses a manifest endpoint's body: an index (by media type, or by a
@@ -49,7 +49,7 @@ pub(super) fn parse_document(bytes: &[u8]) -> Result<Document, String> {
             manifest.schema_version
         ));
     }
-    Ok(Document::Manifest(manifest))
+    Ok(Document::Manifest(Box::new(manifest)))
 }
 
 /// The error for a response that is not what a registry should send.

@@ -268,7 +268,7 @@ async fn resolve_manifest(
                 index_digest.get_or_insert(digest);
                 reference = reference.clone_with_digest(entry.digest.to_string());
             }
-            Document::Manifest(manifest) => return Ok((digest, index_digest, bytes, manifest)),
+            Document::Manifest(manifest) => return Ok((digest, index_digest, bytes, *manifest)),
         }
     }
     Err(malformed(target, "index", "indexes nested too deeply"))

@@ -95,6 +95,9 @@ impl Store {
                 }
             }
         }
+        for dir in [self.layers_dir(), self.root().join("d2v/verified")] {
+            self.remove_dead_temps(&dir, &mut report);
+        }
         // Scratch of dead processes needs no lock: nobody else may use it.
         let tmp = self.scratch_parent();
         for entry in std::fs::read_dir(&tmp).ctx("list", &tmp)? {
@@ -115,6 +118,35 @@ impl Store {
             }
         }
         Ok(report)
+    }
+
+    /// Removes the temp files (`NAME.PID[-N].tmp*`) that dead processes left
+    /// in `dir` while writing an index or a stamp.
+    fn remove_dead_temps(&self, dir: &Path, report: &mut PruneReport) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some((stem, ext)) = name.rsplit_once('.') else {
+                continue;
+            };
+            let pid = stem
+                .rsplit_once('.')
+                .and_then(|(_, tag)| tag.split('-').next())
+                .and_then(|p| p.parse::<u32>().ok());
+            let Some(pid) = pid.filter(|_| ext.starts_with("tmp")) else {
+                continue;
+            };
+            if super::lease::is_running(pid) {
+                continue;
+            }
+            let size = entry.metadata().map_or(0, |m| m.len());
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => report.bytes += size,
+                Err(e) => report.failed.push((entry.path(), e.to_string())),
+            }
+        }
     }
 
     /// Removes blob `digest` and what d2v keeps beside it (index, stamp,
@@ -180,4 +212,47 @@ fn dir_size(path: &Path) -> u64 {
         .filter(|m| m.is_file())
         .map(|m| m.len())
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prune_removes_what_dead_processes_left_and_keeps_what_live_ones_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        // Larger than any pid_max: never a running process.
+        let dead = 4_194_399;
+        let me = std::process::id();
+        let layers = store.layers_dir();
+        for name in [
+            format!("ab.idx.{dead}-0.tmp"),
+            format!("ab.idx.{me}-0.tmp"),
+            "ab.idx".into(),
+        ] {
+            std::fs::write(layers.join(name), b"x").unwrap();
+        }
+        std::fs::create_dir_all(store.scratch_parent().join(format!("{dead}-0-x/sub"))).unwrap();
+        std::fs::write(store.leases_dir().join(format!("{dead}-1-0")), "").unwrap();
+
+        // A blob this process wrote (leased), and one nothing holds.
+        let held = store.put_blob(b"held").unwrap();
+        let other = Store::open(dir.path()).unwrap();
+        let loose = other.put_blob(b"loose").unwrap();
+        drop(other); // its lease goes with it
+
+        let report = store.prune().unwrap();
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
+        assert!(store.has_blob(&held));
+        assert!(!store.has_blob(&loose));
+        assert_eq!(report.scratch, 1);
+        let mut left: Vec<_> = std::fs::read_dir(&layers)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["ab.idx".to_string(), format!("ab.idx.{me}-0.tmp")]);
+        assert_eq!(std::fs::read_dir(store.leases_dir()).unwrap().count(), 1);
+    }
 }
