@@ -159,6 +159,9 @@ impl Registry {
         reference: &str,
     ) -> Result<PushReport> {
         let target = self.target(reference)?;
+        // Held while they are read, whatever `d2v rm` and prune do meanwhile.
+        let held: Vec<Digest> = manifest.layers.iter().map(|l| l.digest.clone()).collect();
+        store.hold(&held)?;
         let scratch = store.scratch_dir()?;
         let mut files = HashMap::new();
         let mut layers = Vec::new();
