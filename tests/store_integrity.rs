@@ -318,3 +318,42 @@ fn prune_gets_past_the_dead_mounts_of_a_killed_build() {
         .collect();
     assert!(tmp.is_empty(), "scratch left: {tmp:?}");
 }
+
+#[test]
+fn prune_reports_what_it_cannot_remove_and_goes_on() {
+    if !require_root_and(&["chattr"]) {
+        return;
+    }
+    let d2v = D2v::new();
+    d2v.ok(&["images"]); // creates the store
+                         // Two scratch entries of a process that is gone (no pid is this large),
+                         // one of them holding a file nobody may remove.
+    let tmp = d2v.home().join("d2v/tmp");
+    let stuck = tmp.join("4194399-0-stuck");
+    let gone = tmp.join("4194399-1-gone");
+    for dir in [&stuck, &gone] {
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("sub/f"), b"x").unwrap();
+    }
+    let immutable = stuck.join("sub/f");
+    sh(&format!("chattr +i {}", immutable.display()));
+    struct Mutable(PathBuf);
+    impl Drop for Mutable {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("chattr")
+                .arg("-i")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _undo = Mutable(immutable);
+
+    let out = d2v.run(&["prune"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("could not remove {}", stuck.display())),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!gone.exists(), "prune went on past the stuck entry");
+}
