@@ -60,14 +60,16 @@ impl Registry {
         let target = self.target(reference)?;
         // Where each blob is here; one that is nowhere here must be in the
         // registry already (push_blob checks).
-        let mut blobs: Vec<(Descriptor, Option<PathBuf>)> = Vec::new();
+        let mut blobs: Vec<(Descriptor, Option<Upload>)> = Vec::new();
         for desc in manifest.layers.iter().chain([&manifest.config]) {
             if blobs.iter().any(|(d, _)| d.digest == desc.digest) {
                 continue;
             }
             let path = match files.get(&desc.digest) {
-                Some(p) => Some(p.clone()),
-                None if store.has_blob(&desc.digest) => Some(store.blob_path(&desc.digest)),
+                Some(p) => Some(Upload::Fresh(p.clone())),
+                None if store.has_blob(&desc.digest) => {
+                    Some(Upload::Stored(store.blob_path(&desc.digest)))
+                }
                 None => None,
             };
             blobs.push((desc.clone(), path));
@@ -97,7 +99,7 @@ impl Registry {
                 async move {
                     let what = format!("blob {}", desc.digest);
                     let uploaded = retry(&what, quiet, || {
-                        push_blob(target, desc, path.as_deref(), progress.clone())
+                        push_blob(target, desc, path.as_ref(), progress.clone())
                     })
                     .await?;
                     Ok::<_, RegistryError>((desc.digest.clone(), uploaded))
@@ -241,20 +243,29 @@ async fn exists_or_mount(target: &Target, digest: &Digest, source: Option<&str>)
     }
 }
 
-/// Uploads one blob from `path` unless the registry has it; returns whether it
-/// was uploaded. A blob the registry lacks and that is not here (`None`) is
+/// Where a blob to upload is.
+enum Upload {
+    /// A store blob: hashed as it streams (see [`Verified`]).
+    Stored(PathBuf),
+    /// A file this push just wrote and hashed (a gzip form, an artifact).
+    Fresh(PathBuf),
+}
+
+/// Uploads one blob unless the registry has it; returns whether it was
+/// uploaded. A blob the registry lacks and that is not here (`None`) is
 /// missing from the store.
 async fn push_blob(
     target: &Target,
     desc: &Descriptor,
-    path: Option<&Path>,
+    upload: Option<&Upload>,
     progress: Arc<Progress>,
 ) -> Result<bool> {
     if blob_exists(target, &desc.digest).await? {
         progress.blob_done(desc.digest.as_str(), desc.size, "exists, skipped");
         return Ok(false);
     }
-    let path = path.ok_or_else(|| StoreError::MissingBlob(desc.digest.clone()))?;
+    let upload = upload.ok_or_else(|| StoreError::MissingBlob(desc.digest.clone()))?;
+    let (Upload::Stored(path) | Upload::Fresh(path)) = upload;
     let file = tokio::fs::File::open(path)
         .await
         .map_err(|error| RegistryError::Transfer {
@@ -264,17 +275,23 @@ async fn push_blob(
         })?;
     let counter = progress.clone();
     let refused = Arc::new(OnceLock::new());
-    let stream = Verified {
-        inner: ReaderStream::with_capacity(file, 1 << 20),
-        hasher: Sha256::new(),
-        size: 0,
-        digest: desc.digest.clone(),
-        declared: desc.size,
-        refused: refused.clone(),
-        ended: false,
-    }
-    .map_err(OciDistributionError::IoError)
-    .inspect_ok(move |chunk| counter.add(chunk.len()));
+    let body = ReaderStream::with_capacity(file, 1 << 20);
+    let body = match upload {
+        Upload::Stored(_) => Verified {
+            inner: body,
+            hasher: Sha256::new(),
+            size: 0,
+            digest: desc.digest.clone(),
+            declared: desc.size,
+            refused: refused.clone(),
+            ended: false,
+        }
+        .boxed(),
+        Upload::Fresh(_) => body.boxed(),
+    };
+    let stream = body
+        .map_err(OciDistributionError::IoError)
+        .inspect_ok(move |chunk| counter.add(chunk.len()));
     let pushed = target
         .client
         .push_blob_stream(
@@ -385,14 +402,10 @@ impl<W: Write> Write for HashingWriter<W> {
 
 /// Gzips the store's layer `src` into `dest` on every core (deterministically:
 /// see [`super::pgzip`]); returns the digest and size of the result. The
-/// layer is hashed as it is read: one whose bytes are not its digest
+/// layer is hashed as it is compressed: one whose bytes are not its digest
 /// `layer` is refused (it would be pushed under diff IDs it does not have).
 fn gzip_file(src: &Path, layer: &Digest, dest: &Path) -> Result<(Digest, u64)> {
-    let input = std::fs::File::open(src).ctx("open", src)?;
-    let mut input = HashingReader {
-        inner: input,
-        hasher: Sha256::new(),
-    };
+    let mut input = std::fs::File::open(src).ctx("open", src)?;
     let out = std::fs::File::create(dest).ctx("create", dest)?;
     let mut hashing = HashingWriter {
         inner: io::BufWriter::with_capacity(1 << 20, out),
@@ -400,9 +413,9 @@ fn gzip_file(src: &Path, layer: &Digest, dest: &Path) -> Result<(Digest, u64)> {
         size: 0,
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    super::pgzip::compress(&mut input, &mut hashing, threads).ctx("compress", src)?;
+    let read = super::pgzip::compress(&mut input, &mut hashing, threads).ctx("compress", src)?;
     hashing.flush().ctx("write", dest)?;
-    let actual = Digest::from_sha256(input.hasher.finalize().into());
+    let actual = Digest::from_sha256(read);
     if &actual != layer {
         return Err(StoreError::Damaged {
             digest: layer.clone(),
@@ -416,16 +429,51 @@ fn gzip_file(src: &Path, layer: &Digest, dest: &Path) -> Result<(Digest, u64)> {
     ))
 }
 
-/// Hashes what is read through it.
-struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl<R: io::Read> io::Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
+    fn upload(
+        bytes: &'static [u8],
+        digest: Digest,
+        declared: u64,
+    ) -> (Vec<io::Result<bytes::Bytes>>, Option<String>) {
+        let refused = Arc::new(OnceLock::new());
+        let chunks = bytes.chunks(3).map(|c| Ok(bytes::Bytes::from_static(c)));
+        let verified = Verified {
+            inner: futures_util::stream::iter(chunks),
+            hasher: Sha256::new(),
+            size: 0,
+            digest,
+            declared,
+            refused: refused.clone(),
+            ended: false,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let items = rt.block_on(verified.collect::<Vec<_>>());
+        (items, refused.get().cloned())
+    }
+
+    #[test]
+    fn an_upload_ends_in_an_error_unless_its_bytes_are_its_digest() {
+        let good = b"the blob's bytes";
+        let (items, refused) = upload(good, Digest::of(good), good.len() as u64);
+        assert!(items.iter().all(|i| i.is_ok()) && refused.is_none());
+
+        let (items, refused) = upload(good, Digest::of(b"other"), good.len() as u64);
+        assert!(items.last().unwrap().is_err(), "the last item is the error");
+        assert!(refused.unwrap().contains(Digest::of(good).as_str()));
+
+        let (items, refused) = upload(good, Digest::of(good), 4);
+        assert_eq!(
+            items.iter().filter(|i| i.is_ok()).count(),
+            1,
+            "stops past 4 bytes"
+        );
+        assert!(refused
+            .unwrap()
+            .contains("longer than the declared 4 bytes"));
     }
 }
