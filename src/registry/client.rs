@@ -35,6 +35,8 @@ pub struct RegistryOptions {
 pub struct Registry {
     pub(super) options: RegistryOptions,
     credentials: Credentials,
+    /// The plain HTTP client for manifests (see `manifest.rs`); one per handle.
+    http: reqwest::Client,
     pub(super) runtime: tokio::runtime::Runtime,
 }
 
@@ -98,9 +100,16 @@ impl Registry {
             .thread_name("d2v-registry")
             .build()
             .map_err(|e| RegistryError::Config(format!("cannot start the async runtime: {e}")))?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(20))
+            .read_timeout(Duration::from_secs(120))
+            .user_agent(concat!("d2v/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| RegistryError::Config(format!("cannot set up the HTTP client: {e}")))?;
         Ok(Registry {
             options,
             credentials,
+            http,
             runtime,
         })
     }
@@ -147,14 +156,7 @@ impl Registry {
         };
         let client =
             Client::try_from(config).map_err(|e| client_error(name, "set up client", e))?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(20))
-            .read_timeout(Duration::from_secs(120))
-            .user_agent(concat!("d2v/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| {
-                client_error(name, "set up client", OciDistributionError::RequestError(e))
-            })?;
+        let http = self.http.clone();
         let auth = self.credentials.for_registry(reference.registry());
         Ok(Target {
             name: name.to_string(),
