@@ -8,7 +8,13 @@
 # Environment: D2V=path/to/d2v (default: builds it with `cargo build --release`),
 # D2V_FIXTURES (default /var/tmp/d2v-fixtures), BENCH_TMP (default /var/tmp),
 # RUNS (repetitions of the warm scenarios, median reported; default 3),
-# BUILDAH_DRIVER (buildah storage driver; default overlay, buildah's default for root).
+# BUILDAH_DRIVER (buildah storage driver; default overlay, buildah's default for root),
+# D2V_BASELINE=path/to/another/d2v (e.g. main's release build): timed in the same
+# run, in its own store, as the row "base", so a change is measured against
+# today's figures under the same load,
+# ROOTLESS_USER=NAME: also time d2v run as that ordinary user (it needs a range
+# in /etc/subuid and /etc/subgid) in a store it owns, as the row "rootless"
+# (and "base-rootless" with D2V_BASELINE).
 #
 # Scenarios, each "build, then pack into an ext4 image":
 #   cold     first build of an empty store (downloads gcc from Debian's mirror)
@@ -38,6 +44,7 @@ if [ -z "${D2V:-}" ]; then
 fi
 
 work=$(mktemp -d "${BENCH_TMP:-/var/tmp}/d2v-bench.XXXXXX")
+chmod 755 "$work"   # the rootless user reads the context and runs the copied binaries
 export D2V_HOME=$work/d2v-store
 B=(buildah --root "$work/buildah/root" --runroot "$work/buildah/runroot" --storage-driver "$driver")
 export BUILDAH_ISOLATION=chroot
@@ -49,21 +56,53 @@ cleanup() {
 }
 trap cleanup EXIT
 cp -r "$repo/examples/hello" "$work/ctx"
+chmod -R a+rX "$work/ctx"
 
-# Both tools get the same base image under the name the Dockerfile uses.
-"$D2V" import "oci:$fix/debian-oci:bookworm" --as debian:bookworm >/dev/null
+# The d2v variants timed: name, binary, user (empty: root), store.
+d2v_tools=(d2v)
+declare -A BIN RUNAS STORE
+BIN[d2v]=$D2V; RUNAS[d2v]=""; STORE[d2v]=$D2V_HOME
+add_tool() { # add_tool NAME BINARY USER
+  local name=$1 bin=$2 user=$3
+  mkdir -p "$work/bin-$name" && cp "$bin" "$work/bin-$name/d2v" && chmod -R a+rX "$work/bin-$name"
+  BIN[$name]=$work/bin-$name/d2v; RUNAS[$name]=$user; STORE[$name]=$work/store-$name
+  mkdir -p "${STORE[$name]}"
+  [ -z "$user" ] || chown "$user:" "${STORE[$name]}"
+  d2v_tools+=("$name")
+}
+[ -z "${D2V_BASELINE:-}" ] || add_tool base "$D2V_BASELINE" ""
+if [ -n "${ROOTLESS_USER:-}" ]; then
+  add_tool rootless "$D2V" "$ROOTLESS_USER"
+  [ -z "${D2V_BASELINE:-}" ] || add_tool base-rootless "$D2V_BASELINE" "$ROOTLESS_USER"
+fi
+# dv TOOL ARGS...: runs that d2v variant (as its user, with its store).
+dv() {
+  local t=$1; shift
+  if [ -n "${RUNAS[$t]}" ]; then
+    runuser -u "${RUNAS[$t]}" -- env -i PATH=/usr/bin:/bin HOME="/home/${RUNAS[$t]}" \
+      D2V_HOME="${STORE[$t]}" "${BIN[$t]}" "$@"
+  else
+    D2V_HOME="${STORE[$t]}" "${BIN[$t]}" "$@"
+  fi
+}
+
+# Every tool gets the same base image under the name the Dockerfile uses.
+for t in "${d2v_tools[@]}"; do
+  dv "$t" import "oci:$fix/debian-oci:bookworm" --as debian:bookworm >/dev/null
+done
 id=$("${B[@]}" pull -q "oci:$fix/debian-oci:bookworm")
 "${B[@]}" tag "$id" docker.io/library/debian:bookworm
 
 now() { date +%s.%N; }
 elapsed() { echo "$(now) - $1" | bc -l; }
 
-d2v_build() { "$D2V" build -t hello --progress plain "$work/ctx" 2>&1 | tee "$work/d2v-build.log" >>"$work/d2v.log"; }
+d2v_build() { dv "$1" build -t hello --progress plain "$work/ctx" 2>&1 | tee "$work/$1-build.log" >>"$work/$1.log"; }
 # `d2v pack` reuses its output when it already holds this very image (the no-op
 # case); FRESH_PACK=1 deletes it first so every pack writes the image anew.
 d2v_pack() {
-  [ -z "${FRESH_PACK:-}" ] || rm -f "$work/d2v.ext4"
-  "$D2V" pack hello -o "$work/d2v.ext4" >>"$work/d2v.log" 2>&1
+  local out="${STORE[$1]}/out.ext4"
+  [ -z "${FRESH_PACK:-}" ] || rm -f "$out"
+  dv "$1" pack hello -o "$out" >>"$work/$1.log" 2>&1
 }
 buildah_build() {
   "${B[@]}" bud --isolation chroot --layers -t hello "$work/ctx" >>"$work/buildah.log" 2>&1
@@ -95,9 +134,11 @@ cpu() { # sets CPU; `times` runs in this shell (a $(...) would be a fresh proces
 measure() {
   local tool=$1 t0 c0 b p bc pc
   echo "== $tool $scenario_name" >>"$work/$tool.log"
-  cpu; c0=$CPU; t0=$(now); "${tool}_build" >/dev/null; b=$(elapsed "$t0"); cpu; bc=$(echo "$CPU - $c0" | bc -l)
+  cpu; c0=$CPU; t0=$(now)
+  if [ "$tool" = buildah ]; then buildah_build; else d2v_build "$tool"; fi >/dev/null
+  b=$(elapsed "$t0"); cpu; bc=$(echo "$CPU - $c0" | bc -l)
   c0=$CPU; t0=$(now)
-  if [ "$tool" = d2v ]; then d2v_pack; else buildah_export; fi >/dev/null
+  if [ "$tool" = buildah ]; then buildah_export; else d2v_pack "$tool"; fi >/dev/null
   p=$(elapsed "$t0"); cpu; pc=$(echo "$CPU - $c0" | bc -l)
   echo "build $b pack $p build-cpu $bc pack-cpu $pc" >>"$work/$tool.log"
   echo "$b $p $bc $pc"
@@ -123,34 +164,47 @@ scenario() {
 }
 
 for s in cold noop onefile; do
-  scenario "$s" d2v
+  for t in "${d2v_tools[@]}"; do scenario "$s" "$t"; done
   scenario "$s" buildah
 done
 
 printf '\nexamples/hello, %s runs per warm scenario (median), buildah driver %s, FRESH_PACK=%s\n' \
   "$runs" "$driver" "${FRESH_PACK:-}"
-printf '%-9s %10s %10s %10s   %10s %10s %10s   %7s\n' scenario d2v-build d2v-pack d2v-total \
-  bld-build bld-export bld-total ratio
-for s in cold noop onefile; do
-  db=${T[$s.d2v.build]} dp=${T[$s.d2v.pack]} bb=${T[$s.buildah.build]} bp=${T[$s.buildah.pack]}
-  dt=$(echo "$db + $dp" | bc -l) bt=$(echo "$bb + $bp" | bc -l)
-  printf '%-9s %10.3f %10.3f %10.3f   %10.3f %10.3f %10.3f   %7.3f\n' "$s" "$db" "$dp" "$dt" \
-    "$bb" "$bp" "$bt" "$(echo "$dt / $bt" | bc -l)"
-done
+# table KIND: one row per scenario and d2v variant; KIND is wall (build/pack) or cpu (bcpu/pcpu).
+table() {
+  local b=build p=pack
+  [ "$1" = cpu ] && b=bcpu p=pcpu
+  printf '%-9s %-14s %10s %10s %10s   %10s %10s %10s   %7s\n' scenario d2v variant build pack total \
+    bld-build bld-export bld-total ratio
+  for s in cold noop onefile; do
+    for t in "${d2v_tools[@]}"; do
+      db=${T[$s.$t.$b]} dp=${T[$s.$t.$p]} bb=${T[$s.buildah.$b]} bp=${T[$s.buildah.$p]}
+      dt=$(echo "$db + $dp" | bc -l) bt=$(echo "$bb + $bp" | bc -l)
+      printf '%-9s %-14s %10.3f %10.3f %10.3f   %10.3f %10.3f %10.3f   %7.3f\n' "$s" "$t" "$db" "$dp" \
+        "$dt" "$bb" "$bp" "$bt" "$(echo "$dt / $bt" | bc -l)"
+    done
+  done
+}
+table wall
 printf '\nCPU seconds (user+sys of the processes, median):\n'
-printf '%-9s %10s %10s %10s   %10s %10s %10s   %7s\n' scenario d2v-build d2v-pack d2v-total \
-  bld-build bld-export bld-total ratio
-for s in cold noop onefile; do
-  db=${T[$s.d2v.bcpu]} dp=${T[$s.d2v.pcpu]} bb=${T[$s.buildah.bcpu]} bp=${T[$s.buildah.pcpu]}
-  dt=$(echo "$db + $dp" | bc -l) bt=$(echo "$bb + $bp" | bc -l)
-  printf '%-9s %10.3f %10.3f %10.3f   %10.3f %10.3f %10.3f   %7.3f\n' "$s" "$db" "$dp" "$dt" \
-    "$bb" "$bp" "$bt" "$(echo "$dt / $bt" | bc -l)"
-done
+table cpu
+if [ -n "${D2V_BASELINE:-}" ]; then
+  printf '\nagainst the baseline (d2v total / base total, same run):\n'
+  for s in cold noop onefile; do
+    for pair in d2v:base rootless:base-rootless rootless:base; do
+      a=${pair%%:*} b=${pair#*:}
+      [ -n "${T[$s.$a.build]:-}" ] && [ -n "${T[$s.$b.build]:-}" ] || continue
+      at=$(echo "${T[$s.$a.build]} + ${T[$s.$a.pack]}" | bc -l)
+      bt=$(echo "${T[$s.$b.build]} + ${T[$s.$b.pack]}" | bc -l)
+      printf '%-9s %-24s %7.3f\n' "$s" "$a/$b" "$(echo "$at / $bt" | bc -l)"
+    done
+  done
+fi
 printf 'load average at the end: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf '\nratio = d2v total / buildah total (lower is better for d2v)\n'
 printf 'targets: noop d2v total <= 0.5 s; onefile ratio <= 0.25\n'
 printf 'image sizes: d2v %s bytes, buildah %s bytes\n' \
-  "$(stat -c %s "$work/d2v.ext4")" "$(stat -c %s "$work/buildah.ext4")"
+  "$(stat -c %s "${STORE[d2v]}/out.ext4")" "$(stat -c %s "$work/buildah.ext4")"
 printf 'last d2v build log:\n'; tail -n 3 "$work/d2v-build.log"
 # BENCH_LOGS=DIR keeps every build's output (d2v's per-step times) for analysis.
-if [ -n "${BENCH_LOGS:-}" ]; then mkdir -p "$BENCH_LOGS" && cp "$work/d2v.log" "$work/buildah.log" "$BENCH_LOGS/"; fi
+if [ -n "${BENCH_LOGS:-}" ]; then mkdir -p "$BENCH_LOGS" && cp "$work"/*.log "$BENCH_LOGS/"; fi

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on the bundled example, on a fresh Debian machine (as root):
-#   sudo ./scripts/demo.sh
+#   ./scripts/demo.sh
 # Installs what d2v needs, builds d2v, makes a Debian base image (debootstrap),
 # then builds examples/hello, shows its rootfs through `d2v mount`, packs it into
 # an ext4 image, and boots it (QEMU; TCG when KVM cannot boot a stock kernel).
@@ -10,7 +10,9 @@ export PATH="$HOME/.cargo/bin:$PATH"
 [ "$(id -u)" = 0 ] || { echo "demo.sh: run as root" >&2; exit 1; }
 ./scripts/install-deps.sh
 cargo build --release
-d2v=${CARGO_TARGET_DIR:-$PWD/target}/release/d2v
+# Installed for every user: d2v needs no root to build, mount, pack or run.
+install -m 0755 "${CARGO_TARGET_DIR:-$PWD/target}/release/d2v" /usr/local/bin/d2v
+d2v=/usr/local/bin/d2v
 export D2V_FIXTURES=${D2V_FIXTURES:-/var/tmp/d2v-fixtures}
 ./testdata/fixtures/make-fixtures.sh "$D2V_FIXTURES" >/dev/null
 out=${D2V_DEMO_OUT:-/var/tmp/d2v-demo}

@@ -8,7 +8,8 @@ packages=(
   e2fsprogs                  # e2fsck, mkfs.ext4, debugfs: checking and comparing images
   attr libcap2-bin           # getfattr/setfattr, getcap/setcap in tests
   busybox-static debootstrap # base-image fixtures
-  umoci skopeo buildah golang-github-containers-common uidmap  # OCI tools and the oracle
+  umoci skopeo buildah golang-github-containers-common  # OCI tools and the oracle
+  uidmap slirp4netns         # RUN steps: newuidmap/newgidmap (rootless), the step's network
   podman runc                # the Docker-API daemon in tests (runc: crun refuses hybrid cgroups)
   docker-registry apache2-utils  # a local registry (distribution 2.8) and htpasswd for the registry tests
   qemu-system-x86            # booting images (d2v run)

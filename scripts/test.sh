@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (as root on a fresh Debian machine):
-#   sudo ./scripts/test.sh
+#   ./scripts/test.sh
 # Installs what it needs, builds the shared fixtures once, then runs lint and tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."

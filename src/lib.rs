@@ -11,6 +11,7 @@
 //! * [`pack`]: an image of the store packed into a bootable ext4 image.
 //! * [`runtime_config`]: the runtime config written into images for `d2v-init`.
 //! * [`run`]: `d2v run`, booting an image under QEMU or Firecracker; the embedded init.
+//! * [`userns`]: user namespaces: where RUN steps' ids live, and rootless d2v.
 
 pub mod build;
 pub mod daemon;
@@ -23,3 +24,4 @@ pub mod runtime_config;
 pub mod source;
 pub mod store;
 pub mod timefmt;
+pub mod userns;

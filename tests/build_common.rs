@@ -57,6 +57,25 @@ pub fn busybox_rootfs(dir: &Path) {
     std::os::unix::fs::chown(dir.join("home/app"), Some(1000), Some(1000)).unwrap();
 }
 
+/// Shifts the owner of every entry under `dir` (itself included) by `base`:
+/// a RUN step's user namespace sees container id `c` as `base + c`, which is
+/// how d2v-fuse presents the layers to it. Entries already shifted are left.
+pub fn shift_tree(dir: &Path, base: u32) {
+    use std::os::unix::fs::MetadataExt;
+    for entry in walkdir::WalkDir::new(dir) {
+        let entry = entry.unwrap();
+        let md = entry.path().symlink_metadata().unwrap();
+        let shift = |id: u32| if id < base { id + base } else { id };
+        std::os::unix::fs::lchown(entry.path(), Some(shift(md.uid())), Some(shift(md.gid())))
+            .unwrap();
+    }
+}
+
+/// The id shift of this process's RUN steps.
+pub fn step_base() -> u32 {
+    d2v::userns::current().step_uids.base
+}
+
 /// A fresh scratch dir (an empty subdir of a temp dir) for one step.
 pub fn scratch(base: &Path, name: &str) -> PathBuf {
     let p = base.join(name);

@@ -79,6 +79,7 @@ impl Env {
             from_context: src_root.is_none(),
             dockerfile_in_context: Some("Dockerfile".into()),
             workdir: "/".into(),
+            users_root: None,
         };
         let result = ov.with_mounted(|merged| copy(&req, merged)).unwrap();
         assert!(
@@ -165,7 +166,7 @@ fn globs_match_per_element_and_several_sources_need_a_directory() {
 }
 
 #[test]
-fn chown_names_resolve_in_the_target_rootfs_and_chmod_is_octal() {
+fn chown_names_resolve_in_the_target_rootfs_and_chmod_is_octal_or_symbolic() {
     let Some(e) = env() else { return };
     e.file("a", "A", 0o644);
     let mut s = step(&["a"], "/a");
@@ -189,8 +190,12 @@ fn chown_names_resolve_in_the_target_rootfs_and_chmod_is_octal() {
     let mut s = step(&["a"], "/d");
     s.chown = Some("root:nosuchgroup".into());
     assert!(matches!(e.run(s, None), Err(CopyError::Chown(_))));
+    let mut s = step(&["a"], "/e");
+    s.chmod = Some("u+x,o-r".into());
+    let m = meta(&e.run(s, None).unwrap().join("e"));
+    assert_eq!(m.mode() & 0o7777, 0o740);
     let mut s = step(&["a"], "/d");
-    s.chmod = Some("u+x".into());
+    s.chmod = Some("u+y".into());
     assert!(matches!(e.run(s, None), Err(CopyError::Chmod(_))));
 }
 

@@ -63,7 +63,7 @@ fn upper_dir_markers_become_oci_entries_and_overlay_xattrs_are_dropped() {
     std::fs::hard_link(upper.join("ping"), upper.join("ping2")).unwrap();
     std::os::unix::fs::symlink("x".repeat(150), upper.join("longlink")).unwrap();
 
-    let layer = write_layer(&upper, dir.path()).unwrap();
+    let layer = write_layer(&upper, dir.path(), 0).unwrap();
     let entries = read_tar(&layer.path);
     let names: Vec<&str> = entries.iter().map(|e| e.path.as_str()).collect();
     let long_dir = format!("{long}/");
@@ -105,7 +105,7 @@ fn upper_dir_markers_become_oci_entries_and_overlay_xattrs_are_dropped() {
 
     // Streaming gives the same bytes as the file, and the digest matches them.
     let mut buf = Vec::new();
-    write_layer_to(&upper, &mut buf).unwrap();
+    write_layer_to(&upper, &mut buf, 0).unwrap();
     assert_eq!(buf, std::fs::read(&layer.path).unwrap());
     use sha2::Digest;
     assert_eq!(

@@ -20,12 +20,17 @@
 //! directory sizes and the build noise named in [`noise`]; the config fields
 //! in [`CONFIG_FIELDS`] are compared too.
 //!
+//! Every case is also built by d2v as an ordinary user (rootless: a user the
+//! test creates, with a subordinate id range), and that tree must equal the
+//! one d2v built as root, owners, modes and xattrs included.
+//!
 //! Needs root, buildah, and (for the `deb-apt` case) Debian's mirror. With
 //! `CI=true` a missing tool fails the test. `D2V_ORACLE_CASES=a,b` runs only
 //! the named cases.
 
 mod harness;
 
+use harness::rootless::{self, RootlessD2v};
 use harness::tree::{self, Ignore};
 use harness::{require_root_and, D2v};
 use serde_json::{Map, Value};
@@ -313,23 +318,83 @@ fn d2v_with(bases: &[Base]) -> D2v {
     d2v
 }
 
-/// Builds `case` with both tools and compares the results.
-fn check_case(d2v: &D2v, buildah: &Buildah, case: &Case) {
-    let ctx = case.dir.to_str().unwrap();
-    let tag = case.tag();
-    let mut args = vec!["build", "-t", &tag, "--progress", "plain"];
-    let kv: Vec<String> = case
-        .build_args
+/// A rootless d2v store with the bases imported under the same names.
+fn rootless_with(bases: &[Base]) -> RootlessD2v {
+    let d2v = RootlessD2v::new();
+    for base in bases {
+        d2v.ok(&["import", &base.oci(), "--as", base.name()]);
+    }
+    d2v
+}
+
+/// The tree of image `tag` in the store at `home`, through `d2v mount`.
+fn mounted_tree(home: &Path, tag: &str) -> BTreeMap<Vec<u8>, String> {
+    let mnt = tempfile::tempdir().unwrap();
+    let mnt_path = mnt.path().to_str().unwrap();
+    let d2v = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_d2v"))
+            .env("D2V_HOME", home)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "d2v {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    d2v(&["mount", tag, mnt_path]);
+    let tree = catch_unwind(|| describe(mnt.path()));
+    d2v(&["umount", mnt_path]);
+    tree.unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
+
+/// The `d2v build` arguments of `case`, context last.
+fn build_args(case: &Case, ctx: &str) -> Vec<String> {
+    let mut args: Vec<String> = ["build", "-t", &case.tag(), "--progress", "plain"]
         .iter()
-        .map(|(k, v)| format!("{k}={v}"))
+        .map(|s| s.to_string())
         .collect();
-    for a in &kv {
-        args.extend(["--build-arg", a.as_str()]);
+    for (k, v) in &case.build_args {
+        args.extend(["--build-arg".to_string(), format!("{k}={v}")]);
     }
     if let Some(t) = &case.target {
-        args.extend(["--target", t.as_str()]);
+        args.extend(["--target".to_string(), t.clone()]);
     }
-    args.push(ctx);
+    args.push(ctx.to_string());
+    args
+}
+
+/// Builds `case` as an ordinary user and compares its tree with root's build.
+fn check_rootless(d2v: &D2v, user: &RootlessD2v, case: &Case) {
+    let ctx = rootless::readable_copy(&case.dir);
+    let args = build_args(case, ctx.path().to_str().unwrap());
+    let out = user
+        .cmd()
+        .args(&args)
+        .output()
+        .expect("run d2v as the test user");
+    assert!(
+        out.status.success(),
+        "{}: d2v build as {} failed ({}):\n{}",
+        case.name,
+        rootless::USER,
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tag = case.tag();
+    tree::assert_same(
+        &format!("d2v as {} {}", rootless::USER, case.name),
+        &mounted_tree(user.home(), &tag),
+        &format!("d2v as root {}", case.name),
+        &mounted_tree(d2v.home(), &tag),
+    );
+}
+
+/// Builds `case` with both tools and compares the results.
+fn check_case(d2v: &D2v, buildah: &Buildah, case: &Case) {
+    let tag = case.tag();
+    let args = build_args(case, case.dir.to_str().unwrap());
     // A hung build (a sandbox child stuck before exec) fails the case instead
     // of the whole test run; SIGKILL because d2v catches SIGTERM.
     let out = Command::new("timeout")
@@ -420,7 +485,7 @@ fn check_case(d2v: &D2v, buildah: &Buildah, case: &Case) {
 /// Runs `names` (filtered by `D2V_ORACLE_CASES`), each in its own catch so one
 /// failing case does not hide the others; panics naming all that failed.
 fn run_cases(names: &[&str]) {
-    if !require_root_and(&["buildah"]) {
+    if !require_root_and(&["buildah", "newuidmap", "slirp4netns"]) {
         return;
     }
     let only = std::env::var("D2V_ORACLE_CASES").ok();
@@ -441,10 +506,14 @@ fn run_cases(names: &[&str]) {
     bases.dedup();
     let buildah = Buildah::new(&bases);
     let d2v = d2v_with(&bases);
+    let user = rootless_with(&bases);
     let mut failed = Vec::new();
     for case in &cases {
         let started = std::time::Instant::now();
-        let result = catch_unwind(AssertUnwindSafe(|| check_case(&d2v, &buildah, case)));
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            check_case(&d2v, &buildah, case);
+            check_rootless(&d2v, &user, case);
+        }));
         eprintln!(
             "case {}: {} in {:.1}s",
             case.name,

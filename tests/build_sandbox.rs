@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 
 use build_common::*;
 use d2v::build::layer::write_layer;
-use d2v::build::sandbox::{run, Network, RunMount, RunSpec, SandboxError};
+use d2v::build::sandbox::{run, NetworkMode, RunSpec, SandboxError, SandboxMount as RunMount};
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -24,6 +24,7 @@ fn fixture() -> Option<Fixture> {
     let base = dir.path().to_path_buf();
     let lower = base.join("lower");
     busybox_rootfs(&lower);
+    shift_tree(&lower, step_base());
     Some(Fixture {
         _dir: dir,
         base,
@@ -66,9 +67,9 @@ fn run_as_named_user_has_its_ids_groups_cwd_and_exact_env() {
     assert_eq!(lines[3], "/work/dir");
     // WORKDIR was created as root; the file as the user.
     let md = std::fs::metadata(upper.join("work/dir")).unwrap();
-    assert_eq!(std::os::unix::fs::MetadataExt::uid(&md), 0);
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&md), step_base());
     let md = std::fs::metadata(upper.join("home/app/mine")).unwrap();
-    assert_eq!(std::os::unix::fs::MetadataExt::uid(&md), 1000);
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&md), step_base() + 1000);
 
     let mut spec = RunSpec::new(
         vec!["env".into()],
@@ -113,6 +114,7 @@ fn writes_deletes_and_opaque_replacements_become_whiteouts_in_the_layer() {
     std::fs::write(f.lower.join("data/del"), "del").unwrap();
     std::fs::create_dir_all(f.lower.join("opq/sub")).unwrap();
     std::fs::write(f.lower.join("opq/a"), "a").unwrap();
+    shift_tree(&f.lower, step_base());
     let spec = RunSpec::new(
         sh("echo hi > /data/new && ln /data/new /data/zlink && rm /data/del && rm -rf /opq && mkdir /opq && echo c > /opq/c && ln -s ../data/keep /opq/sym"),
         vec![f.lower.clone()],
@@ -120,7 +122,7 @@ fn writes_deletes_and_opaque_replacements_become_whiteouts_in_the_layer() {
     );
     let (code, out, upper) = run_capture(&spec);
     assert_eq!(code, 0, "{out}");
-    let layer = write_layer(&upper, &f.base).unwrap();
+    let layer = write_layer(&upper, &f.base, step_base()).unwrap();
     assert!(layer.digest.starts_with("sha256:") && layer.digest.len() == 71);
     assert_eq!(layer.size, std::fs::metadata(&layer.path).unwrap().len());
     let entries = read_tar(&layer.path);
@@ -150,7 +152,7 @@ fn writes_deletes_and_opaque_replacements_become_whiteouts_in_the_layer() {
         .iter()
         .all(|e| e.xattrs.iter().all(|(k, _)| !k.contains("overlay"))));
     // The same upper dir gives the same bytes.
-    let again = write_layer(&upper, &f.base).unwrap();
+    let again = write_layer(&upper, &f.base, step_base()).unwrap();
     assert_eq!(again.digest, layer.digest);
 }
 
@@ -173,7 +175,7 @@ fn generated_etc_files_and_mount_points_are_not_in_the_layer() {
             "/dev/{dev} missing: {out}"
         );
     }
-    let layer = write_layer(&upper, &f.base).unwrap();
+    let layer = write_layer(&upper, &f.base, step_base()).unwrap();
     let entries = read_tar(&layer.path);
     assert!(
         entries.is_empty(),
@@ -251,7 +253,7 @@ fn network_none_has_only_loopback_and_it_is_up() {
         vec![f.lower.clone()],
         scratch(&f.base, "s"),
     );
-    spec.network = Network::None;
+    spec.network = NetworkMode::None;
     let (code, out, _) = run_capture(&spec);
     assert_eq!(code, 0, "{out}");
     let lines: Vec<&str> = out.lines().map(str::trim).collect();
@@ -275,6 +277,8 @@ fn run_mounts_cache_tmpfs_secret_and_bind_stay_out_of_the_layer() {
             target: "/var/cache/thing".into(),
             host_dir: cache.clone(),
             readonly: false,
+            owner: (0, 0),
+            mode: 0o755,
         },
         RunMount::Tmpfs {
             target: "/scratchpad".into(),
@@ -283,6 +287,8 @@ fn run_mounts_cache_tmpfs_secret_and_bind_stay_out_of_the_layer() {
         RunMount::Secret {
             target: "/run/secrets/token".into(),
             source: secret.clone(),
+            owner: (0, 0),
+            mode: 0o400,
         },
         RunMount::Bind {
             target: "/ctx".into(),
@@ -311,7 +317,7 @@ fn run_mounts_cache_tmpfs_secret_and_bind_stay_out_of_the_layer() {
         !context.join("sub/new").exists(),
         "rw bind writes must be discarded"
     );
-    let entries = read_tar(&write_layer(&upper, &f.base).unwrap().path);
+    let entries = read_tar(&write_layer(&upper, &f.base, step_base()).unwrap().path);
     let names: Vec<&str> = entries.iter().map(|e| e.path.as_str()).collect();
     assert_eq!(names, ["kept"], "{entries:#?}");
     assert!(entries
@@ -350,6 +356,8 @@ fn image_symlinks_cannot_redirect_mount_points_to_the_host() {
     spec.mounts = vec![RunMount::Secret {
         target: format!("/run/{marker}/x"),
         source: secret,
+        owner: (0, 0),
+        mode: 0o400,
     }];
     let _ = run(&spec, &mut |_| {}, None);
     assert!(

@@ -128,3 +128,41 @@ fn every_error_case_renders_its_expected_message() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// The corpus: Dockerfiles in the style of popular public ones (official
+/// images, multi-stage Go/C/Rust/Python/Node builds, apt and pip, users,
+/// heredocs, escape directive, ONBUILD, HEALTHCHECK), each planned and its
+/// image config compared with a hand-checked `config.json`.
+#[test]
+fn every_corpus_dockerfile_plans_to_its_expected_config() {
+    let bless = std::env::var_os("D2V_BLESS").is_some();
+    let bases = TestBases(root().join("bases"));
+    let corpus = root().parent().unwrap().join("corpus");
+    let mut failures = Vec::new();
+    let mut dirs: Vec<_> = std::fs::read_dir(&corpus)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    dirs.sort();
+    assert!(dirs.len() >= 40, "only {} corpus Dockerfiles", dirs.len());
+    for dir in dirs {
+        let text = std::fs::read_to_string(dir.join("Dockerfile")).unwrap();
+        let opts = case_options(&dir);
+        match plan(&text, &opts, &bases) {
+            Ok(p) => {
+                let mut out = serde_json::to_value(&p.config).unwrap();
+                // The build checks BuildKit would print, as `Rule line:col`.
+                let checks: Vec<String> = p
+                    .checks
+                    .iter()
+                    .map(|c| format!("{} {}:{}", c.rule, c.location.line, c.location.col))
+                    .collect();
+                out["checks"] = serde_json::json!(checks);
+                let actual = serde_json::to_string_pretty(&out).unwrap() + "\n";
+                check(&dir.join("config.json"), &actual, bless, &mut failures);
+            }
+            Err(e) => failures.push(format!("{}: {e}", dir.display())),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}

@@ -1,5 +1,6 @@
-//! Property tests: the parser, the planner and the word expansion never
-//! panic, whatever the input, and expansion keeps its documented invariants.
+//! Property tests (a bounded fuzz run in CI): the parser, the planner and the
+//! word expansion never panic or hang, whatever the input, and expansion keeps
+//! its documented invariants.
 
 use d2v::dockerfile::lex::{expand_heredoc, expand_word, expand_words, split_words};
 use d2v::dockerfile::{plan, NoBaseImages, PlanOptions};
@@ -25,6 +26,17 @@ fn fragment() -> impl Strategy<Value = String> {
         Just("HEALTHCHECK --interval=1s CMD x\n".to_string()),
         Just("SHELL [\"/bin/bash\",\"-c\"]\n".to_string()),
         Just("CMD [\"a\"\n".to_string()),
+        Just("CMD [1, [\"x\"]]\n".to_string()),
+        Just("ENTRYPOINT []\n".to_string()),
+        Just("ENV A=$A$A B=${A//x/yy} C=${A/#*/z}\n".to_string()),
+        Just("ARG D=${a:-${b:+${c%%*}}}\n".to_string()),
+        Just("ENV W=C:\\\\\n".to_string()),
+        Just("COPY -- --a b\n".to_string()),
+        Just("COPY --chmod=u+x,go=rX a /b\n".to_string()),
+        Just("RUN --mount=type=cache,target=c true\n".to_string()),
+        Just("# check=skip=all;error=true\n".to_string()),
+        Just("ONBUILD COPY <<A /a\n".to_string()),
+        "\\$\\{[a-z]:-".prop_map(|s| s.repeat(40)),
         "[ -~\n\t]{0,40}",
         "\\PC{0,12}",
     ]

@@ -23,6 +23,8 @@ const BLOCK_SIZE: u32 = 4096;
 
 pub(crate) struct D2vFs {
     tree: Arc<MergedTree>,
+    /// Added to every uid and gid shown (see [`crate::MountOptions::id_shift`]).
+    id_shift: u32,
     /// The kernel agreed to skip OPEN/OPENDIR round trips when we answer
     /// them with ENOSYS (every open of an immutable file is the same).
     no_open: bool,
@@ -30,9 +32,10 @@ pub(crate) struct D2vFs {
 }
 
 impl D2vFs {
-    pub(crate) fn new(tree: Arc<MergedTree>) -> D2vFs {
+    pub(crate) fn new(tree: Arc<MergedTree>, id_shift: u32) -> D2vFs {
         D2vFs {
             tree,
+            id_shift,
             no_open: false,
             no_opendir: false,
         }
@@ -76,8 +79,8 @@ impl D2vFs {
             kind: file_type(n.kind),
             perm: (n.mode & 0o7777) as u16,
             nlink: n.nlink,
-            uid: n.uid,
-            gid: n.gid,
+            uid: shift_id(n.uid, self.id_shift),
+            gid: shift_id(n.gid, self.id_shift),
             rdev: libc::makedev(n.rdev_major, n.rdev_minor) as u32,
             blksize: BLOCK_SIZE,
             flags: 0,
@@ -87,6 +90,39 @@ impl D2vFs {
     fn node(&self, ino: INodeNo) -> Result<&Node, Errno> {
         self.tree.get(ino.0).ok_or(Errno::ENOENT)
     }
+}
+
+/// The xattr holding a file's capabilities.
+const CAPABILITY_XATTR: &[u8] = b"security.capability";
+const VFS_CAP_REVISION_2: u32 = 0x0200_0000;
+const VFS_CAP_REVISION_3: u32 = 0x0300_0000;
+const VFS_CAP_REVISION_MASK: u32 = 0xff00_0000;
+
+/// An id as shown through a shifted view; ids that would overflow show as the
+/// kernel's overflow id (`nobody`), which maps nowhere.
+fn shift_id(id: u32, shift: u32) -> u32 {
+    id.checked_add(shift)
+        .filter(|v| *v != u32::MAX)
+        .unwrap_or(65534)
+}
+
+/// File capabilities through a shifted view: a v2 `security.capability`
+/// (effective for whoever is root where the file is used) becomes v3 with the
+/// shifted root as its owner, so that root of a user namespace whose id 0 is
+/// `shift` gets them, as it would for a v2 xattr on its own filesystem.
+fn shift_capability(v: &[u8], shift: u32) -> Vec<u8> {
+    if v.len() != 20 {
+        return v.to_vec();
+    }
+    let magic = u32::from_le_bytes(v[..4].try_into().expect("4 bytes"));
+    if magic & VFS_CAP_REVISION_MASK != VFS_CAP_REVISION_2 {
+        return v.to_vec();
+    }
+    let mut out = Vec::with_capacity(24);
+    out.extend_from_slice(&((magic & !VFS_CAP_REVISION_MASK) | VFS_CAP_REVISION_3).to_le_bytes());
+    out.extend_from_slice(&v[4..]);
+    out.extend_from_slice(&shift.to_le_bytes());
+    out
 }
 
 fn file_type(k: EntryKind) -> FileType {
@@ -305,7 +341,16 @@ impl Filesystem for D2vFs {
         if self.tree.get(ino.0).is_none() {
             return reply.error(Errno::ENOENT);
         }
-        match self.tree.xattr(ino.0, name.as_bytes()) {
+        let value = self.tree.xattr(ino.0, name.as_bytes());
+        let shifted;
+        let value = match value {
+            Some(v) if self.id_shift != 0 && name.as_bytes() == CAPABILITY_XATTR => {
+                shifted = shift_capability(v, self.id_shift);
+                Some(&shifted[..])
+            }
+            v => v,
+        };
+        match value {
             None => reply.error(Errno::NO_XATTR),
             Some(v) if size == 0 => reply.size(v.len() as u32),
             Some(v) if v.len() > size as usize => reply.error(Errno::ERANGE),
@@ -337,5 +382,32 @@ impl Filesystem for D2vFs {
             Ok(_) => reply.ok(),
             Err(e) => reply.error(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_shift_and_overflow_to_nobody() {
+        assert_eq!(shift_id(0, 0), 0);
+        assert_eq!(shift_id(1000, 100), 1100);
+        assert_eq!(shift_id(u32::MAX - 5, 10), 65534);
+        assert_eq!(shift_id(u32::MAX - 1, 1), 65534);
+    }
+
+    #[test]
+    fn v2_capabilities_become_v3_owned_by_the_shifted_root() {
+        let mut v2 = 0x0200_0001u32.to_le_bytes().to_vec();
+        v2.extend_from_slice(&[0x00, 0x20, 0, 0, 0x00, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let v3 = shift_capability(&v2, 1_000_000);
+        assert_eq!(v3.len(), 24);
+        assert_eq!(u32::from_le_bytes(v3[..4].try_into().unwrap()), 0x0300_0001);
+        assert_eq!(&v3[4..20], &v2[4..]);
+        assert_eq!(u32::from_le_bytes(v3[20..].try_into().unwrap()), 1_000_000);
+        // Anything else passes through.
+        assert_eq!(shift_capability(&v3, 5), v3);
+        assert_eq!(shift_capability(b"junk", 5), b"junk");
     }
 }

@@ -22,8 +22,17 @@ pub struct MountOptions {
     /// Filesystem subtype: the mount shows up as `fuse.<subtype>`.
     pub subtype: String,
     /// Let users other than the mounter access the view (needed for chroots
-    /// running as another uid, and for `auto_unmount`).
+    /// running as another uid). Without it only the mounter (and root) may;
+    /// d2v-fuse then enforces that itself, so `auto_unmount` still works.
     pub allow_other: bool,
+    /// Added to every uid and gid the view shows (and to the root owner of
+    /// file capabilities): a RUN step's user namespace maps container id `c`
+    /// to `c + id_shift`, so through a shifted view it sees the image's ids.
+    pub id_shift: u32,
+    /// Honour setuid/setgid bits and device nodes (`suid,dev`). Off for views
+    /// other users might reach; a build's private view needs them so RUN steps
+    /// behave as on any root filesystem.
+    pub suid_dev: bool,
 }
 
 impl Default for MountOptions {
@@ -33,7 +42,9 @@ impl Default for MountOptions {
             auto_unmount: true,
             fsname: "d2v".to_string(),
             subtype: "d2v".to_string(),
-            allow_other: true,
+            allow_other: false,
+            id_shift: 0,
+            suid_dev: false,
         }
     }
 }
@@ -85,9 +96,6 @@ pub fn mount(tree: Arc<MergedTree>, dir: &Path, opts: &MountOptions) -> Result<M
     if opts.threads == 0 {
         return Err(MountError::InvalidOptions("threads must be at least 1"));
     }
-    if opts.auto_unmount && !opts.allow_other {
-        return Err(MountError::InvalidOptions("auto_unmount needs allow_other"));
-    }
     let dir = check_mountpoint(dir)?;
     reap_fusermount();
     let mut config = Config::default();
@@ -95,27 +103,40 @@ pub fn mount(tree: Arc<MergedTree>, dir: &Path, opts: &MountOptions) -> Result<M
         MountOption::RO,
         MountOption::FSName(opts.fsname.clone()),
         MountOption::Subtype(opts.subtype.clone()),
-        MountOption::DefaultPermissions,
-        MountOption::Dev,
-        MountOption::Suid,
         MountOption::Exec,
         MountOption::NoAtime,
     ];
+    // A view others may use has the kernel check their permissions; a private
+    // view lets its owner read everything, as the owner can read the blobs.
+    if opts.allow_other {
+        config.mount_options.push(MountOption::DefaultPermissions);
+    }
+    if opts.suid_dev {
+        config.mount_options.push(MountOption::Suid);
+        config.mount_options.push(MountOption::Dev);
+    } else {
+        config.mount_options.push(MountOption::NoSuid);
+        config.mount_options.push(MountOption::NoDev);
+    }
     if opts.auto_unmount {
         config.mount_options.push(MountOption::AutoUnmount);
     }
-    config.acl = if opts.allow_other {
-        SessionACL::All
-    } else {
-        SessionACL::Owner
+    // Without allow_other, the kernel would refuse auto_unmount's watcher;
+    // allow_root lets it in and d2v-fuse turns everyone else away.
+    config.acl = match (opts.allow_other, opts.auto_unmount) {
+        (true, _) => SessionACL::All,
+        (false, true) => SessionACL::RootAndOwner,
+        (false, false) => SessionACL::Owner,
     };
     config.n_threads = Some(opts.threads);
     config.clone_fd = opts.threads > 1;
     let session =
-        fuser::spawn_mount(D2vFs::new(tree), &dir, &config).map_err(|source| MountError::Io {
-            op: "mount",
-            path: dir.clone(),
-            source,
+        fuser::spawn_mount(D2vFs::new(tree, opts.id_shift), &dir, &config).map_err(|source| {
+            MountError::Io {
+                op: "mount",
+                path: dir.clone(),
+                source,
+            }
         })?;
     Ok(Mount {
         session: Some(session),

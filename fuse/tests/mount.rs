@@ -137,7 +137,13 @@ fn chroot_into_view_runs_busybox_with_devices_setuid_and_permissions() {
     let blob = busybox_layer(work.path());
     let dir = work.path().join("mnt");
     fs::create_dir(&dir).unwrap();
-    let _m = mount(Arc::new(tree(&[blob])), &dir, &MountOptions::default()).unwrap();
+    // A build's view: device nodes and setuid bits honoured, other ids allowed.
+    let opts = MountOptions {
+        suid_dev: true,
+        allow_other: true,
+        ..MountOptions::default()
+    };
+    let _m = mount(Arc::new(tree(&[blob])), &dir, &opts).unwrap();
     let out = run(Command::new("chroot").arg(&dir).args([
         "/bin/sh",
         "-c",
@@ -356,6 +362,31 @@ fn single_threaded_mount_without_auto_unmount_works() {
     assert_eq!(fs::read(dir.join("hello")).unwrap(), b"world\n");
     drop(m);
     assert!(!mounted(&dir));
+}
+
+#[test]
+fn default_mount_is_nosuid_nodev_and_private() {
+    if !require_fuse() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let blob = small_layer(work.path());
+    let dir = work.path().join("mnt");
+    fs::create_dir(&dir).unwrap();
+    let m = mount(Arc::new(tree(&[blob])), &dir, &MountOptions::default()).unwrap();
+    let line = fs::read_to_string("/proc/mounts")
+        .unwrap()
+        .lines()
+        .find(|l| l.contains(dir.to_str().unwrap()))
+        .unwrap()
+        .to_string();
+    drop(m);
+    let opts: Vec<&str> = line.split(' ').nth(3).unwrap().split(',').collect();
+    assert!(
+        opts.contains(&"nosuid") && opts.contains(&"nodev"),
+        "{line}"
+    );
+    assert!(!opts.contains(&"default_permissions"), "{line}");
 }
 
 #[test]

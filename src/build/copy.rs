@@ -8,11 +8,12 @@
 //! directory destination ending in `/`; a top-level source symlink is
 //! followed; files keep their mode; owners are 0:0 from the context and kept
 //! from `--from` roots unless `--chown` (names from the target's
-//! `/etc/passwd` and `/etc/group`); `--chmod` is octal; new destination
+//! `/etc/passwd` and `/etc/group`); `--chmod` is octal or symbolic; new destination
 //! parents are 0755 root; `.dockerignore` and `--exclude` filter; `--parents`
 //! keeps source paths (from a `/./` pivot if present); ADD unpacks local tar
-//! archives (plain, gzip, zstd, bzip2, xz) and downloads URLs (`--checksum`). `--link` copies normally (the result is the
-//! same files; only BuildKit's layer rebasing differs).
+//! archives (plain, gzip, zstd, bzip2, xz) and downloads URLs (`--checksum`).
+//! For `--link` the executor hands in an overlay over an empty base, so the
+//! layer holds only the copied files and their new parents, as BuildKit's.
 
 use std::fs::{self, File};
 use std::io;
@@ -25,11 +26,12 @@ use thiserror::Error;
 use super::archive;
 use super::dest::{DestWriter, EntryMeta};
 use super::dockerignore::{DockerIgnore, IgnoreError};
+use super::git;
 use super::glob;
 use super::inroot::Root;
 use super::url;
 use super::user::{UserDb, UserError};
-use crate::dockerfile::CopyStep;
+use crate::dockerfile::{chmod, CopyStep};
 
 /// Errors from COPY/ADD.
 #[derive(Debug, Error)]
@@ -43,8 +45,8 @@ pub enum CopyError {
     /// `--chown` did not resolve in the target rootfs.
     #[error("--chown: {0}")]
     Chown(#[from] UserError),
-    /// `--chmod` is not an octal mode.
-    #[error("--chmod={0}: only octal modes are supported")]
+    /// `--chmod` is not a mode.
+    #[error("--chmod: {0}")]
     Chmod(String),
     /// A bad pattern.
     #[error("bad pattern {0:?}")]
@@ -55,6 +57,9 @@ pub enum CopyError {
     /// Downloading an ADD URL failed.
     #[error(transparent)]
     Url(#[from] super::url::UrlError),
+    /// Fetching an ADD git repository failed.
+    #[error(transparent)]
+    Git(#[from] git::GitError),
     /// Not supported (ADD of git repos, COPY of URLs).
     #[error("{0} is not supported yet")]
     Unsupported(String),
@@ -87,6 +92,9 @@ pub struct CopyRequest {
     pub dockerfile_in_context: Option<String>,
     /// The stage's WORKDIR when the step runs (relative `dest` is under it).
     pub workdir: String,
+    /// Where `--chown` names are looked up when not in the rootfs written
+    /// into (`COPY --link` writes onto an empty base).
+    pub users_root: Option<PathBuf>,
 }
 
 /// Carries out `req` into `merged` (the overlay's merged dir, the rootfs the step
@@ -95,14 +103,25 @@ pub fn copy(req: &CopyRequest, merged: &Path) -> Result<(), CopyError> {
     let step = &req.step;
     let root = Root::open(merged).map_err(io_at(merged))?;
     let chown = match &step.chown {
-        Some(spec) if !spec.is_empty() => Some(UserDb::load(&root).chown(spec)?),
+        Some(spec) if !spec.is_empty() => {
+            let users = match &req.users_root {
+                Some(dir) => Root::open(dir).map_err(io_at(dir))?,
+                None => Root::open(merged).map_err(io_at(merged))?,
+            };
+            Some(UserDb::load(&users).chown(spec)?)
+        }
         _ => None,
     };
     let chmod = match &step.chmod {
         Some(m) if !m.is_empty() => {
-            Some(u32::from_str_radix(m, 8).map_err(|_| CopyError::Chmod(m.clone()))?)
+            chmod::parse(m).map_err(CopyError::Chmod)?;
+            Some(m.as_str())
         }
         _ => None,
+    };
+    let mode_of = |mode: u32, is_dir: bool| match chmod {
+        Some(spec) => chmod::apply(spec, mode, is_dir).unwrap_or(mode),
+        None => mode,
     };
     let ignore = if req.from_context {
         let mut ig = DockerIgnore::load(&req.src_root)?;
@@ -119,11 +138,19 @@ pub fn copy(req: &CopyRequest, merged: &Path) -> Result<(), CopyError> {
     // Match sources first: the count decides what the destination is.
     let mut matched: Vec<Matched> = Vec::new();
     let mut urls: Vec<&String> = Vec::new();
+    // Git checkouts live until the copy is done.
+    let mut checkouts: Vec<tempfile::TempDir> = Vec::new();
     for pattern in &step.sources {
-        if pattern.starts_with("git@") || pattern.ends_with(".git") && pattern.contains("://") {
-            return Err(CopyError::Unsupported(format!(
-                "ADD of a git repository ({pattern})"
-            )));
+        if let Some(r) = git::parse(pattern) {
+            if !step.is_add {
+                return Err(CopyError::Unsupported(format!(
+                    "COPY of a git repository ({pattern}); use ADD"
+                )));
+            }
+            let (found, scratch) = git_source(&r, step, &exclude)?;
+            matched.extend(found);
+            checkouts.push(scratch);
+            continue;
         }
         if url::is_url(pattern) {
             if !step.is_add {
@@ -178,7 +205,14 @@ pub fn copy(req: &CopyRequest, merged: &Path) -> Result<(), CopyError> {
         .map_err(io_at(&dest))?;
     }
 
+    let no_ignore = DockerIgnore::default();
+    let git_opts = Opts {
+        ignore: &no_ignore,
+        links: Default::default(),
+        ..opts
+    };
     for m in &matched {
+        let opts = if m.git { &git_opts } else { &opts };
         let st = fs::symlink_metadata(&m.host).map_err(io_at(&m.host))?;
         let out_base = if step.parents {
             dest.join(m.parents_rel.parent().unwrap_or(Path::new("")))
@@ -191,7 +225,7 @@ pub fn copy(req: &CopyRequest, merged: &Path) -> Result<(), CopyError> {
             } else {
                 out_base
             };
-            copy_dir(&mut w, &m.host, &m.rel, &target, &opts, true)?;
+            copy_dir(&mut w, &m.host, &m.rel, &target, opts, true)?;
         } else {
             let target = if dest_is_dir {
                 out_base.join(&m.name)
@@ -206,7 +240,7 @@ pub fn copy(req: &CopyRequest, merged: &Path) -> Result<(), CopyError> {
                 let into = if dest_is_dir { out_base } else { dest.clone() };
                 archive::unpack(&mut w, &m.host, &into, chown).map_err(io_at(&m.host))?;
             } else {
-                copy_entry(&mut w, &m.host, &st, &target, &opts)?;
+                copy_entry(&mut w, &m.host, &st, &target, opts)?;
             }
         }
     }
@@ -220,7 +254,7 @@ pub fn copy(req: &CopyRequest, merged: &Path) -> Result<(), CopyError> {
         let (uid, gid) = chown.unwrap_or((0, 0));
         // Docker gives downloaded files mode 0600.
         let meta = EntryMeta {
-            mode: chmod.unwrap_or(0o600),
+            mode: mode_of(0o600, false),
             uid,
             gid,
             mtime: dl.mtime.map(|s| (s, 0)),
@@ -236,7 +270,7 @@ pub fn copy(req: &CopyRequest, merged: &Path) -> Result<(), CopyError> {
         };
         let (uid, gid) = chown.unwrap_or((0, 0));
         let meta = EntryMeta {
-            mode: chmod.unwrap_or(0o644),
+            mode: mode_of(0o644, false),
             uid,
             gid,
             mtime: None,
@@ -245,6 +279,35 @@ pub fn copy(req: &CopyRequest, merged: &Path) -> Result<(), CopyError> {
             .map_err(io_at(&target))?;
     }
     w.finish().map_err(io_at(merged))
+}
+
+/// Fetches an ADD git source into a scratch dir (kept alive by the caller
+/// until the copy is done) and matches its subdirectory inside the checkout.
+fn git_source(
+    r: &git::GitRef,
+    step: &CopyStep,
+    exclude: &DockerIgnore,
+) -> Result<(Vec<Matched>, tempfile::TempDir), CopyError> {
+    let scratch = tempfile::tempdir().map_err(io_at("scratch"))?;
+    let checkout = git::fetch(
+        r,
+        scratch.path(),
+        step.keep_git_dir,
+        step.checksum.as_deref(),
+    )?;
+    let tree = Root::open(&checkout.dir).map_err(io_at(&checkout.dir))?;
+    let mut found = match_sources(&tree, &r.subdir, &DockerIgnore::default(), exclude)?;
+    if found.is_empty() {
+        return Err(git::GitError::Subdir {
+            url: r.remote.clone(),
+            subdir: r.subdir.clone(),
+        }
+        .into());
+    }
+    for m in &mut found {
+        m.git = true;
+    }
+    Ok((found, scratch))
 }
 
 /// The destination as an absolute image path.
@@ -259,7 +322,8 @@ fn dest_path(dest: &str, workdir: &str) -> PathBuf {
 
 struct Opts<'a> {
     chown: Option<(u32, u32)>,
-    chmod: Option<u32>,
+    /// `--chmod`, octal or symbolic.
+    chmod: Option<&'a str>,
     /// Keep source owners (sources from a rootfs, not the context).
     keep_owner: bool,
     ignore: &'a DockerIgnore,
@@ -276,8 +340,13 @@ impl Opts<'_> {
             (None, true) => (st.uid(), st.gid()),
             (None, false) => (0, 0),
         };
+        let mode = st.mode() & 0o7777;
+        let mode = match self.chmod {
+            Some(spec) => chmod::apply(spec, mode, st.is_dir()).unwrap_or(mode),
+            None => mode,
+        };
         EntryMeta {
-            mode: self.chmod.unwrap_or(st.mode() & 0o7777),
+            mode,
             uid,
             gid,
             mtime: Some((st.mtime(), st.mtime_nsec())),
@@ -300,6 +369,8 @@ struct Matched {
     name: String,
     /// What `--parents` keeps (from a `/./` pivot when present).
     parents_rel: PathBuf,
+    /// A git checkout (no `.dockerignore` applies).
+    git: bool,
 }
 
 /// Match one source pattern in `src`.
@@ -368,6 +439,7 @@ fn match_sources(
             rel: rel_for_rules,
             name,
             parents_rel,
+            git: false,
         });
     }
     Ok(out)
@@ -443,6 +515,18 @@ fn copy_dir(
                 // BuildKit applies the source dir's metadata to an existing dir.
                 w.set_dir_meta(target, meta).map_err(io_at(target))?;
             }
+        } else if top {
+            // The destination a directory's contents go into is new: Docker
+            // makes it 0755, owned by root or the --chown owner; only what is
+            // copied into it keeps the source's metadata.
+            let (uid, gid) = opts.chown.unwrap_or((0, 0));
+            let new = EntryMeta {
+                mode: 0o755,
+                uid,
+                gid,
+                mtime: None,
+            };
+            w.dir(target, new).map_err(io_at(target))?;
         } else {
             w.dir(target, meta).map_err(io_at(target))?;
         }

@@ -58,11 +58,14 @@ impl DockerIgnore {
         Self::from_patterns(&read_lines(text))
     }
 
-    /// Read `<context>/.dockerignore`; no file means nothing is ignored.
+    /// Read `<context>/.dockerignore`, resolved inside the context (a
+    /// symlink cannot make it read a host file); no file means nothing is ignored.
     pub fn load(context: &Path) -> Result<Self, IgnoreError> {
         let path = context.join(".dockerignore");
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Self::parse(&text),
+        let read = super::inroot::Root::open(context)
+            .and_then(|root| root.read(Path::new(".dockerignore")));
+        match read {
+            Ok(bytes) => Self::parse(&String::from_utf8_lossy(&bytes)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
             Err(source) => Err(IgnoreError::Read { path, source }),
         }

@@ -97,6 +97,8 @@ pub struct BuildOptions {
     /// Builds the stages other stages depend on elsewhere (`--stage-builder
     /// docker`); `None` builds every stage here.
     pub stage_builder: Option<Arc<dyn StageBuilder>>,
+    /// What RUN steps may do beyond the default confinement (`--allow`).
+    pub allow: super::entitlements::Entitlements,
 }
 
 /// What a build did.
@@ -143,6 +145,9 @@ pub fn build(
     cancel: &AtomicBool,
 ) -> Result<BuildReport, BuildError> {
     let store = images.store();
+    opts.allow
+        .check(plan)
+        .map_err(|e| BuildError::Other(e.to_string()))?;
     let delegated = delegated_stages(plan, opts, progress);
     let ex = Executor {
         delegated,
@@ -489,13 +494,33 @@ impl Executor<'_> {
                         .manifest_digest
                         .to_string(),
                 };
+                // A linked COPY's key leaves out the parent unless a --chown
+                // name has to be looked up in the layers below.
+                let named_owner = copy
+                    .chown
+                    .as_deref()
+                    .is_some_and(|c| c.split(':').any(|p| p.parse::<u32>().is_err()));
+                let parent_part = if copy.link && !named_owner {
+                    "link".as_bytes()
+                } else {
+                    parent.key.0.as_bytes()
+                };
                 CacheKey::derive([
-                    parent.key.0.as_bytes(),
+                    parent_part,
                     &kind_json,
                     step.state.workdir.as_bytes(),
                     sources.as_bytes(),
+                    self.git_commits(step, copy)?.as_bytes(),
                 ])
             }
+        };
+        // The chain goes on from the parent even after a linked COPY: what
+        // follows runs on the parent's layers plus this one.
+        let chain = match &step.kind {
+            StepKind::Copy(c) if c.link => {
+                CacheKey::derive([parent.key.0.as_bytes(), key.0.as_bytes()])
+            }
+            _ => key.clone(),
         };
 
         let mut run = self.progress.step_start(label, &step.text);
@@ -511,7 +536,7 @@ impl Executor<'_> {
                 steps.push(key.clone());
                 return Ok(StageResult {
                     layers,
-                    key,
+                    key: chain,
                     added,
                     steps,
                 });
@@ -541,7 +566,7 @@ impl Executor<'_> {
         steps.push(key.clone());
         Ok(StageResult {
             layers,
-            key,
+            key: chain,
             added,
             steps,
         })
@@ -557,8 +582,18 @@ impl Executor<'_> {
         progress: &mut StepRun,
     ) -> Result<Option<(Digest, u64)>, BuildError> {
         let scratch = self.store.scratch_dir()?;
-        let lower = mount_layers(self.store, &parent.layers, &scratch.path().join("lower"))
-            .map_err(|e| step_err(step, e))?;
+        // A RUN step's user namespace sees the layers' ids shifted into its range.
+        let shift = match step.kind {
+            StepKind::Run(_) => crate::userns::current().step_uids.base,
+            _ => 0,
+        };
+        let lower = mount_layers(
+            self.store,
+            &parent.layers,
+            &scratch.path().join("lower"),
+            shift,
+        )
+        .map_err(|e| step_err(step, e))?;
         let work = scratch.path().join("step");
         std::fs::create_dir(&work).map_err(|e| step_err(step, e))?;
         let upper = match &step.kind {
@@ -591,10 +626,15 @@ impl Executor<'_> {
             StepKind::Config => unreachable!("config steps have no filesystem"),
         };
         drop(lower);
-        self.store_layer(step, &upper)
+        self.store_layer(step, &upper, shift)
     }
 
-    fn store_layer(&self, step: &Step, upper: &Path) -> Result<Option<(Digest, u64)>, BuildError> {
+    fn store_layer(
+        &self,
+        step: &Step,
+        upper: &Path,
+        shift: u32,
+    ) -> Result<Option<(Digest, u64)>, BuildError> {
         let empty = std::fs::read_dir(upper)
             .map_err(|e| step_err(step, e))?
             .next()
@@ -603,7 +643,7 @@ impl Executor<'_> {
             return Ok(None);
         }
         let mut blob = self.store.blob_writer()?;
-        super::layer::write_layer_to(upper, &mut blob).map_err(|e| step_err(step, e))?;
+        super::layer::write_layer_to(upper, &mut blob, shift).map_err(|e| step_err(step, e))?;
         let (digest, size) = blob.commit_sized(None)?;
         self.store.ensure_layer_index(&digest)?;
         Ok(Some((digest, size)))
@@ -640,10 +680,13 @@ impl Executor<'_> {
         } else {
             step.state.workdir.clone()
         };
+        // Entitlements were checked before the build started.
         spec.network = match run.network {
-            PlanNetwork::None => sandbox::Network::None,
-            _ => sandbox::Network::Host,
+            PlanNetwork::Default => sandbox::NetworkMode::Private,
+            PlanNetwork::None => sandbox::NetworkMode::None,
+            PlanNetwork::Host => sandbox::NetworkMode::Host,
         };
+        spec.privileged = run.insecure;
         let mut stage_mounts = Vec::new();
         for m in &run.mounts {
             spec.mounts
@@ -657,7 +700,7 @@ impl Executor<'_> {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755))
                 .map_err(|e| step_err(step, e))?;
-            spec.mounts.push(sandbox::RunMount::Bind {
+            spec.mounts.push(sandbox::SandboxMount::Bind {
                 target: format!("/dev/pipes/{}", script.name),
                 root: dir,
                 source: PathBuf::from(&script.name),
@@ -692,22 +735,27 @@ impl Executor<'_> {
         m: &PlanMount,
         scratch: &Path,
         keep: &mut Vec<LayersMount>,
-    ) -> Result<super::sandbox::RunMount, BuildError> {
-        use super::sandbox::RunMount;
+    ) -> Result<super::sandbox::SandboxMount, BuildError> {
+        use super::sandbox::SandboxMount as RunMount;
         let _ = plan;
         let target = m.target.clone().unwrap_or_default();
         Ok(match m.kind {
             MountKind::Cache => {
                 let id = m.id.clone().unwrap_or_else(|| target.clone());
+                // Per id range: its files belong to the steps' ids.
+                let base = crate::userns::current().step_uids.base;
                 let dir = self
                     .store
                     .root()
                     .join("d2v/run-cache")
+                    .join(base.to_string())
                     .join(hex::encode(sha2_256(id.as_bytes())));
                 RunMount::Cache {
                     target,
                     host_dir: dir,
                     readonly: m.readonly.unwrap_or(false),
+                    owner: (m.uid.unwrap_or(0), m.gid.unwrap_or(0)),
+                    mode: m.mode.unwrap_or(0o755),
                 }
             }
             MountKind::Tmpfs => RunMount::Tmpfs {
@@ -739,6 +787,8 @@ impl Executor<'_> {
                         .clone()
                         .unwrap_or_else(|| format!("/run/secrets/{id}")),
                     source: src.clone(),
+                    owner: (m.uid.unwrap_or(0), m.gid.unwrap_or(0)),
+                    mode: m.mode.unwrap_or(0o400),
                 }
             }
             MountKind::Bind => {
@@ -751,6 +801,7 @@ impl Executor<'_> {
                             self.store,
                             &layers,
                             &scratch.join(format!("bind-from-{}", keep.len())),
+                            crate::userns::current().step_uids.base,
                         )
                         .map_err(|e| step_err(step, e))?;
                         let dir = mnt.dir().to_path_buf();
@@ -803,19 +854,29 @@ impl Executor<'_> {
             None => (self.opts.context.clone(), None),
             Some(from) => {
                 let layers = self.layers_of(step, from)?;
-                let mnt = mount_layers(self.store, &layers, &scratch.join("from"))
+                let mnt = mount_layers(self.store, &layers, &scratch.join("from"), 0)
                     .map_err(|e| step_err(step, e))?;
                 (mnt.dir().to_path_buf(), Some(mnt))
             }
         };
-        let ov = super::overlay::Overlay::create(work, vec![lower.to_path_buf()])
-            .map_err(|e| step_err(step, e))?;
+        // COPY --link: the files land on an empty base, so the layer does not
+        // depend on the layers below (--chown names still resolve in them).
+        let base = if copy.link {
+            let empty = scratch.join("link-base");
+            std::fs::create_dir_all(&empty).map_err(|e| step_err(step, e))?;
+            empty
+        } else {
+            lower.to_path_buf()
+        };
+        let ov =
+            super::overlay::Overlay::create(work, vec![base]).map_err(|e| step_err(step, e))?;
         let request = super::copy::CopyRequest {
             step: copy.clone(),
             src_root,
             from_context: copy.from.is_none(),
             dockerfile_in_context: self.opts.dockerfile_in_context.clone(),
             workdir: step.state.workdir.clone(),
+            users_root: copy.link.then(|| lower.to_path_buf()),
         };
         ov.with_mounted(|merged| super::copy::copy(&request, merged))
             .map_err(|e| step_err(step, e))?
@@ -845,6 +906,26 @@ impl Executor<'_> {
             .unwrap_or_else(|e| e.into_inner())
             .insert(cache_key, sum.clone());
         Ok(sum)
+    }
+
+    /// The commits an ADD's git sources name now (`git ls-remote`), so a
+    /// branch that moved is fetched again.
+    fn git_commits(
+        &self,
+        step: &Step,
+        copy: &crate::dockerfile::CopyStep,
+    ) -> Result<String, BuildError> {
+        let mut out = String::new();
+        for r in copy.sources.iter().filter_map(|s| super::git::parse(s)) {
+            if !copy.is_add {
+                continue;
+            }
+            let scratch = self.store.scratch_dir()?;
+            let commit = super::git::resolve(&r, scratch.path()).map_err(|e| step_err(step, e))?;
+            out.push_str(&commit);
+            out.push('\n');
+        }
+        Ok(out)
     }
 
     fn bind_source_sum(&self, step: &Step, m: &PlanMount) -> Result<String, BuildError> {
@@ -919,11 +1000,15 @@ impl Drop for LayersMount {
     }
 }
 
-/// Mounts `layers` read-only at `dir` (created).
+/// Mounts `layers` read-only at `dir` (created), ids shown shifted by
+/// `id_shift` (a RUN step's range, see [`crate::userns`]; 0 for d2v's own use).
+/// Other users may use it (RUN steps run as other ids), which is safe because
+/// a build's mounts live in its private mount namespace.
 pub fn mount_layers(
     store: &Store,
     layers: &[(Digest, u64)],
     dir: &Path,
+    id_shift: u32,
 ) -> Result<LayersMount, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let indexes = layers
@@ -935,6 +1020,9 @@ pub fn mount_layers(
     let opts = d2v_fuse::MountOptions {
         threads: 2,
         auto_unmount: false,
+        allow_other: true,
+        id_shift,
+        suid_dev: true,
         ..Default::default()
     };
     let mount = d2v_fuse::mount(Arc::new(tree), dir, &opts).map_err(|e| e.to_string())?;

@@ -1,7 +1,8 @@
 //! An overlayfs upper dir turned into a deterministic OCI layer tar.
 //!
 //! Overlay marks deletions with 0/0 character devices and replaced directories
-//! with the `trusted.overlay.opaque=y` xattr; OCI layers say the same with
+//! with the `trusted.overlay.opaque=y` xattr (`user.overlay.opaque` when
+//! mounted in a user namespace); OCI layers say the same with
 //! `.wh.NAME` and `.wh..wh..opq` entries. Entries are written in sorted order,
 //! with numeric owners, PAX records for long names, nanosecond mtimes and
 //! xattrs (`SCHILY.xattr.*`, overlay's own stripped), and hard links inside the
@@ -9,10 +10,10 @@
 
 use std::collections::HashMap;
 use std::ffi::{CString, OsStr};
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -56,8 +57,10 @@ pub struct LayerTar {
 }
 
 /// Write the layer for `upper` into a new file in `out_dir` (e.g. the store's
-/// tmp dir), hashing as it streams.
-pub fn write_layer(upper: &Path, out_dir: &Path) -> Result<LayerTar, LayerError> {
+/// tmp dir), hashing as it streams. `shift` is subtracted from every owner:
+/// a RUN step's upper dir holds ids shifted into its user namespace's range
+/// (see [`crate::userns`]); 0 for an upper dir written with container ids.
+pub fn write_layer(upper: &Path, out_dir: &Path, shift: u32) -> Result<LayerTar, LayerError> {
     let tmp = tempfile::Builder::new()
         .prefix("layer-")
         .suffix(".tar")
@@ -69,7 +72,7 @@ pub fn write_layer(upper: &Path, out_dir: &Path) -> Result<LayerTar, LayerError>
     })?;
     let result = (|| {
         let mut hashing = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, file));
-        write_layer_to(upper, &mut hashing)?;
+        write_layer_to(upper, &mut hashing, shift)?;
         hashing.inner.flush().map_err(io_err(&path))?;
         let (digest, size) = hashing.finish();
         Ok(LayerTar {
@@ -84,11 +87,13 @@ pub fn write_layer(upper: &Path, out_dir: &Path) -> Result<LayerTar, LayerError>
     result
 }
 
-/// Stream the layer for `upper` into `out` (tar end blocks included).
-pub fn write_layer_to<W: Write>(upper: &Path, out: W) -> Result<(), LayerError> {
+/// Stream the layer for `upper` into `out` (tar end blocks included), owners
+/// shifted down by `shift` (see [`write_layer`]).
+pub fn write_layer_to<W: Write>(upper: &Path, out: W, shift: u32) -> Result<(), LayerError> {
     let mut w = LayerWriter {
         tar: tar::Builder::new(out),
         links: HashMap::new(),
+        shift,
     };
     w.dir_children(upper, "")?;
     w.tar.finish().map_err(io_err(upper))?;
@@ -138,6 +143,8 @@ struct LayerWriter<W: Write> {
     tar: tar::Builder<W>,
     /// (dev, ino) of multiply-linked files already written → their tar name.
     links: HashMap<(u64, u64), String>,
+    /// Subtracted from owners (a RUN step's id shift).
+    shift: u32,
 }
 
 impl<W: Write> LayerWriter<W> {
@@ -171,19 +178,31 @@ impl<W: Write> LayerWriter<W> {
         let is_overlay_whiteout = (ft.is_char_device() && meta.rdev() == 0)
             || (ft.is_file()
                 && meta.len() == 0
-                && xattrs.iter().any(|(k, _)| k == "trusted.overlay.whiteout"));
+                && xattrs
+                    .iter()
+                    .any(|(k, _)| k == "trusted.overlay.whiteout" || k == "user.overlay.whiteout"));
         if is_overlay_whiteout {
+            // Overlay creates whiteouts as its mounter: their owner means nothing.
             let wh = format!("{prefix}{WHITEOUT_PREFIX}{name}");
-            return self.empty_file(&wh, &meta);
+            return self.empty_file(&wh, (0, 0), &meta);
         }
         let kept: Vec<(String, Vec<u8>)> = xattrs
             .into_iter()
             .filter(|(k, _)| !is_overlay_xattr(k))
+            .map(|(k, v)| {
+                let v = if k == "security.capability" {
+                    unshift_capability(v, self.shift)
+                } else {
+                    v
+                };
+                (k, v)
+            })
             .collect();
+        let owner = self.owner(&meta);
         let mut header = Header::new_ustar();
         header.set_mode(meta.mode() & 0o7777);
-        header.set_uid(meta.uid() as u64);
-        header.set_gid(meta.gid() as u64);
+        header.set_uid(u64::from(owner.0));
+        header.set_gid(u64::from(owner.1));
         header.set_mtime(meta.mtime().max(0) as u64);
         let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
         if meta.mtime_nsec() != 0 {
@@ -201,9 +220,10 @@ impl<W: Write> LayerWriter<W> {
             header.set_entry_type(EntryType::Directory);
             header.set_size(0);
             self.append(header, &dir_name, None, pax, io::empty())?;
-            let opaque = read_xattr(path, "trusted.overlay.opaque");
+            let opaque = read_xattr(path, "trusted.overlay.opaque")
+                .or_else(|| read_xattr(path, "user.overlay.opaque"));
             if opaque.as_deref() == Some(b"y") {
-                self.empty_file(&format!("{dir_name}{OPAQUE_WHITEOUT}"), &meta)?;
+                self.empty_file(&format!("{dir_name}{OPAQUE_WHITEOUT}"), owner, &meta)?;
             }
             return self.dir_children(path, &dir_name);
         }
@@ -219,7 +239,12 @@ impl<W: Write> LayerWriter<W> {
         if ft.is_file() {
             header.set_entry_type(EntryType::Regular);
             header.set_size(meta.len());
-            let file = File::open(path).map_err(io_err(path))?;
+            // Never through a symlink, whatever raced the metadata read.
+            let file = fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(path)
+                .map_err(io_err(path))?;
             return self.append(header, tar_name, None, pax, file);
         }
         if ft.is_symlink() {
@@ -249,13 +274,26 @@ impl<W: Write> LayerWriter<W> {
         Ok(())
     }
 
-    /// A zero-length whiteout marker with `meta`'s owner and mtime.
-    fn empty_file(&mut self, tar_name: &str, meta: &fs::Metadata) -> Result<(), LayerError> {
+    /// The container owner of an entry: its ids less the step's shift.
+    fn owner(&self, meta: &fs::Metadata) -> (u32, u32) {
+        (
+            meta.uid().saturating_sub(self.shift),
+            meta.gid().saturating_sub(self.shift),
+        )
+    }
+
+    /// A zero-length whiteout marker with `owner` and `meta`'s mtime.
+    fn empty_file(
+        &mut self,
+        tar_name: &str,
+        owner: (u32, u32),
+        meta: &fs::Metadata,
+    ) -> Result<(), LayerError> {
         let mut header = Header::new_ustar();
         header.set_entry_type(EntryType::Regular);
         header.set_mode(0o600);
-        header.set_uid(meta.uid() as u64);
-        header.set_gid(meta.gid() as u64);
+        header.set_uid(u64::from(owner.0));
+        header.set_gid(u64::from(owner.1));
         header.set_mtime(meta.mtime().max(0) as u64);
         header.set_size(0);
         self.append(header, tar_name, None, Vec::new(), io::empty())
@@ -331,6 +369,28 @@ fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
     out
 }
 
+/// File capabilities set in a user namespace are stored as v3, owned by that
+/// namespace's root (`shift` where d2v reads them): in a layer they become v2,
+/// as Docker stores them. Others pass through.
+fn unshift_capability(v: Vec<u8>, shift: u32) -> Vec<u8> {
+    const REVISION_MASK: u32 = 0xff00_0000;
+    const REVISION_2: u32 = 0x0200_0000;
+    const REVISION_3: u32 = 0x0300_0000;
+    if v.len() != 24 {
+        return v;
+    }
+    let magic = u32::from_le_bytes(v[..4].try_into().expect("4 bytes"));
+    let rootid = u32::from_le_bytes(v[20..24].try_into().expect("4 bytes"));
+    if magic & REVISION_MASK != REVISION_3 || rootid != shift {
+        return v;
+    }
+    let mut out = ((magic & !REVISION_MASK) | REVISION_2)
+        .to_le_bytes()
+        .to_vec();
+    out.extend_from_slice(&v[4..20]);
+    out
+}
+
 /// Whether an xattr is overlayfs bookkeeping (never part of a layer).
 fn is_overlay_xattr(key: &str) -> bool {
     key.starts_with("trusted.overlay.") || key.starts_with("user.overlay.")
@@ -399,6 +459,19 @@ pub(crate) fn cstring(s: &OsStr) -> io::Result<CString> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn v3_capabilities_of_the_step_root_become_v2() {
+        let mut v3 = 0x0300_0001u32.to_le_bytes().to_vec();
+        v3.extend_from_slice(&[1u8; 16]);
+        v3.extend_from_slice(&7u32.to_le_bytes());
+        let v2 = unshift_capability(v3.clone(), 7);
+        assert_eq!(v2.len(), 20);
+        assert_eq!(u32::from_le_bytes(v2[..4].try_into().unwrap()), 0x0200_0001);
+        assert_eq!(&v2[4..], &[1u8; 16]);
+        // Owned by another root: left as it is.
+        assert_eq!(unshift_capability(v3.clone(), 8), v3);
+    }
 
     #[test]
     fn pax_record_length_counts_itself() {

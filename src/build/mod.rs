@@ -1,7 +1,8 @@
 //! The build executor's machinery: the pieces a Dockerfile step runs on.
 //!
-//! * [`sandbox`]: RUN inside new mount/PID/UTS/IPC (and optionally network)
-//!   namespaces, over a kernel overlayfs whose upper dir becomes the layer.
+//! * [`sandbox`]: RUN confined as Docker confines a container, in a user
+//!   namespace of its own, over a kernel overlayfs whose upper dir becomes the layer.
+//! * [`entitlements`]: `--allow network.host` / `security.insecure`.
 //! * [`layer`]: an overlay upper dir turned into a deterministic OCI layer tar.
 //! * [`copy`]: COPY/ADD into an overlay's merged dir, every destination
 //!   resolved inside the rootfs (`openat2(RESOLVE_IN_ROOT)`).
@@ -16,7 +17,9 @@ pub mod checksum;
 pub mod copy;
 pub mod dest;
 pub mod dockerignore;
+pub mod entitlements;
 pub mod executor;
+pub mod git;
 pub mod glob;
 pub mod inroot;
 pub mod layer;

@@ -2,7 +2,7 @@
 //! production), a fresh upper dir that becomes the step's layer, and the
 //! workdir overlay needs beside it.
 //!
-//! Options keep the upper dir a plain diff: no `redirect_dir` (renamed lower
+//! Options keep the upper dir a plain diff: no redirects (`redirect_dir=nofollow`: renamed lower
 //! dirs are copied up whole), no `metacopy` (copied-up files carry their
 //! data), no `index`.
 
@@ -46,6 +46,9 @@ pub struct Overlay {
     pub work: PathBuf,
     /// Where the merged view is mounted.
     pub merged: PathBuf,
+    /// Keep overlay's bookkeeping in `user.overlay.*` xattrs (`userxattr`): a
+    /// mount inside a user namespace (rootless d2v) cannot use `trusted.*`.
+    pub userxattr: bool,
 }
 
 impl Overlay {
@@ -56,6 +59,7 @@ impl Overlay {
             upper: scratch.join("upper"),
             work: scratch.join("work"),
             merged: scratch.join("merged"),
+            userxattr: crate::userns::current().overlay_userxattr(),
         };
         for dir in [&ov.upper, &ov.work, &ov.merged] {
             std::fs::create_dir(dir).map_err(|source| OverlayError::Io {
@@ -86,12 +90,15 @@ impl Overlay {
             .iter()
             .map(|p| p.to_string_lossy().into_owned())
             .collect();
-        let opts = format!(
-            "lowerdir={},upperdir={},workdir={},redirect_dir=off,index=off,metacopy=off",
+        let mut opts = format!(
+            "lowerdir={},upperdir={},workdir={},redirect_dir=nofollow,index=off,metacopy=off",
             lower.join(":"),
             self.upper.display(),
             self.work.display()
         );
+        if self.userxattr {
+            opts.push_str(",userxattr");
+        }
         CString::new(opts).map_err(|_| OverlayError::BadPath(self.upper.clone()))
     }
 
@@ -149,7 +156,7 @@ impl Overlay {
 
 /// Give the calling thread its own mount namespace with private propagation.
 /// Only for a thread that exits when done: the namespace dies with it.
-fn enter_private_mount_ns() -> io::Result<()> {
+pub(crate) fn enter_private_mount_ns() -> io::Result<()> {
     // SAFETY: unshare only changes this thread's namespace membership.
     check(unsafe { libc::unshare(libc::CLONE_NEWNS) })?;
     // SAFETY: a NULL source/fstype with MS_REC|MS_PRIVATE only changes propagation.

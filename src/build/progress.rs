@@ -1,5 +1,9 @@
 //! Build progress: BuildKit-like step lines, CACHED markers, time per step, RUN
 //! output (streamed in `plain`, a tail on failure in `auto`), JSON events for machines.
+//!
+//! Stages build in parallel, so in `plain` mode every output line is printed
+//! whole, prefixed with its step's label (`[build 2/5] …`): a step's partial
+//! line waits in its own buffer until its newline (or the step's end).
 
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
@@ -43,7 +47,12 @@ pub struct StepRun {
     label: String,
     started: Instant,
     tail: Vec<u8>,
+    /// Output after the last newline, not printed yet (`plain`).
+    partial: Vec<u8>,
 }
+
+/// A line longer than this is printed in pieces rather than held back.
+const MAX_PARTIAL: usize = 16 * 1024;
 
 const TAIL_BYTES: usize = 64 * 1024;
 
@@ -95,6 +104,7 @@ impl Progress {
             label: label.to_string(),
             started: Instant::now(),
             tail: Vec::new(),
+            partial: Vec::new(),
         }
     }
 
@@ -106,8 +116,10 @@ impl Progress {
         }
         match self.mode {
             ProgressMode::Plain => {
-                let _guard = self.out.lock().unwrap_or_else(|e| e.into_inner());
-                let _ = std::io::stderr().write_all(bytes);
+                let lines = take_lines(&mut run.partial, bytes);
+                if !lines.is_empty() {
+                    self.prefixed(&run.label, &lines);
+                }
             }
             ProgressMode::Json => self.json(serde_json::json!({
                 "event": "output",
@@ -118,8 +130,19 @@ impl Progress {
         }
     }
 
+    /// Prints `bytes` line by line, each prefixed with `label`, in one write.
+    fn prefixed(&self, label: &str, bytes: &[u8]) {
+        let out = prefix_lines(label, bytes);
+        let _guard = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = std::io::stderr().write_all(&out);
+    }
+
     /// The step ended.
-    pub fn step_end(&self, run: StepRun, status: StepStatus) {
+    pub fn step_end(&self, mut run: StepRun, status: StepStatus) {
+        if self.mode == ProgressMode::Plain && !run.partial.is_empty() {
+            let rest = std::mem::take(&mut run.partial);
+            self.prefixed(&run.label, &rest);
+        }
         let secs = run.started.elapsed().as_secs_f64();
         let label = &run.label;
         match self.mode {
@@ -169,6 +192,33 @@ impl Progress {
     }
 }
 
+/// Appends `bytes` to a step's pending output and takes what is complete:
+/// whole lines, or everything when the pending line grew past [`MAX_PARTIAL`].
+fn take_lines(partial: &mut Vec<u8>, bytes: &[u8]) -> Vec<u8> {
+    partial.extend_from_slice(bytes);
+    let complete = match partial.iter().rposition(|&b| b == b'\n') {
+        Some(i) => i + 1,
+        None if partial.len() > MAX_PARTIAL => partial.len(),
+        None => 0,
+    };
+    partial.drain(..complete).collect()
+}
+
+/// Every line of `bytes` (the last one may lack its newline) as
+/// `label line\n`.
+fn prefix_lines(label: &str, bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() + 32);
+    for line in bytes.split_inclusive(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        out.extend_from_slice(label.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(line);
+        out.push(b'\n');
+    }
+    out
+}
+
 fn one_line(text: &str) -> String {
     let first = text.lines().next().unwrap_or("");
     let mut s = first.to_string();
@@ -183,4 +233,26 @@ fn one_line(text: &str) -> String {
 
 fn fmt_duration(d: Duration) -> String {
     format!("{:.2}s", d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_is_cut_into_whole_prefixed_lines() {
+        let mut partial = Vec::new();
+        assert!(take_lines(&mut partial, b"hel").is_empty());
+        let got = take_lines(&mut partial, b"lo\nwor");
+        assert_eq!(prefix_lines("[a 2/3]", &got), b"[a 2/3] hello\n");
+        assert_eq!(partial, b"wor");
+        let got = take_lines(&mut partial, b"ld\r\nx\ny\n");
+        assert_eq!(
+            prefix_lines("[b 1/2]", &got),
+            b"[b 1/2] world\n[b 1/2] x\n[b 1/2] y\n"
+        );
+        assert!(partial.is_empty());
+        let long = vec![b'z'; MAX_PARTIAL + 1];
+        assert_eq!(take_lines(&mut partial, &long).len(), MAX_PARTIAL + 1);
+    }
 }

@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use d2v::build::entitlements::Entitlements;
 use d2v::build::executor::{self, BuildError, BuildOptions, StageBuilder};
 use d2v::build::progress::{Progress, ProgressMode};
 use d2v::daemon::stage::BuildRequest;
@@ -45,6 +46,14 @@ pub struct BuildArgs {
     /// type=registry,ref=REF
     #[arg(long = "cache-from", value_name = "REF")]
     pub cache_from: Vec<CacheSpec>,
+    /// Grant RUN steps an entitlement: network.host (RUN --network=host),
+    /// security.insecure (RUN --security=insecure); repeatable or comma-separated
+    #[arg(long = "allow", value_name = "ENTITLEMENT")]
+    pub allow: Vec<String>,
+    /// Only run the build checks (BuildKit's `docker build --check`): print
+    /// them and exit 1 when any fired, without building
+    #[arg(long)]
+    pub check: bool,
     /// Where base images come from
     #[command(flatten)]
     pub sources: super::sources::SourceArgs,
@@ -89,6 +98,31 @@ fn parse_secret(raw: &str) -> Result<(String, PathBuf)> {
     }
 }
 
+/// `d2v build --check`: plan (bases missing from the store are planned
+/// without their config, as `d2v plan` does) and report the checks only.
+fn check_only(
+    text: &str,
+    mut opts: dockerfile::PlanOptions,
+    bases: &dyn dockerfile::BaseImages,
+) -> Result<ExitCode> {
+    opts.lenient_bases = true;
+    let plan = dockerfile::plan(text, &opts, bases)?;
+    let reported = super::plan::report_checks(&plan, |line| eprintln!("{line}"));
+    match plan.checks.len() {
+        0 => eprintln!("Check complete, no warnings found."),
+        n => eprintln!(
+            "Check complete, {n} warning{} found!",
+            if n == 1 { " has been" } else { "s have been" }
+        ),
+    }
+    reported?;
+    Ok(if plan.checks.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 /// Runs `d2v build`.
 pub fn run(args: BuildArgs) -> Result<ExitCode> {
     let path = args.dockerfile.path(&args.context);
@@ -112,6 +146,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         .map(|s| parse_secret(s))
         .collect::<Result<_>>()?;
     d2v::store::validate_name(&args.tag)?;
+    let allow = Entitlements::parse(&args.allow)?;
 
     let store = Store::open_default()?;
     let opts = args.dockerfile.plan_options(path.clone(), false)?;
@@ -133,12 +168,17 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
             ))
         }
     };
+    if args.check {
+        // Checks need no base image from elsewhere: the store's, or none.
+        return check_only(&text, opts, &store);
+    }
     let resolver = args.sources.resolver(&store)?;
     let plan = dockerfile::plan(&text, &opts, &resolver)?;
     let progress = Progress::new(args.progress);
     for w in &plan.warnings {
         progress.note(&format!("warning: {w}"));
     }
+    super::plan::report_checks(&plan, |line| progress.note(line))?;
 
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
@@ -158,6 +198,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         no_cache: args.no_cache,
         secrets,
         stage_builder,
+        allow,
     };
     let registry = if args.cache_to.is_empty() && args.cache_from.is_empty() {
         None

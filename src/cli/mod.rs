@@ -60,6 +60,14 @@ enum Command {
 /// Parse the command line, run the subcommand and turn errors into an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Commands that mount (build) or remove what RUN steps wrote (prune) run
+    // in the build namespace; this must happen while single-threaded.
+    if matches!(cli.command, Command::Build(_) | Command::Prune(_)) {
+        if let Err(err) = enter_build_namespace() {
+            eprintln!("d2v: error: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    }
     let result: anyhow::Result<ExitCode> = match cli.command {
         Command::Build(a) => build::run(a),
         Command::Import(a) => images::import(a),
@@ -84,6 +92,18 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Enters the private mount namespace (and, for an ordinary user, the user
+/// namespace) builds run in; see `d2v::userns`.
+fn enter_build_namespace() -> anyhow::Result<()> {
+    use anyhow::Context;
+    let report = d2v::userns::enter(d2v::store::Store::default_root())
+        .context("couldn't set up the build's namespaces")?;
+    if let Some(w) = report.warning {
+        eprintln!("d2v: warning: {w}");
+    }
+    Ok(())
 }
 
 /// An error and its causes on one line, joined by ": ", each said once: a

@@ -21,6 +21,11 @@ pub struct MountArgs {
     /// FUSE server threads
     #[arg(long, default_value_t = 4)]
     pub threads: usize,
+    /// Let other users read the view too (FUSE allow_other; as root, or with
+    /// user_allow_other in /etc/fuse.conf). setuid bits and device nodes are
+    /// never honoured either way (nosuid,nodev)
+    #[arg(long)]
+    pub allow_other: bool,
     /// Internal: run as the detached server of a background mount
     #[arg(long, hide = true)]
     pub daemon: bool,
@@ -48,6 +53,7 @@ pub fn mount(args: MountArgs) -> Result<ExitCode> {
         .arg(&args.dir)
         .arg("--threads")
         .arg(args.threads.to_string())
+        .args(args.allow_other.then_some("--allow-other"))
         .arg("--daemon")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -105,8 +111,17 @@ fn serve(args: &MountArgs) -> Result<ExitCode> {
     let store = Store::open_default()?;
     let tree = Arc::new(merged_tree(&store, &args.name)?);
     let signals = block_stop_signals();
+    // Root's view unmounts itself if the server dies (fusermount3's
+    // auto_unmount, which needs the kernel's allow_other; d2v-fuse then turns
+    // other users away itself). An ordinary user's fusermount3 allows that
+    // only with user_allow_other, so without --allow-other its view does not.
+    let root = nix::unistd::geteuid().is_root();
     let opts = d2v_fuse::MountOptions {
         threads: args.threads.max(1),
+        allow_other: args.allow_other,
+        auto_unmount: root || args.allow_other,
+        suid_dev: false,
+        id_shift: 0,
         ..Default::default()
     };
     let mount = d2v_fuse::mount(tree, &args.dir, &opts)

@@ -73,6 +73,26 @@ pub(super) fn build_args(raw: &[String]) -> anyhow::Result<Vec<(String, String)>
     Ok(out)
 }
 
+/// Shows the build checks that fired, one `warning: FILE:LINE:COL: Rule:
+/// message` line each; with `# check=error=true`, fails when any did.
+pub(super) fn report_checks(
+    plan: &dockerfile::Plan,
+    mut emit: impl FnMut(&str),
+) -> anyhow::Result<()> {
+    for c in &plan.checks {
+        emit(&format!("warning: {c}"));
+    }
+    if plan.checks_are_errors && !plan.checks.is_empty() {
+        let mut rules: Vec<&str> = plan.checks.iter().map(|c| c.rule.as_str()).collect();
+        rules.dedup();
+        bail!(
+            "lint violation found for rules: {} (# check=error=true)",
+            rules.join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// Runs `d2v plan`: prints `{"stages", "target", "config", "warnings"}` as
 /// JSON on stdout; warnings also go to stderr.
 pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
@@ -101,6 +121,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
     for w in &plan.warnings {
         eprintln!("d2v: warning: {w}");
     }
+    report_checks(&plan, |line| eprintln!("d2v: {line}"))?;
     let json = serde_json::to_string_pretty(&plan).context("serializing the plan")?;
     println!("{json}");
     Ok(ExitCode::SUCCESS)

@@ -3,6 +3,7 @@
 //! build args nothing declares. In-stage ARGs are dispatched with the stage.
 
 use super::error::{FrontendError, SourceMap};
+use super::instruction::Instruction;
 use super::lex::{self, expand_word, split_words};
 use super::PLATFORM;
 use std::collections::HashSet;
@@ -60,16 +61,16 @@ pub(crate) fn proxy_args(build_args: &[(String, String)]) -> Vec<(String, Option
 /// The global scope: predefined args, then each ARG before the first FROM
 /// (a build arg overrides its default). Also returns the declared names.
 pub(crate) fn global_scope(
-    parsed: &parse_dockerfile::Dockerfile<'_>,
+    arg_insts: &[&Instruction],
     escape: char,
     build_args: &[(String, String)],
     map: &SourceMap<'_>,
 ) -> Result<(ArgList, HashSet<String>), FrontendError> {
     let mut global_args = predefined_args();
     let mut declared: HashSet<String> = HashSet::new();
-    for arg in parsed.global_args() {
-        let at = arg.arguments.span.start;
-        for w in split_words(&arg.arguments.value, escape) {
+    for arg in arg_insts {
+        let at = arg.args_at(0);
+        for w in split_words(&arg.args.text, escape) {
             let vars = with_values(&global_args);
             let (key, default) = match w.split_once('=') {
                 Some((k, v)) => (k.to_string(), Some(v.to_string())),

@@ -63,25 +63,25 @@ pub struct ContainerConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     /// EXPOSE: `port/proto` keys.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "none_or_empty")]
     pub exposed_ports: Option<BTreeMap<String, Empty>>,
     /// ENV, in order, as `KEY=VALUE`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "none_or_empty")]
     pub env: Option<Vec<String>>,
     /// ENTRYPOINT as argv.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "none_or_empty")]
     pub entrypoint: Option<Vec<String>>,
     /// CMD as argv.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "none_or_empty")]
     pub cmd: Option<Vec<String>>,
     /// VOLUME paths.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "none_or_empty")]
     pub volumes: Option<BTreeMap<String, Empty>>,
     /// WORKDIR (absolute).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_dir: Option<String>,
     /// LABEL pairs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "none_or_empty")]
     pub labels: Option<BTreeMap<String, String>>,
     /// STOPSIGNAL as written (`SIGTERM`, `9`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -90,11 +90,33 @@ pub struct ContainerConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<Healthcheck>,
     /// ONBUILD triggers, as written (Docker extension).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "none_or_empty")]
     pub on_build: Option<Vec<String>>,
     /// SHELL (Docker extension).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "none_or_empty")]
     pub shell: Option<Vec<String>>,
+}
+
+/// Docker writes its lists and maps with `omitempty`: an empty one is left out.
+fn none_or_empty<T: IsEmpty>(v: &Option<T>) -> bool {
+    v.as_ref().is_none_or(IsEmpty::is_empty)
+}
+
+/// Collections [`none_or_empty`] looks into.
+trait IsEmpty {
+    fn is_empty(&self) -> bool;
+}
+
+impl<T> IsEmpty for Vec<T> {
+    fn is_empty(&self) -> bool {
+        Vec::is_empty(self)
+    }
+}
+
+impl<K, V> IsEmpty for BTreeMap<K, V> {
+    fn is_empty(&self) -> bool {
+        BTreeMap::is_empty(self)
+    }
 }
 
 /// The `{}` value of Docker's set-like maps (ports, volumes).

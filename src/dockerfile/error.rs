@@ -26,41 +26,47 @@ impl fmt::Display for Location {
 pub(crate) struct SourceMap<'a> {
     pub(crate) file: String,
     pub(crate) text: &'a str,
+    /// Byte offset of the start of each line (shared: the map is cloned per stage).
+    line_starts: std::sync::Arc<Vec<usize>>,
 }
 
 impl<'a> SourceMap<'a> {
+    /// A map of `text`, shown as `file` in locations.
+    pub(crate) fn new(file: String, text: &'a str) -> Self {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        SourceMap {
+            file,
+            text,
+            line_starts: std::sync::Arc::new(starts),
+        }
+    }
+
     /// The location of byte offset `pos` (clamped to the text).
     pub(crate) fn location(&self, pos: usize) -> Location {
         let mut pos = pos.min(self.text.len());
         while !self.text.is_char_boundary(pos) {
             pos -= 1;
         }
-        let before = &self.text[..pos];
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let line = self.line_starts.partition_point(|&s| s <= pos);
+        let line_start = self.line_starts[line - 1];
         Location {
             file: self.file.clone(),
-            line: before.matches('\n').count() + 1,
+            line,
             col: self.text[line_start..pos].chars().count() + 1,
-        }
-    }
-
-    /// The location of the first non-blank character of 1-based `line`.
-    pub(crate) fn line_location(&self, line: usize) -> Location {
-        let text = self.line_text(line).unwrap_or_default();
-        let col = text.chars().take_while(|c| c.is_whitespace()).count() + 1;
-        Location {
-            file: self.file.clone(),
-            line: line.max(1),
-            col,
         }
     }
 
     /// The text of 1-based `line`, without its newline.
     pub(crate) fn line_text(&self, line: usize) -> Option<&'a str> {
-        self.text
-            .split('\n')
-            .nth(line.checked_sub(1)?)
-            .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        let start = *self.line_starts.get(line.checked_sub(1)?)?;
+        let end = self
+            .line_starts
+            .get(line)
+            .map_or(self.text.len(), |next| next - 1);
+        let l = &self.text[start..end];
+        Some(l.strip_suffix('\r').unwrap_or(l))
     }
 
     /// An error at byte offset `pos`, naming `instruction`.
@@ -154,10 +160,7 @@ mod tests {
 
     #[test]
     fn renders_location_instruction_and_caret() {
-        let map = SourceMap {
-            file: "Dockerfile".into(),
-            text: "FROM scratch\nEXPOSE 80x\n",
-        };
+        let map = SourceMap::new("Dockerfile".into(), "FROM scratch\nEXPOSE 80x\n");
         let err = map.error(20, Some("expose"), "invalid port \"80x\"");
         assert_eq!(
             err.to_string(),
@@ -167,10 +170,7 @@ mod tests {
 
     #[test]
     fn columns_count_characters_not_bytes() {
-        let map = SourceMap {
-            file: "F".into(),
-            text: "LABEL é=1 x",
-        };
+        let map = SourceMap::new("F".into(), "LABEL é=1 x");
         assert_eq!(map.location(10).col, 10);
     }
 }

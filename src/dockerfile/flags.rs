@@ -1,8 +1,8 @@
 //! Instruction flags (`--from=`, `--mount=`, …): which ones each instruction
 //! takes, and the parsers for the structured ones.
 
+use super::instruction::Flag;
 use super::steps::{MountKind, Network, RunMount};
-use parse_dockerfile::Flag;
 
 /// A flag after validation: name, value and the byte offset of its `--`.
 #[derive(Debug, Clone)]
@@ -54,15 +54,12 @@ fn allowed(instruction: &str) -> &'static [(&'static str, Option<bool>, bool)] {
 }
 
 /// Checks `flags` against what `instruction` accepts. On error: (offset, message).
-pub(crate) fn check(
-    instruction: &str,
-    flags: &[Flag<'_>],
-) -> Result<Vec<FlagValue>, (usize, String)> {
+pub(crate) fn check(instruction: &str, flags: &[Flag]) -> Result<Vec<FlagValue>, (usize, String)> {
     let table = allowed(instruction);
     let mut out: Vec<FlagValue> = Vec::new();
     for flag in flags {
-        let name = flag.name.value.to_string();
-        let pos = flag.flag_span().start;
+        let name = flag.name.clone();
+        let pos = flag.pos;
         let Some(&(_, needs_value, repeatable)) = table.iter().find(|(n, _, _)| *n == name) else {
             return Err((pos, format!("unknown flag: --{name}")));
         };
@@ -74,9 +71,9 @@ pub(crate) fn check(
         }
         out.push(FlagValue {
             name,
-            value: flag.value.as_ref().map(|v| v.value.to_string()),
+            value: flag.value.clone(),
             pos,
-            value_pos: flag.value.as_ref().map_or(pos, |v| v.span.start),
+            value_pos: flag.value_pos,
         });
     }
     Ok(out)
@@ -213,23 +210,46 @@ pub(crate) fn mount(
             "gid" => m.gid = Some(parse_u32("gid", &need()?, 10)?),
             "size" => {
                 let v = need()?;
-                m.size = Some(
-                    v.parse()
-                        .map_err(|_| format!("invalid value for size: {v:?}"))?,
-                );
+                m.size =
+                    Some(ram_in_bytes(&v).ok_or_else(|| format!("invalid value for size: {v:?}"))?);
             }
             "env" => m.env = Some(need()?),
             _ => return Err(format!("unexpected key {key:?} in mount {value:?}")),
         }
     }
-    let needs_target = matches!(
-        m.kind,
-        MountKind::Bind | MountKind::Cache | MountKind::Tmpfs
-    );
-    if needs_target && m.target.is_none() {
-        return Err(format!("mount {value:?} has no target"));
+    if m.kind == MountKind::Secret && m.source.is_none() && m.target.is_none() && m.id.is_none() {
+        return Err("invalid secret mount. one of source, target required".into());
+    }
+    if m.sharing.is_some() && m.kind != MountKind::Cache {
+        return Err(format!("invalid cache sharing set for {:?} mount", m.kind).to_lowercase());
     }
     Ok((m, from))
+}
+
+/// A size as Docker's `units.RAMInBytes` reads it: a number and an optional
+/// binary unit (`b`, `k`, `m`, `g`, `t`, `p`, with an optional `b`/`ib`).
+fn ram_in_bytes(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let split = v
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(v.len());
+    let number: f64 = v[..split].parse().ok()?;
+    let unit = v[split..].trim().to_ascii_lowercase();
+    let unit = unit
+        .strip_suffix("ib")
+        .or_else(|| unit.strip_suffix('b').filter(|u| !u.is_empty()))
+        .unwrap_or(&unit);
+    let shift = match unit {
+        "" | "b" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        "p" => 50,
+        _ => return None,
+    };
+    let bytes = number * (1u64 << shift) as f64;
+    (bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64).then_some(bytes as u64)
 }
 
 #[cfg(test)]
@@ -253,8 +273,16 @@ mod tests {
         let (m, from) = mount("type=bind,from=build,source=/out,target=/in,rw", &id).unwrap();
         assert_eq!(m.readonly, Some(false));
         assert_eq!(from.as_deref(), Some("build"));
-        assert!(mount("type=cache", &id).is_err());
+        assert!(
+            mount("type=cache", &id).is_ok(),
+            "an empty target is the WORKDIR"
+        );
+        assert!(mount("type=tmpfs,target=/t,sharing=locked", &id).is_err());
         assert!(mount("type=nfs,target=/x", &id).is_err());
         assert!(mount("target=/x,bogus=1", &id).is_err());
+        assert_eq!(ram_in_bytes("64m"), Some(64 << 20));
+        assert_eq!(ram_in_bytes("1.5GiB"), Some(3 << 29));
+        assert_eq!(ram_in_bytes("4096"), Some(4096));
+        assert_eq!(ram_in_bytes("12q"), None);
     }
 }

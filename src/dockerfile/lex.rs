@@ -4,11 +4,21 @@
 //! STOPSIGNAL, USER, VOLUME and WORKDIR: it has its own small lexer that knows
 //! quotes, the escape character and `$VAR` / `${VAR}` / `${VAR:-w}` /
 //! `${VAR-w}` / `${VAR:+w}` / `${VAR+w}` / `${VAR:?w}` / `${VAR#p}` /
-//! `${VAR%p}`. This module is that lexer, plus BuildKit's `parseWords`, which
-//! splits `KEY=VALUE` lists (ENV, LABEL, ARG) while keeping quotes for the
-//! lexer to remove.
+//! `${VAR%p}` / `${VAR/p/r}` / `${VAR//p/r}`. This module is that lexer, plus
+//! BuildKit's `parseWords`, which splits `KEY=VALUE` lists (ENV, LABEL, ARG)
+//! while keeping quotes for the lexer to remove.
+//!
+//! Unlike BuildKit, the lexer bounds what a hostile Dockerfile can ask of it:
+//! `${` may nest [`MAX_DEPTH`] deep and an expanded word may hold
+//! [`MAX_WORD`] bytes; patterns run as linear-time regexes.
 
 use std::fmt;
+
+/// How deep `${…${…}…}` may nest.
+pub const MAX_DEPTH: usize = 100;
+
+/// The most bytes one expanded word may hold.
+pub const MAX_WORD: usize = 1 << 20;
 
 /// Variables visible to an expansion, looked up by name.
 pub trait Vars {
@@ -196,6 +206,19 @@ struct Lexer<'a> {
     escape: char,
     vars: &'a dyn Vars,
     skip_quotes: bool,
+    depth: usize,
+}
+
+fn too_big() -> LexError {
+    LexError(format!("the expanded word exceeds {} MiB", MAX_WORD >> 20))
+}
+
+fn push_checked(out: &mut String, s: &str) -> Result<(), LexError> {
+    if out.len() + s.len() > MAX_WORD {
+        return Err(too_big());
+    }
+    out.push_str(s);
+    Ok(())
 }
 
 impl<'a> Lexer<'a> {
@@ -206,7 +229,21 @@ impl<'a> Lexer<'a> {
             escape,
             vars,
             skip_quotes: false,
+            depth: 0,
         }
+    }
+
+    /// `process_stop_on` one level deeper, within [`MAX_DEPTH`].
+    fn nested(&mut self, stop: char, raw_escapes: bool) -> Result<String, LexError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(LexError(format!(
+                "variable substitutions nest more than {MAX_DEPTH} levels deep"
+            )));
+        }
+        self.depth += 1;
+        let r = self.process_stop_on(Some(stop), raw_escapes);
+        self.depth -= 1;
+        r.map(|(word, _)| word)
     }
 
     fn peek(&self) -> Option<char> {
@@ -236,17 +273,17 @@ impl<'a> Lexer<'a> {
             match ch {
                 '$' => {
                     let value = self.process_dollar()?;
-                    result.push_str(&value);
+                    push_checked(&mut result, &value)?;
                     words.add_string(&value);
                 }
                 '\'' if !self.skip_quotes => {
                     let value = self.process_single_quote()?;
-                    result.push_str(&value);
+                    push_checked(&mut result, &value)?;
                     words.add_raw_string(&value);
                 }
                 '"' if !self.skip_quotes => {
                     let value = self.process_double_quote()?;
-                    result.push_str(&value);
+                    push_checked(&mut result, &value)?;
                     words.add_raw_string(&value);
                 }
                 _ => {
@@ -308,7 +345,10 @@ impl<'a> Lexer<'a> {
                     self.next();
                     return Ok(result);
                 }
-                Some('$') => result.push_str(&self.process_dollar()?),
+                Some('$') => {
+                    let value = self.process_dollar()?;
+                    push_checked(&mut result, &value)?;
+                }
                 Some(_) => {
                     let mut ch = self.next().unwrap_or_default();
                     if ch == self.escape {
@@ -374,6 +414,7 @@ impl<'a> Lexer<'a> {
         let mut null_is_unset = false;
         match ch {
             '}' => return Ok(value.unwrap_or_default()),
+            '/' => return self.replace(value.unwrap_or_default()),
             ':' => {
                 null_is_unset = true;
                 ch = self
@@ -394,7 +435,7 @@ impl<'a> Lexer<'a> {
                 "unsupported modifier ({modifier}) in substitution"
             )));
         }
-        let (word, _) = self.process_stop_on(Some('}'), raw_escapes).map_err(|e| {
+        let word = self.nested('}', raw_escapes).map_err(|e| {
             if self.peek().is_none() {
                 LexError("syntax error: missing '}'".into())
             } else {
@@ -434,85 +475,118 @@ impl<'a> Lexer<'a> {
                     Some(rest) => (true, rest),
                     None => (false, word.as_str()),
                 };
-                Ok(if ch == '#' {
+                if ch == '#' {
                     trim_prefix(&value, pattern, greedy)
                 } else {
                     trim_suffix(&value, pattern, greedy)
-                })
+                }
             }
         }
     }
+
+    /// `${VAR/pattern/replacement}` and `${VAR//pattern/replacement}`
+    /// (after the first `/`), BuildKit's rules: the pattern is a glob with
+    /// `*` and `?`, matched leftmost and greedily.
+    fn replace(&mut self, value: String) -> Result<String, LexError> {
+        let all = self.peek() == Some('/');
+        if all {
+            self.next();
+        }
+        let pattern = self.nested('/', true).map_err(|e| {
+            if self.peek().is_none() {
+                LexError("syntax error: missing '/' in ${}".into())
+            } else {
+                e
+            }
+        })?;
+        let replacement = self.nested('}', true).map_err(|e| {
+            if self.peek().is_none() {
+                LexError("syntax error: missing '}'".into())
+            } else {
+                e
+            }
+        })?;
+        let re = pattern_regex(&pattern, true, false)?;
+        let out = if all {
+            re.replace_all(&value, replacement.as_str()).into_owned()
+        } else {
+            match re.find(&value) {
+                Some(m) => format!("{}{replacement}{}", &value[..m.start()], &value[m.end()..]),
+                None => value,
+            }
+        };
+        if out.len() > MAX_WORD {
+            return Err(too_big());
+        }
+        Ok(out)
+    }
+}
+
+/// A shell pattern as a regex (BuildKit's `convertShellPatternToRegex`):
+/// `*` is `.*` (`.*?` when not `greedy`), `?` is `.`, `\*` `\?` `\\` are
+/// literal, `\}` and `\/` drop the backslash; `anchored` matches at the start only.
+fn pattern_regex(pattern: &str, greedy: bool, anchored: bool) -> Result<regex::Regex, LexError> {
+    let invalid = |m: String| LexError(format!("invalid pattern ({pattern}) in substitution: {m}"));
+    let mut out = String::with_capacity(pattern.len() + 4);
+    if anchored {
+        out.push('^');
+    }
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '*' => out.push_str(if greedy { ".*" } else { ".*?" }),
+            '?' => out.push('.'),
+            '\\' => match chars.peek() {
+                Some('}' | '/') => {}
+                Some(&n @ ('*' | '?' | '\\')) => {
+                    chars.next();
+                    out.push('\\');
+                    out.push(n);
+                }
+                Some(n) => return Err(invalid(format!("invalid escape '\\{n}'"))),
+                None => return Err(invalid("invalid escape at the end".into())),
+            },
+            c => out.push_str(&regex::escape(&c.to_string())),
+        }
+    }
+    regex::RegexBuilder::new(&out)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| invalid(e.to_string()))
 }
 
 /// Removes the shortest (or longest, when `greedy`) prefix matching the glob.
-fn trim_prefix(value: &str, pattern: &str, greedy: bool) -> String {
-    let cuts: Vec<usize> = char_boundaries(value);
-    let mut candidates: Box<dyn Iterator<Item = &usize>> = if greedy {
-        Box::new(cuts.iter().rev())
-    } else {
-        Box::new(cuts.iter())
-    };
-    match candidates.find(|&&i| glob_match(pattern, &value[..i])) {
-        Some(&i) => value[i..].to_string(),
+fn trim_prefix(value: &str, pattern: &str, greedy: bool) -> Result<String, LexError> {
+    let re = pattern_regex(pattern, greedy, true)?;
+    Ok(match re.find(value) {
+        Some(m) => value[m.end()..].to_string(),
         None => value.to_string(),
-    }
+    })
 }
 
-/// Removes the shortest (or longest, when `greedy`) suffix matching the glob.
-fn trim_suffix(value: &str, pattern: &str, greedy: bool) -> String {
-    let cuts: Vec<usize> = char_boundaries(value);
-    let mut candidates: Box<dyn Iterator<Item = &usize>> = if greedy {
-        Box::new(cuts.iter())
-    } else {
-        Box::new(cuts.iter().rev())
-    };
-    match candidates.find(|&&i| glob_match(pattern, &value[i..])) {
-        Some(&i) => value[..i].to_string(),
-        None => value.to_string(),
-    }
+/// Removes the shortest (or longest, when `greedy`) suffix matching the glob:
+/// a prefix trim of the reversed value with the reversed pattern, as BuildKit does.
+fn trim_suffix(value: &str, pattern: &str, greedy: bool) -> Result<String, LexError> {
+    let reversed: String = value.chars().rev().collect();
+    let out = trim_prefix(&reversed, &reverse_pattern(pattern), greedy)?;
+    Ok(out.chars().rev().collect())
 }
 
-fn char_boundaries(s: &str) -> Vec<usize> {
-    s.char_indices()
-        .map(|(i, _)| i)
-        .chain(std::iter::once(s.len()))
-        .collect()
-}
-
-/// Shell glob with `*`, `?` and `\` escapes (enough for `${VAR#pattern}`).
-fn glob_match(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    // dp[j] = pattern[..i] matches text[..j]
-    let mut dp = vec![false; t.len() + 1];
-    dp[0] = true;
+/// Reverses a pattern, keeping each `\x` escape in front of its character.
+fn reverse_pattern(pattern: &str) -> String {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut tokens: Vec<String> = Vec::new();
     let mut i = 0;
-    while i < p.len() {
-        let mut next = vec![false; t.len() + 1];
-        match p[i] {
-            '*' => {
-                let mut any = false;
-                for j in 0..=t.len() {
-                    any |= dp[j];
-                    next[j] = any;
-                }
-            }
-            c => {
-                let (lit, wildcard) = if c == '\\' && i + 1 < p.len() {
-                    i += 1;
-                    (p[i], false)
-                } else {
-                    (c, c == '?')
-                };
-                for j in 1..=t.len() {
-                    next[j] = dp[j - 1] && (wildcard || t[j - 1] == lit);
-                }
-            }
+    while i < chars.len() {
+        if chars[i] == '\\' && i + 1 < chars.len() {
+            tokens.push(format!("\\{}", chars[i + 1]));
+            i += 2;
+        } else {
+            tokens.push(chars[i].to_string());
+            i += 1;
         }
-        dp = next;
-        i += 1;
     }
-    dp[t.len()]
+    tokens.into_iter().rev().collect()
 }
 
 #[cfg(test)]

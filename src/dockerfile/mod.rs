@@ -16,23 +16,30 @@
 //! );
 //! ```
 //!
-//! Modules: [`lex`] (word expansion), `heredoc` (RUN here-documents),
+//! Modules: `parser` (directives, logical lines, here-documents),
+//! `instruction` (keyword, flags, arguments), [`lex`] (word expansion),
+//! `heredoc` (here-document markers), [`checks`] (build checks),
 //! `args` (ARG scopes), `stages` (the stage graph), `flags` (instruction
 //! flags), `dispatch` (instructions → steps/config), `text` (logical lines),
 //! [`config`] (the image config), [`steps`] (the plan types), `error`
 //! (located errors).
 
 mod args;
+pub mod checks;
+pub mod chmod;
 pub mod config;
 mod dispatch;
 mod error;
 mod flags;
 mod heredoc;
+mod instruction;
 pub mod lex;
+mod parser;
 mod stages;
 pub mod steps;
 mod text;
 
+pub use checks::Check;
 pub use config::{ContainerConfig, Healthcheck, ImageConfig};
 pub use error::{FrontendError, Location};
 pub use steps::{
@@ -40,8 +47,10 @@ pub use steps::{
     StepKind, StepState,
 };
 
-use dispatch::{Dispatcher, Origin, StageOutput};
+use checks::{CheckConfig, Checks};
+use dispatch::{Budget, Dispatcher, Origin, StageOutput};
 use error::SourceMap;
+use instruction::Instruction;
 use std::path::PathBuf;
 
 /// The only platform d2v builds for.
@@ -112,6 +121,12 @@ pub struct Plan {
     pub config: ImageConfig,
     /// Non-fatal problems (unused build args, bases planned without config).
     pub warnings: Vec<String>,
+    /// Build checks that fired (BuildKit's linter rules), after `# check=skip`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<Check>,
+    /// `# check=error=true`: a build with [`Plan::checks`] fails.
+    #[serde(skip)]
+    pub checks_are_errors: bool,
 }
 
 /// The config of `FROM scratch` (BuildKit's empty image).
@@ -122,28 +137,58 @@ fn scratch_config() -> ImageConfig {
     c
 }
 
-/// Converts a parser error (line known; column only reliable on line 1).
-fn parse_error(map: &SourceMap<'_>, e: &parse_dockerfile::Error) -> FrontendError {
-    let message = format!("{e:#}");
-    let line = e.line().max(1);
-    // parse-dockerfile 0.1 reports the line start offset as "column" past
-    // line 1, so point at the line's first non-blank character instead.
-    let location = if e.line() == 1 {
-        map.location(e.column().saturating_sub(1))
-    } else {
-        map.line_location(line)
-    };
-    let instruction = message
-        .strip_prefix("unknown instruction '")
-        .and_then(|r| r.split('\'').next())
-        .map(str::to_string)
-        .or_else(|| {
-            map.line_text(line)
-                .and_then(|l| l.split_whitespace().next())
-                .filter(|w| w.chars().all(|c| c.is_ascii_alphabetic()))
-                .map(str::to_string)
-        });
-    map.error_at(location, instruction.as_deref(), message)
+/// The instructions d2v knows (BuildKit's command list).
+pub(crate) const KEYWORDS: &[&str] = &[
+    "ADD",
+    "ARG",
+    "CMD",
+    "COPY",
+    "ENTRYPOINT",
+    "ENV",
+    "EXPOSE",
+    "FROM",
+    "HEALTHCHECK",
+    "LABEL",
+    "MAINTAINER",
+    "ONBUILD",
+    "RUN",
+    "SHELL",
+    "STOPSIGNAL",
+    "USER",
+    "VOLUME",
+    "WORKDIR",
+];
+
+/// Parses the text into instructions; errors located.
+fn instructions(
+    text: &str,
+    map: &SourceMap<'_>,
+) -> Result<(parser::Directives, Vec<Instruction>), FrontendError> {
+    let parsed = parser::parse(text).map_err(|e| {
+        let line = map.location(e.pos).line;
+        let inst = map
+            .line_text(line)
+            .and_then(|l| l.split_whitespace().next())
+            .filter(|w| w.chars().all(|c| c.is_ascii_alphabetic()))
+            .map(str::to_string);
+        map.error(e.pos, inst.as_deref(), e.message)
+    })?;
+    let escape = parsed.directives.escape;
+    let insts: Vec<Instruction> = parsed
+        .nodes
+        .iter()
+        .map(|n| Instruction::from_node(n, escape))
+        .collect();
+    for inst in &insts {
+        if !KEYWORDS.contains(&inst.keyword.as_str()) {
+            return Err(map.error(
+                inst.pos,
+                Some(&inst.written),
+                format!("unknown instruction '{}'", inst.written),
+            ));
+        }
+    }
+    Ok((parsed.directives, insts))
 }
 
 /// Parses, expands and plans a Dockerfile.
@@ -158,100 +203,64 @@ pub fn plan(
     let text = dockerfile_text
         .strip_prefix('\u{feff}')
         .unwrap_or(dockerfile_text);
-    let map = SourceMap {
-        file: opts.dockerfile_path.display().to_string(),
-        text,
-    };
+    let map = SourceMap::new(opts.dockerfile_path.display().to_string(), text);
     if let Some(p) = &opts.platform {
         stages::check_platform(p).map_err(FrontendError::general)?;
     }
-    let prepared = heredoc::prepare(text).map_err(|u| {
-        let line = map.location(u.pos).line;
-        let inst = map
-            .line_text(line)
-            .and_then(|l| l.split_whitespace().next())
-            .map(str::to_string);
-        map.error(
-            u.pos,
-            inst.as_deref(),
-            format!("unterminated heredoc: no line {:?} ends it", u.name),
-        )
-    })?;
-    let parsed = parse_dockerfile::parse(&prepared.text).map_err(|e| parse_error(&map, &e))?;
-    let escape = parsed
-        .parser_directives
-        .escape
-        .as_ref()
-        .map_or('\\', |d| d.value.value);
+    let (directives, insts) = instructions(text, &map)?;
+    let escape = directives.escape;
+    let check_config = match &directives.check {
+        Some((value, at)) => CheckConfig::parse(value).map_err(|m| map.error(*at, None, m))?,
+        None => CheckConfig::default(),
+    };
 
-    // Global scope: predefined platform args, then ARGs before the first FROM.
-    let (global_args, mut declared) = args::global_scope(&parsed, escape, &opts.build_args, &map)?;
+    // Global scope: ARGs before the first FROM; then one stage per FROM.
+    let first_from = insts.iter().position(|i| i.keyword == "FROM");
+    let (global_insts, stage_insts) = insts.split_at(first_from.unwrap_or(insts.len()));
+    if let Some(bad) = global_insts.iter().find(|i| i.keyword != "ARG") {
+        return Err(map.error(bad.pos, Some(&bad.keyword), "expected FROM"));
+    }
+    let mut stages: Vec<(&Instruction, Vec<&Instruction>)> = Vec::new();
+    for inst in stage_insts {
+        match stages.last_mut() {
+            Some((_, body)) if inst.keyword != "FROM" => body.push(inst),
+            _ => stages.push((inst, Vec::new())),
+        }
+    }
+    if stages.is_empty() {
+        let at = insts.last().map_or(0, |i| i.pos);
+        return Err(map.error(at, None, "dockerfile contains no stages to build"));
+    }
+    let global_refs: Vec<&Instruction> = global_insts.iter().collect();
+    let (global_args, mut declared) =
+        args::global_scope(&global_refs, escape, &opts.build_args, &map)?;
     let global_vars = args::with_values(&global_args);
+    let mut checks = Checks::default();
+    let global_names: Vec<String> = global_args.iter().map(|(k, _)| k.clone()).collect();
+    checks::syntax_checks(&insts, &global_names, &map, &mut checks);
 
     // Stage headers: names, bases.
-    let stages: Vec<_> = parsed.stages().collect();
-    let (names, bases_of) = stages::headers(&stages, escape, &global_vars, &map)?;
+    let froms: Vec<&Instruction> = stages.iter().map(|(f, _)| *f).collect();
+    let (names, bases_of) = stages::headers(&froms, escape, &global_vars, &map)?;
 
     let target = stages::target_index(opts.target.as_deref(), &names)?;
 
-    let proxy = args::proxy_args(&opts.build_args);
-
-    // Dispatch every stage in order; errors stay with their stage and only
-    // count if the target needs it (BuildKit does not resolve unused stages).
-    let mut results: Vec<Result<StageOutput, FrontendError>> = Vec::new();
-    let mut stage_warnings: Vec<Vec<String>> = Vec::new();
-    for (idx, st) in stages.iter().enumerate() {
-        let mut warnings = Vec::new();
-        let from_at = st.from.from.span.start;
-        let image_at = st.from.image.span.start;
-        let base_config = match &bases_of[idx] {
-            Base::Scratch => Ok(scratch_config()),
-            Base::Stage(j) => results[*j]
-                .as_ref()
-                .map(|o| o.config.clone())
-                .map_err(Clone::clone),
-            Base::Image(r) => match bases.config(r) {
-                Ok(Some(c)) => Ok(c),
-                Ok(None) if opts.lenient_bases => {
-                    warnings.push(format!(
-                        "base image {r:?} is not in the store; planned with an empty config"
-                    ));
-                    Ok(ImageConfig::default())
-                }
-                Ok(None) => Err(map.error(image_at, Some("FROM"), bases.not_found(r))),
-                Err(e) => Err(map.error(
-                    image_at,
-                    Some("FROM"),
-                    format!("reading the config of {r}: {e}"),
-                )),
-            },
-        };
-        let result = base_config.and_then(|config| {
-            let resolve = |v: &str| stages::resolve_from(v, idx, &names);
-            let (mut d, triggers) = Dispatcher::new(
-                config,
-                &opts.build_args,
-                &global_args,
-                proxy.clone(),
-                &resolve,
-            );
-            let from_loc = map.location(from_at);
-            for trigger in triggers {
-                run_trigger(&mut d, &map, &from_loc, &trigger)?;
-            }
-            let origin = Origin {
-                map: map.clone(),
-                heredocs: &prepared.run_heredocs,
-                fixed: None,
-                escape,
-            };
-            for inst in st.instructions {
-                d.dispatch(&origin, inst)?;
-            }
-            Ok(d.finish())
-        });
-        results.push(result);
-        stage_warnings.push(warnings);
+    let (mut results, mut stage_warnings) = dispatch_stages(
+        &stages,
+        &names,
+        &bases_of,
+        &global_args,
+        &DispatchInputs {
+            map: &map,
+            opts,
+            bases,
+            escape,
+        },
+    );
+    for out in results.iter().flatten() {
+        for c in &out.checks {
+            checks.add(&c.rule, c.location.clone(), c.message.clone());
+        }
     }
 
     // The stages the target needs; report the earliest failing one.
@@ -286,12 +295,101 @@ pub fn plan(
         .last()
         .map(|s| s.config.clone())
         .unwrap_or_default();
+    let mut found = checks.found;
+    found.retain(|c| check_config.enabled(&c.rule));
+    found.sort_by_key(|c| (c.location.line, c.location.col));
     Ok(Plan {
         stages: plan_stages,
         target,
         config,
         warnings,
+        checks: found,
+        checks_are_errors: check_config.error,
     })
+}
+
+/// What every stage's dispatch reads.
+struct DispatchInputs<'a> {
+    map: &'a SourceMap<'a>,
+    opts: &'a PlanOptions,
+    bases: &'a dyn BaseImages,
+    escape: char,
+}
+
+/// Dispatches every stage in order (ONBUILD triggers of its base first);
+/// each stage's result and warnings.
+fn dispatch_stages(
+    stages: &[(&Instruction, Vec<&Instruction>)],
+    names: &[Option<String>],
+    bases_of: &[Base],
+    global_args: &[(String, Option<String>)],
+    inputs: &DispatchInputs<'_>,
+) -> (Vec<Result<StageOutput, FrontendError>>, Vec<Vec<String>>) {
+    let DispatchInputs {
+        map,
+        opts,
+        bases,
+        escape,
+    } = *inputs;
+    // Dispatch every stage in order; errors stay with their stage and only
+    // count if the target needs it (BuildKit does not resolve unused stages).
+    let proxy = args::proxy_args(&opts.build_args);
+    let mut results: Vec<Result<StageOutput, FrontendError>> = Vec::new();
+    let mut stage_warnings: Vec<Vec<String>> = Vec::new();
+    let budget = Budget::default();
+    for (idx, (from, body)) in stages.iter().enumerate() {
+        let mut warnings = Vec::new();
+        let image_at = from.args_at(0);
+        let base_config = match &bases_of[idx] {
+            Base::Scratch => Ok((scratch_config(), false)),
+            Base::Stage(j) => results[*j]
+                .as_ref()
+                .map(|o| (o.config.clone(), o.workdir_set))
+                .map_err(Clone::clone),
+            Base::Image(r) => match bases.config(r) {
+                Ok(Some(c)) => Ok((c, false)),
+                Ok(None) if opts.lenient_bases => {
+                    warnings.push(format!(
+                        "base image {r:?} is not in the store; planned with an empty config"
+                    ));
+                    Ok((ImageConfig::default(), false))
+                }
+                Ok(None) => Err(map.error(image_at, Some("FROM"), bases.not_found(r))),
+                Err(e) => Err(map.error(
+                    image_at,
+                    Some("FROM"),
+                    format!("reading the config of {r}: {e}"),
+                )),
+            },
+        };
+        let result = base_config.and_then(|(config, workdir_set)| {
+            let resolve = |v: &str| stages::resolve_from(v, idx, names);
+            let (mut d, triggers) = Dispatcher::new(
+                config,
+                &opts.build_args,
+                global_args,
+                proxy.clone(),
+                &resolve,
+            );
+            d.workdir_set = workdir_set;
+            let from_loc = map.location(from.pos);
+            for trigger in triggers {
+                run_trigger(&mut d, map, &from_loc, &trigger, &budget)?;
+            }
+            let origin = Origin {
+                map: map.clone(),
+                fixed: None,
+                escape,
+            };
+            for inst in body {
+                d.dispatch(&origin, inst, &budget)?;
+            }
+            Ok(d.finish())
+        });
+        results.push(result);
+        stage_warnings.push(warnings);
+    }
+    (results, stage_warnings)
 }
 
 /// Runs one ONBUILD trigger of the base image at the start of the stage.
@@ -300,8 +398,8 @@ fn run_trigger(
     map: &SourceMap<'_>,
     from_loc: &Location,
     trigger: &str,
+    budget: &Budget,
 ) -> Result<(), FrontendError> {
-    let text = dispatch::parse_trigger(trigger);
     let fail = |m: String| {
         map.error_at(
             from_loc.clone(),
@@ -309,20 +407,15 @@ fn run_trigger(
             format!("ONBUILD trigger from the base image ({trigger}): {m}"),
         )
     };
-    let prepared =
-        heredoc::prepare(&text).map_err(|u| fail(format!("unterminated heredoc {}", u.name)))?;
-    let parsed = parse_dockerfile::parse(&prepared.text).map_err(|e| fail(format!("{e:#}")))?;
+    let trigger_map = SourceMap::new(map.file.clone(), trigger);
+    let (_, insts) = instructions(trigger, &trigger_map).map_err(|e| fail(e.message))?;
     let origin = Origin {
-        map: SourceMap {
-            file: map.file.clone(),
-            text: &text,
-        },
-        heredocs: &prepared.run_heredocs,
+        map: trigger_map,
         fixed: Some(from_loc.clone()),
         escape: '\\',
     };
-    for inst in parsed.instructions.iter().skip(1) {
-        d.dispatch(&origin, inst)?;
+    for inst in &insts {
+        d.dispatch(&origin, inst, budget)?;
     }
     Ok(())
 }

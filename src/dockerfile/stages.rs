@@ -3,6 +3,7 @@
 
 use super::error::{FrontendError, SourceMap};
 use super::flags;
+use super::instruction::Instruction;
 use super::lex::{expand_word, Vars};
 use super::steps::{Base, CopyFrom};
 use super::PLATFORM;
@@ -18,24 +19,55 @@ pub(crate) fn check_platform(value: &str) -> Result<(), String> {
     }
 }
 
+/// A FROM line: flags, the image word and the `AS` name, with offsets.
+pub(crate) struct FromLine {
+    pub(crate) image: (String, usize),
+    pub(crate) name: Option<(String, usize)>,
+}
+
+/// Splits FROM's arguments (BuildKit: whitespace-delimited, one or three words).
+pub(crate) fn from_line(inst: &Instruction) -> Result<FromLine, (usize, String)> {
+    let words: Vec<&str> = inst.args.text.split_whitespace().collect();
+    let image = words.first().map(|w| (w.to_string(), inst.args_at(0)));
+    match (image, words.as_slice()) {
+        (Some(image), [_]) => Ok(FromLine { image, name: None }),
+        (Some(image), [first, as_kw, name]) if as_kw.eq_ignore_ascii_case("as") => {
+            let at = inst.find(first.len() + as_kw.len(), name);
+            Ok(FromLine {
+                image,
+                name: Some((name.to_string(), at)),
+            })
+        }
+        _ => Err((
+            inst.pos,
+            "FROM requires either one or three arguments".into(),
+        )),
+    }
+}
+
 /// Names (lower-cased) and bases of every stage, in Dockerfile order. A FROM
 /// naming an earlier stage (case-insensitively) refers to it; `scratch` is
 /// the empty image; anything else is an image reference.
 pub(crate) fn headers(
-    stages: &[parse_dockerfile::Stage<'_, '_>],
+    froms: &[&Instruction],
     escape: char,
     global_vars: &dyn Vars,
     map: &SourceMap<'_>,
 ) -> Result<(Vec<Option<String>>, Vec<Base>), FrontendError> {
-    let names: Vec<Option<String>> = stages
+    let ferr = |at: usize, m: String| map.error(at, Some("FROM"), m);
+    let lines = froms
         .iter()
-        .map(|s| s.from.as_.as_ref().map(|(_, n)| n.value.to_lowercase()))
+        .map(|f| from_line(f).map_err(|(at, m)| ferr(at, m)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let names: Vec<Option<String>> = lines
+        .iter()
+        .map(|l| l.name.as_ref().map(|(n, _)| n.to_lowercase()))
         .collect();
     let mut bases_of = Vec::new();
-    for (idx, st) in stages.iter().enumerate() {
-        let from = st.from;
-        let ferr = |at: usize, m: String| map.error(at, Some("FROM"), m);
-        if let (Some((_, raw)), Some(name)) = (&from.as_, &names[idx]) {
+    // Name → the first stage with it (a second one is an error below).
+    let mut by_name: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (idx, (from, line)) in froms.iter().zip(&lines).enumerate() {
+        if let (Some((raw, at)), Some(name)) = (&line.name, &names[idx]) {
             // BuildKit: stage names are lower-cased and must match
             // ^[a-z][a-z0-9-_.]*$; two stages may not share one.
             let valid = name.starts_with(|c: char| c.is_ascii_lowercase())
@@ -44,39 +76,31 @@ pub(crate) fn headers(
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
             if !valid {
                 return Err(ferr(
-                    raw.span.start,
-                    format!("invalid stage name {:?}: use letters, digits, '-', '_' and '.', starting with a letter", raw.value),
+                    *at,
+                    format!("invalid stage name {raw:?}: use letters, digits, '-', '_' and '.', starting with a letter"),
                 ));
             }
-            if names[..idx].contains(&names[idx]) {
-                return Err(ferr(
-                    raw.span.start,
-                    format!("duplicate stage name {name:?}"),
-                ));
+            if by_name.contains_key(name.as_str()) {
+                return Err(ferr(*at, format!("duplicate stage name {name:?}")));
             }
         }
-        let fl = flags::check("FROM", &from.options).map_err(|(at, m)| ferr(at, m))?;
+        let fl = flags::check("FROM", &from.flags).map_err(|(at, m)| ferr(at, m))?;
         for f in &fl {
             let v = expand_word(f.value.as_deref().unwrap_or_default(), escape, global_vars)
                 .map_err(|e| ferr(f.value_pos, e.0))?;
             check_platform(&v).map_err(|m| ferr(f.value_pos, m))?;
         }
-        let image = expand_word(&from.image.value, escape, global_vars)
-            .map_err(|e| ferr(from.image.span.start, e.0))?;
+        let (raw_image, image_at) = &line.image;
+        let image =
+            expand_word(raw_image, escape, global_vars).map_err(|e| ferr(*image_at, e.0))?;
         if image.trim().is_empty() {
             return Err(ferr(
-                from.image.span.start,
-                format!(
-                    "base name ({}) should not be blank after expansion",
-                    from.image.value
-                ),
+                *image_at,
+                format!("base name ({raw_image}) should not be blank after expansion"),
             ));
         }
         let lower = image.to_lowercase();
-        let base = if let Some(j) = names[..idx]
-            .iter()
-            .position(|n| n.as_deref() == Some(lower.as_str()))
-        {
+        let base = if let Some(&j) = by_name.get(lower.as_str()) {
             Base::Stage(j)
         } else if lower == "scratch" {
             Base::Scratch
@@ -84,6 +108,9 @@ pub(crate) fn headers(
             Base::Image(image)
         };
         bases_of.push(base);
+        if let Some(name) = &names[idx] {
+            by_name.insert(name, idx);
+        }
     }
     Ok((names, bases_of))
 }

@@ -1,41 +1,6 @@
-//! Text helpers shared by the dispatcher: logical lines, line
-//! continuations, `KEY=VALUE` lists and path cleaning.
+//! Text helpers shared by the dispatcher: `KEY=VALUE` lists and path cleaning.
 
 use super::lex::split_words;
-
-/// The logical line starting at `pos`: continuation lines joined, comment
-/// lines inside the continuation dropped, trailing blanks trimmed.
-pub(crate) fn first_line(text: &str, pos: usize, escape: char) -> String {
-    join_continuations(text.get(pos..).unwrap_or_default(), escape, true)
-}
-
-/// Removes line continuations (escape + newline) and comment lines inside
-/// them, as BuildKit does before handing shell forms to the shell. With
-/// `stop_at_line_end`, stops at the first unescaped newline.
-pub(crate) fn join_continuations(text: &str, escape: char, stop_at_line_end: bool) -> String {
-    let mut out = String::new();
-    let mut lines = text.split('\n').peekable();
-    let mut continuing = false;
-    while let Some(line) = lines.next() {
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        if continuing && (line.trim_start().starts_with('#') || line.trim().is_empty()) {
-            continue;
-        }
-        let trimmed = line.trim_end();
-        if let Some(cont) = trimmed.strip_suffix(escape) {
-            out.push_str(cont);
-            continuing = true;
-            continue;
-        }
-        out.push_str(line);
-        continuing = false;
-        if stop_at_line_end || lines.peek().is_none() {
-            break;
-        }
-        out.push('\n');
-    }
-    out.trim_end().to_string()
-}
 
 /// A `name_values` error: the offending word (when there is one) and why.
 pub(crate) type NameValueError = (Option<String>, String);
@@ -93,15 +58,6 @@ pub(crate) fn clean_path(p: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn joins_continuations_and_drops_comment_lines() {
-        let text = "apt-get update && \\\n# a comment\n    apt-get install -y curl\nNEXT";
-        assert_eq!(
-            join_continuations(text, '\\', true),
-            "apt-get update &&     apt-get install -y curl"
-        );
-    }
 
     #[test]
     fn cleans_workdir_paths() {

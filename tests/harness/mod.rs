@@ -5,6 +5,7 @@
 pub mod buildah;
 pub mod podman;
 pub mod registry;
+pub mod rootless;
 pub mod tree;
 
 use std::path::{Path, PathBuf};
@@ -183,6 +184,17 @@ impl Drop for Mounted<'_> {
         }
         assert!(!is_mounted(self.dir.path()), "mount left behind");
     }
+}
+
+/// A temporary build context holding `files` (path, content).
+pub fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, body) in files {
+        let p = dir.path().join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, body).unwrap();
+    }
+    dir
 }
 
 /// Runs a shell command, panicking with its output when it fails; returns stdout.

@@ -1,21 +1,29 @@
-//! The sandboxed child: runs between `clone` and `execve` as PID 1 of the new
-//! namespaces. It only makes syscalls on data prepared by the parent (no
-//! allocation, no locks), because the parent may be multi-threaded.
+//! The sandboxed child: runs between `clone` and `execve` as PID 1 of the
+//! step's namespaces (user, mount, PID, UTS, IPC, cgroup and, unless the step
+//! uses the host's, network). It only makes system calls on data the parent
+//! prepared (no allocation, no locks): the parent may be multi-threaded.
+//! Raw `libc` is used here on purpose, for that reason.
+//!
+//! Order matters:
+//! 1. wait until the parent has written the id maps (and started the network);
+//! 2. with the credentials it was cloned with (the store owner's, which can
+//!    reach the scratch dir), bind the prepared rootfs onto itself (a mount of
+//!    its own, so `pivot_root` may use it), mount `/proc` and `/sys` (before the
+//!    switch: a user namespace may mount them only where the host's are
+//!    visible), switch root and drop the old one;
+//! 3. become root of the user namespace (container root, a subordinate id);
+//! 4. mask and write-protect `/proc` and `/sys` paths as Docker does;
+//! 5. hostname, loopback, working directory;
+//! 6. drop the capability bounding set to Docker's, install Docker's seccomp
+//!    profile (while CAP_SYS_ADMIN is still held), switch to the USER and its
+//!    groups, set the capabilities, and exec.
 
-use std::cell::Cell;
 use std::ffi::{c_void, CStr, CString};
 use std::os::fd::RawFd;
 use std::ptr;
 
-const OPEN_TREE_CLONE: libc::c_uint = 1;
-const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+use super::confine::{CAP_LAST, DEFAULT_CAPS};
 
-/// Docker's default capabilities: CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL,
-/// SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, MKNOD,
-/// AUDIT_WRITE, SETFCAP (`CapEff: 00000000a80425fb`).
-pub(super) const DEFAULT_CAPS: u64 = 0xa804_25fb;
-/// The highest capability number the kernel may know (CAP_CHECKPOINT_RESTORE).
-const CAP_LAST: u32 = 40;
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
 #[repr(C)]
@@ -34,97 +42,107 @@ struct CapData {
 /// Which setup step failed (sent to the parent with errno).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
-pub(super) enum Stage {
-    Private = 1,
-    Overlay,
-    PivotRoot,
+pub(super) enum SetupStep {
+    Parent = 1,
+    Private,
+    Rootfs,
     Proc,
     Sys,
-    Dev,
-    Bind,
-    Tmpfs,
-    Mkdir,
+    PivotRoot,
+    Identity,
+    Mask,
+    ReadOnly,
     Hostname,
     Network,
+    Workdir,
+    Caps,
+    Seccomp,
     Groups,
     Gid,
     Uid,
-    Workdir,
     Stdio,
     Exec,
-    ReadOnly,
-    Parent,
-    Caps,
 }
 
-impl Stage {
+impl SetupStep {
+    const ALL: [SetupStep; 19] = [
+        SetupStep::Parent,
+        SetupStep::Private,
+        SetupStep::Rootfs,
+        SetupStep::Proc,
+        SetupStep::Sys,
+        SetupStep::PivotRoot,
+        SetupStep::Identity,
+        SetupStep::Mask,
+        SetupStep::ReadOnly,
+        SetupStep::Hostname,
+        SetupStep::Network,
+        SetupStep::Workdir,
+        SetupStep::Caps,
+        SetupStep::Seccomp,
+        SetupStep::Groups,
+        SetupStep::Gid,
+        SetupStep::Uid,
+        SetupStep::Stdio,
+        SetupStep::Exec,
+    ];
+
     pub(super) fn from_u32(v: u32) -> Option<Self> {
-        use Stage::*;
-        [
-            Private, Overlay, PivotRoot, Proc, Sys, Dev, Bind, Tmpfs, Mkdir, Hostname, Network,
-            Groups, Gid, Uid, Workdir, Stdio, Exec, ReadOnly, Parent, Caps,
-        ]
-        .into_iter()
-        .find(|s| *s as u32 == v)
+        Self::ALL.into_iter().find(|s| *s as u32 == v)
     }
 
     pub(super) fn describe(self) -> &'static str {
-        use Stage::*;
         match self {
-            Private => "making mounts private",
-            Overlay => "mounting the overlay",
-            PivotRoot => "switching to the rootfs",
-            Proc => "mounting /proc",
-            Sys => "mounting /sys",
-            Dev => "setting up /dev",
-            Bind => "bind-mounting",
-            Tmpfs => "mounting a tmpfs",
-            Mkdir => "creating a mount point",
-            Hostname => "setting the hostname",
-            Network => "bringing up lo",
-            Groups => "setting supplementary groups",
-            Gid => "setting the group id",
-            Uid => "setting the user id",
-            Workdir => "entering the working directory",
-            Stdio => "setting up stdio",
-            Exec => "executing the command",
-            ReadOnly => "remounting read-only",
-            Parent => "watching the parent",
-            Caps => "dropping capabilities",
+            SetupStep::Parent => "waiting for the parent",
+            SetupStep::Private => "making mounts private",
+            SetupStep::Rootfs => "binding the rootfs",
+            SetupStep::Proc => "mounting /proc",
+            SetupStep::Sys => "mounting /sys",
+            SetupStep::PivotRoot => "switching to the rootfs",
+            SetupStep::Identity => "becoming root of the user namespace",
+            SetupStep::Mask => "masking a /proc or /sys path",
+            SetupStep::ReadOnly => "making a /proc path read-only",
+            SetupStep::Hostname => "setting the hostname",
+            SetupStep::Network => "bringing up lo",
+            SetupStep::Workdir => "entering the working directory",
+            SetupStep::Caps => "dropping capabilities",
+            SetupStep::Seccomp => "installing the seccomp profile",
+            SetupStep::Groups => "setting supplementary groups",
+            SetupStep::Gid => "setting the group id",
+            SetupStep::Uid => "setting the user id",
+            SetupStep::Stdio => "setting up stdio",
+            SetupStep::Exec => "executing the command",
         }
     }
 }
 
-/// What a mount inside the root is.
-pub(super) enum MountKind {
-    /// Bind this host path (cloned with `open_tree` before the root switch).
-    Bind { src: CString, readonly: bool },
-    /// A fresh tmpfs with these options.
-    Tmpfs { data: CString },
-    /// An overlay with these options, mounted at the host path `at` before the
-    /// root switch and then moved in (a writable-but-discarded bind).
-    Overlay { data: CString, at: CString },
-}
-
-/// One mount inside the root, with the directories to create first.
-pub(super) struct ChildMount {
-    pub parents: Vec<CString>,
-    pub target: CString,
-    pub target_is_dir: bool,
-    pub kind: MountKind,
-    /// The detached mount tree (`open_tree`) for binds and overlays.
-    pub tree_fd: Cell<RawFd>,
-}
-
 /// Everything the child needs, prepared by the parent.
 pub(super) struct ChildPlan {
-    pub merged: CString,
-    pub overlay_data: CString,
-    pub mounts: Vec<ChildMount>,
+    /// Host path of the prepared rootfs (the overlay with /dev and the step's
+    /// mounts already in place).
+    pub rootfs: CString,
+    /// Host path where `/proc` goes (inside `rootfs`, symlink-free).
+    pub proc_at: CString,
+    /// Host path where `/sys` goes.
+    pub sys_at: CString,
+    /// The step has its own network namespace: mount a sysfs of its own and
+    /// bring `lo` up. Otherwise the host's `/sys` is bound read-only.
+    pub own_net: bool,
+    /// Docker's confinement (masks, read-only paths, capabilities, seccomp);
+    /// off only for `RUN --security=insecure`.
+    pub confine: bool,
+    /// Absolute paths to mask, inside the new root.
+    pub masked: Vec<CString>,
+    /// Absolute paths to make read-only, inside the new root.
+    pub readonly: Vec<CString>,
+    /// The seccomp program (points into the parent's memory, which the child
+    /// has a copy of).
+    pub seccomp: Option<libc::sock_fprog>,
     pub hostname: CString,
-    pub net_none: bool,
-    pub privileged: bool,
     pub groups: Vec<libc::gid_t>,
+    /// setgroups(2) is allowed (not when d2v's own user namespace was set up
+    /// without subordinate ids, which requires denying it).
+    pub may_setgroups: bool,
     pub uid: libc::uid_t,
     pub gid: libc::gid_t,
     pub workdir_parents: Vec<CString>,
@@ -132,18 +150,34 @@ pub(super) struct ChildPlan {
     pub exec_candidates: Vec<CString>,
     pub argv: Vec<*const libc::c_char>,
     pub envp: Vec<*const libc::c_char>,
+    /// Where the command's stdout and stderr go.
     pub out_fd: RawFd,
+    /// Where a setup failure is reported (8 bytes: step, errno).
     pub err_fd: RawFd,
-    pub read_fd: RawFd,
+    /// Fds of the parent's ends, closed first.
+    pub close_fds: [RawFd; 2],
+    /// Readable once the parent has set everything up outside.
+    pub sync_fd: RawFd,
 }
 
-/// Report a failed stage with errno to the parent and exit.
-fn fail(plan: &ChildPlan, stage: Stage) -> ! {
+fn errno() -> i32 {
     // SAFETY: __errno_location is always valid for the calling thread.
-    let errno = unsafe { *libc::__errno_location() };
-    let mut msg = [0u8; 8];
-    msg[..4].copy_from_slice(&(stage as u32).to_ne_bytes());
-    msg[4..].copy_from_slice(&errno.to_ne_bytes());
+    unsafe { *libc::__errno_location() }
+}
+
+/// Report a failed step with errno to the parent and exit.
+fn fail(plan: &ChildPlan, step: SetupStep) -> ! {
+    fail_at(plan, step, u32::MAX)
+}
+
+/// Report a failed step on the plan's path number `index` (a masked or
+/// read-only path), with errno, to the parent and exit.
+fn fail_at(plan: &ChildPlan, step: SetupStep, index: u32) -> ! {
+    let e = errno();
+    let mut msg = [0u8; 12];
+    msg[..4].copy_from_slice(&(step as u32).to_ne_bytes());
+    msg[4..8].copy_from_slice(&e.to_ne_bytes());
+    msg[8..].copy_from_slice(&index.to_ne_bytes());
     // SAFETY: writing 8 bytes from a stack buffer to our error pipe, then exiting
     // without running any destructors or atexit handlers (this is a clone child).
     unsafe {
@@ -152,242 +186,270 @@ fn fail(plan: &ChildPlan, stage: Stage) -> ! {
     }
 }
 
-fn ok(plan: &ChildPlan, rc: libc::c_int, stage: Stage) {
+fn ok(plan: &ChildPlan, rc: libc::c_long, step: SetupStep) {
     if rc < 0 {
-        fail(plan, stage);
+        fail(plan, step);
     }
 }
 
 fn mount(
-    src: &CStr,
+    src: Option<&CStr>,
     target: &CStr,
     fstype: Option<&CStr>,
     flags: libc::c_ulong,
     data: Option<&CStr>,
-) -> libc::c_int {
+) -> libc::c_long {
     // SAFETY: every pointer is a NUL-terminated string kept alive by the plan or
     // a static literal, or NULL where mount(2) allows it.
     unsafe {
         libc::mount(
-            src.as_ptr(),
+            src.map_or(ptr::null(), |s| s.as_ptr()),
             target.as_ptr(),
             fstype.map_or(ptr::null(), |f| f.as_ptr()),
             flags,
             data.map_or(ptr::null(), |d| d.as_ptr().cast::<c_void>()),
         )
+        .into()
     }
 }
 
 /// mkdir that tolerates an existing entry.
-fn mkdir(path: &CStr, mode: libc::mode_t) -> libc::c_int {
+fn mkdir(path: &CStr, mode: libc::mode_t) -> libc::c_long {
     // SAFETY: path is NUL-terminated.
     let rc = unsafe { libc::mkdir(path.as_ptr(), mode) };
-    // SAFETY: reading errno of this thread.
-    if rc < 0 && unsafe { *libc::__errno_location() } == libc::EEXIST {
+    if rc < 0 && errno() == libc::EEXIST {
         return 0;
     }
-    rc
+    rc.into()
 }
 
-/// Create an empty file (a mount point) if nothing is there.
-fn touch(path: &CStr) -> libc::c_int {
-    // SAFETY: path is NUL-terminated; the fd is closed right away.
-    unsafe {
-        let fd = libc::open(
-            path.as_ptr(),
-            libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
-            0o644,
-        );
-        if fd < 0 {
-            if *libc::__errno_location() == libc::EISDIR {
-                return 0;
-            }
-            return -1;
-        }
-        libc::close(fd);
-        0
-    }
-}
+const NOSUID_NODEV_NOEXEC: libc::c_ulong = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
 
 /// The child's body. Never returns.
 pub(super) extern "C" fn child_main(arg: *mut c_void) -> libc::c_int {
     // SAFETY: arg points at the ChildPlan the parent keeps alive across clone;
     // without CLONE_VM the child has its own copy of that memory.
     let plan = unsafe { &*(arg as *const ChildPlan) };
-    // SAFETY: plain syscalls on fds and values from the plan.
+    // SAFETY: closing inherited fds and asking to die with the parent.
     unsafe {
-        libc::close(plan.read_fd);
-        // Die with the parent. (getppid is 0 across the PID namespace boundary,
-        // so the usual "already orphaned?" check cannot be made here.)
-        ok(
-            plan,
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0),
-            Stage::Parent,
-        );
+        for fd in plan.close_fds {
+            libc::close(fd);
+        }
+        let rc = libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        ok(plan, rc.into(), SetupStep::Parent);
+        let mut byte = 0u8;
+        if libc::read(plan.sync_fd, (&mut byte as *mut u8).cast(), 1) != 1 {
+            // The parent gave up before releasing us (it reports why).
+            libc::_exit(125);
+        }
     }
+    enter_rootfs(plan);
+    become_namespace_root(plan);
+    if plan.confine {
+        mask_paths(plan);
+    }
+    // SAFETY: sethostname with a valid buffer and length.
+    let rc = unsafe { libc::sethostname(plan.hostname.as_ptr(), plan.hostname.as_bytes().len()) };
+    ok(plan, rc.into(), SetupStep::Hostname);
+    if plan.own_net {
+        loopback_up(plan);
+    }
+    for p in &plan.workdir_parents {
+        ok(plan, mkdir(p, 0o755), SetupStep::Workdir);
+    }
+    drop_to_user_and_exec(plan)
+}
+
+/// Step 2: the rootfs, `/proc`, `/sys`, and the root switch.
+fn enter_rootfs(plan: &ChildPlan) {
     ok(
         plan,
-        mount(c"none", c"/", None, libc::MS_REC | libc::MS_PRIVATE, None),
-        Stage::Private,
+        mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None),
+        SetupStep::Private,
+    );
+    // The rootfs was mounted by the parent, so in this user namespace it is
+    // locked and pivot_root refuses it: a recursive bind of it is our own.
+    ok(
+        plan,
+        mount(
+            Some(&plan.rootfs),
+            &plan.rootfs,
+            None,
+            libc::MS_BIND | libc::MS_REC,
+            None,
+        ),
+        SetupStep::Rootfs,
     );
     ok(
         plan,
         mount(
-            c"overlay",
-            &plan.merged,
-            Some(c"overlay"),
-            0,
-            Some(&plan.overlay_data),
+            Some(c"proc"),
+            &plan.proc_at,
+            Some(c"proc"),
+            NOSUID_NODEV_NOEXEC,
+            None,
         ),
-        Stage::Overlay,
+        SetupStep::Proc,
     );
-    // Host paths vanish with the root switch: clone their mounts first.
-    for m in &plan.mounts {
-        let src = match &m.kind {
-            MountKind::Bind { src, .. } => src,
-            MountKind::Overlay { data, at } => {
-                ok(
-                    plan,
-                    mount(c"overlay", at, Some(c"overlay"), 0, Some(data)),
-                    Stage::Bind,
-                );
-                at
-            }
-            MountKind::Tmpfs { .. } => continue,
-        };
-        let flags =
-            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint;
-        // SAFETY: open_tree on a NUL-terminated path; the result is checked.
-        let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, src.as_ptr(), flags) }
-            as libc::c_int;
-        ok(plan, fd, Stage::Bind);
-        m.tree_fd.set(fd);
+    if plan.own_net {
+        ok(
+            plan,
+            mount(
+                Some(c"sysfs"),
+                &plan.sys_at,
+                Some(c"sysfs"),
+                NOSUID_NODEV_NOEXEC | libc::MS_RDONLY,
+                None,
+            ),
+            SetupStep::Sys,
+        );
+    } else {
+        ok(
+            plan,
+            mount(
+                Some(c"/sys"),
+                &plan.sys_at,
+                None,
+                libc::MS_BIND | libc::MS_REC,
+                None,
+            ),
+            SetupStep::Sys,
+        );
+        // Best effort: the host's sysfs flags are locked here; its files
+        // belong to host root, which this namespace cannot write anyway.
+        let _ = mount(
+            None,
+            &plan.sys_at,
+            None,
+            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | NOSUID_NODEV_NOEXEC,
+            None,
+        );
     }
     // SAFETY: chdir/pivot_root/umount2 on NUL-terminated paths; pivot_root(".", ".")
     // stacks the old root on the new one, and the detach removes it.
     unsafe {
-        ok(plan, libc::chdir(plan.merged.as_ptr()), Stage::PivotRoot);
-        let rc = libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) as libc::c_int;
-        if rc == 0 {
-            ok(
-                plan,
-                libc::umount2(c".".as_ptr(), libc::MNT_DETACH),
-                Stage::PivotRoot,
-            );
-        } else {
-            ok(plan, libc::chroot(c".".as_ptr()), Stage::PivotRoot);
-        }
-        ok(plan, libc::chdir(c"/".as_ptr()), Stage::PivotRoot);
+        ok(
+            plan,
+            libc::chdir(plan.rootfs.as_ptr()).into(),
+            SetupStep::PivotRoot,
+        );
+        let rc = libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr());
+        ok(plan, rc, SetupStep::PivotRoot);
+        ok(
+            plan,
+            libc::umount2(c".".as_ptr(), libc::MNT_DETACH).into(),
+            SetupStep::PivotRoot,
+        );
+        ok(
+            plan,
+            libc::chdir(c"/".as_ptr()).into(),
+            SetupStep::PivotRoot,
+        );
     }
-    let nosuid_nodev_noexec = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-    ok(plan, mkdir(c"/proc", 0o555), Stage::Proc);
-    ok(
-        plan,
-        mount(c"proc", c"/proc", Some(c"proc"), nosuid_nodev_noexec, None),
-        Stage::Proc,
-    );
-    ok(plan, mkdir(c"/sys", 0o555), Stage::Sys);
-    ok(
-        plan,
-        mount(
-            c"sysfs",
-            c"/sys",
-            Some(c"sysfs"),
-            nosuid_nodev_noexec | libc::MS_RDONLY,
-            None,
-        ),
-        Stage::Sys,
-    );
-    setup_dev(plan);
-    for m in &plan.mounts {
-        for p in &m.parents {
-            ok(plan, mkdir(p, 0o755), Stage::Mkdir);
-        }
-        let rc = if m.target_is_dir {
-            mkdir(&m.target, 0o755)
-        } else {
-            touch(&m.target)
-        };
-        ok(plan, rc, Stage::Mkdir);
-        match &m.kind {
-            MountKind::Tmpfs { data } => {
-                ok(
-                    plan,
-                    mount(
-                        c"tmpfs",
-                        &m.target,
-                        Some(c"tmpfs"),
-                        libc::MS_NOSUID | libc::MS_NODEV,
-                        Some(data),
-                    ),
-                    Stage::Tmpfs,
-                );
-            }
-            MountKind::Bind { .. } | MountKind::Overlay { .. } => {
-                // SAFETY: move_mount of our detached tree onto a path resolved
-                // inside the new root; the fd is closed afterwards.
-                unsafe {
-                    let rc = libc::syscall(
-                        libc::SYS_move_mount,
-                        m.tree_fd.get(),
-                        c"".as_ptr(),
-                        libc::AT_FDCWD,
-                        m.target.as_ptr(),
-                        MOVE_MOUNT_F_EMPTY_PATH,
-                    ) as libc::c_int;
-                    ok(plan, rc, Stage::Bind);
-                    libc::close(m.tree_fd.get());
-                }
-                if let MountKind::Bind { readonly: true, .. } = m.kind {
-                    let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
-                    ok(
-                        plan,
-                        mount(c"none", &m.target, None, flags, None),
-                        Stage::ReadOnly,
-                    );
-                }
-            }
-        }
-    }
-    // SAFETY: sethostname with a valid buffer and length.
-    ok(
-        plan,
-        unsafe { libc::sethostname(plan.hostname.as_ptr(), plan.hostname.as_bytes().len()) },
-        Stage::Hostname,
-    );
-    if plan.net_none {
-        loopback_up(plan);
-    }
-    for p in &plan.workdir_parents {
-        ok(plan, mkdir(p, 0o755), Stage::Workdir);
-    }
-    // SAFETY: identity changes with values and arrays from the plan; order is
-    // bounding set, groups, gid, uid, capabilities, so dropping root comes last.
+}
+
+/// Step 3: root of the user namespace, with no supplementary groups.
+fn become_namespace_root(plan: &ChildPlan) {
+    // SAFETY: raw identity syscalls (glibc's wrappers would try to signal the
+    // parent's other threads, which do not exist in this clone).
     unsafe {
-        // Docker's default capability set: drop the rest from the bounding
-        // set now, and from the process once it is the final user.
-        if !plan.privileged {
+        let rc = libc::syscall(libc::SYS_setresgid, 0, 0, 0);
+        ok(plan, rc, SetupStep::Identity);
+        let rc = libc::syscall(libc::SYS_setresuid, 0, 0, 0);
+        ok(plan, rc, SetupStep::Identity);
+        if plan.may_setgroups {
+            let rc = libc::syscall(libc::SYS_setgroups, 0, ptr::null::<libc::gid_t>());
+            ok(plan, rc, SetupStep::Identity);
+        }
+    }
+}
+
+/// Step 4: Docker's masked and read-only paths.
+fn mask_paths(plan: &ChildPlan) {
+    for (i, p) in plan.masked.iter().enumerate() {
+        // SAFETY: stat into a zeroed stack buffer.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: p is NUL-terminated and st is valid for writing.
+        if unsafe { libc::stat(p.as_ptr(), &mut st) } < 0 {
+            if errno() == libc::ENOENT {
+                continue;
+            }
+            fail_at(plan, SetupStep::Mask, i as u32);
+        }
+        let rc = if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            mount(
+                Some(c"tmpfs"),
+                p,
+                Some(c"tmpfs"),
+                libc::MS_RDONLY | NOSUID_NODEV_NOEXEC,
+                Some(c"size=0"),
+            )
+        } else {
+            mount(Some(c"/dev/null"), p, None, libc::MS_BIND, None)
+        };
+        if rc < 0 {
+            fail_at(plan, SetupStep::Mask, i as u32);
+        }
+    }
+    for (i, p) in plan.readonly.iter().enumerate() {
+        let rc = mount(Some(p), p, None, libc::MS_BIND | libc::MS_REC, None);
+        if rc < 0 && errno() == libc::ENOENT {
+            continue;
+        }
+        let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | NOSUID_NODEV_NOEXEC;
+        if rc < 0 || mount(None, p, None, flags, None) < 0 {
+            fail_at(plan, SetupStep::ReadOnly, i as u32);
+        }
+    }
+}
+
+/// Step 6: bounding set, seccomp, USER, capabilities, stdio, exec.
+fn drop_to_user_and_exec(plan: &ChildPlan) -> ! {
+    // SAFETY: identity and capability syscalls with values and arrays from the
+    // plan; the order keeps CAP_SYS_ADMIN until seccomp is installed and drops
+    // root last.
+    unsafe {
+        if plan.confine {
             for cap in 0..=CAP_LAST {
                 if DEFAULT_CAPS & (1u64 << cap) == 0 {
                     let rc = libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0);
                     // Caps newer than the running kernel do not exist: EINVAL.
-                    if rc < 0 && *libc::__errno_location() != libc::EINVAL {
-                        fail(plan, Stage::Caps);
+                    if rc < 0 && errno() != libc::EINVAL {
+                        fail(plan, SetupStep::Caps);
                     }
                 }
             }
         }
-        // Raw syscalls: glibc's wrappers would try to signal the parent's
-        // other threads (its setxid broadcast), which do not exist in this
-        // clone, and wait for them forever.
-        let gids = plan.groups.as_ptr();
-        let rc = libc::syscall(libc::SYS_setgroups, plan.groups.len(), gids);
-        ok(plan, rc as libc::c_int, Stage::Groups);
+        if let Some(prog) = &plan.seccomp {
+            ok(
+                plan,
+                super::seccomp::install(prog).into(),
+                SetupStep::Seccomp,
+            );
+        }
+        if plan.may_setgroups {
+            let gids = plan.groups.as_ptr();
+            let rc = libc::syscall(libc::SYS_setgroups, plan.groups.len(), gids);
+            ok(plan, rc, SetupStep::Groups);
+        }
         let rc = libc::syscall(libc::SYS_setresgid, plan.gid, plan.gid, plan.gid);
-        ok(plan, rc as libc::c_int, Stage::Gid);
+        ok(plan, rc, SetupStep::Gid);
         let rc = libc::syscall(libc::SYS_setresuid, plan.uid, plan.uid, plan.uid);
-        ok(plan, rc as libc::c_int, Stage::Uid);
-        if !plan.privileged && plan.uid == 0 {
+        ok(plan, rc, SetupStep::Uid);
+        // Changing ids cleared the parent-death signal: set it again, then make
+        // sure the parent did not die in between (it holds the sync pipe's
+        // write end open until the step is reaped).
+        let rc = libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        ok(plan, rc.into(), SetupStep::Parent);
+        let mut pfd = libc::pollfd {
+            fd: plan.sync_fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        if libc::poll(&mut pfd, 1, 0) != 0 && pfd.revents & libc::POLLHUP != 0 {
+            libc::_exit(125);
+        }
+        if plan.confine && plan.uid == 0 {
             // A non-root uid has lost its capabilities in setresuid already.
             let header = CapHeader {
                 version: LINUX_CAPABILITY_VERSION_3,
@@ -408,14 +470,18 @@ pub(super) extern "C" fn child_main(arg: *mut c_void) -> libc::c_int {
                 },
             ];
             let rc = libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr());
-            ok(plan, rc as libc::c_int, Stage::Caps);
+            ok(plan, rc, SetupStep::Caps);
         }
-        ok(plan, libc::chdir(plan.workdir.as_ptr()), Stage::Workdir);
+        ok(
+            plan,
+            libc::chdir(plan.workdir.as_ptr()).into(),
+            SetupStep::Workdir,
+        );
         let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
-        ok(plan, null, Stage::Stdio);
-        ok(plan, libc::dup2(null, 0), Stage::Stdio);
-        ok(plan, libc::dup2(plan.out_fd, 1), Stage::Stdio);
-        ok(plan, libc::dup2(plan.out_fd, 2), Stage::Stdio);
+        ok(plan, null.into(), SetupStep::Stdio);
+        ok(plan, libc::dup2(null, 0).into(), SetupStep::Stdio);
+        ok(plan, libc::dup2(plan.out_fd, 1).into(), SetupStep::Stdio);
+        ok(plan, libc::dup2(plan.out_fd, 2).into(), SetupStep::Stdio);
         // Nothing else the parent had open may reach the command.
         libc::close_range(
             3,
@@ -425,7 +491,7 @@ pub(super) extern "C" fn child_main(arg: *mut c_void) -> libc::c_int {
         let mut last_errno = libc::ENOENT;
         for cand in &plan.exec_candidates {
             libc::execve(cand.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr());
-            let e = *libc::__errno_location();
+            let e = errno();
             // Like execvp: keep looking past missing or inaccessible entries.
             if e != libc::ENOENT && e != libc::ENOTDIR {
                 last_errno = e;
@@ -433,85 +499,7 @@ pub(super) extern "C" fn child_main(arg: *mut c_void) -> libc::c_int {
         }
         *libc::__errno_location() = last_errno;
     }
-    fail(plan, Stage::Exec)
-}
-
-fn setup_dev(plan: &ChildPlan) {
-    ok(plan, mkdir(c"/dev", 0o755), Stage::Dev);
-    ok(
-        plan,
-        mount(
-            c"tmpfs",
-            c"/dev",
-            Some(c"tmpfs"),
-            libc::MS_NOSUID,
-            Some(c"mode=755,size=65536k"),
-        ),
-        Stage::Dev,
-    );
-    let devices: [(&CStr, u32, u32); 6] = [
-        (c"/dev/null", 1, 3),
-        (c"/dev/zero", 1, 5),
-        (c"/dev/full", 1, 7),
-        (c"/dev/random", 1, 8),
-        (c"/dev/urandom", 1, 9),
-        (c"/dev/tty", 5, 0),
-    ];
-    for (path, major, minor) in devices {
-        // SAFETY: mknod/chmod on NUL-terminated paths in our private /dev tmpfs.
-        unsafe {
-            ok(
-                plan,
-                libc::mknod(
-                    path.as_ptr(),
-                    libc::S_IFCHR | 0o666,
-                    libc::makedev(major, minor),
-                ),
-                Stage::Dev,
-            );
-            ok(plan, libc::chmod(path.as_ptr(), 0o666), Stage::Dev);
-        }
-    }
-    ok(plan, mkdir(c"/dev/pts", 0o755), Stage::Dev);
-    ok(
-        plan,
-        mount(
-            c"devpts",
-            c"/dev/pts",
-            Some(c"devpts"),
-            libc::MS_NOSUID | libc::MS_NOEXEC,
-            Some(c"newinstance,ptmxmode=0666,mode=0620,gid=5"),
-        ),
-        Stage::Dev,
-    );
-    ok(plan, mkdir(c"/dev/shm", 0o1777), Stage::Dev);
-    ok(
-        plan,
-        mount(
-            c"shm",
-            c"/dev/shm",
-            Some(c"tmpfs"),
-            libc::MS_NOSUID | libc::MS_NODEV,
-            Some(c"mode=1777,size=65536k"),
-        ),
-        Stage::Dev,
-    );
-    let links: [(&CStr, &CStr); 6] = [
-        (c"pts/ptmx", c"/dev/ptmx"),
-        (c"/proc/self/fd", c"/dev/fd"),
-        (c"/proc/self/fd/0", c"/dev/stdin"),
-        (c"/proc/self/fd/1", c"/dev/stdout"),
-        (c"/proc/self/fd/2", c"/dev/stderr"),
-        (c"/proc/kcore", c"/dev/core"),
-    ];
-    for (target, link) in links {
-        // SAFETY: NUL-terminated strings.
-        ok(
-            plan,
-            unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) },
-            Stage::Dev,
-        );
-    }
+    fail(plan, SetupStep::Exec)
 }
 
 #[repr(C)]
@@ -525,7 +513,7 @@ fn loopback_up(plan: &ChildPlan) {
     // SAFETY: a datagram socket and two ioctls on a correctly sized ifreq.
     unsafe {
         let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-        ok(plan, sock, Stage::Network);
+        ok(plan, sock.into(), SetupStep::Network);
         let mut req = IfreqFlags {
             name: [0; libc::IFNAMSIZ],
             flags: 0,
@@ -534,14 +522,14 @@ fn loopback_up(plan: &ChildPlan) {
         req.name[..2].copy_from_slice(b"lo");
         ok(
             plan,
-            libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req),
-            Stage::Network,
+            libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req).into(),
+            SetupStep::Network,
         );
         req.flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
         ok(
             plan,
-            libc::ioctl(sock, libc::SIOCSIFFLAGS, &req),
-            Stage::Network,
+            libc::ioctl(sock, libc::SIOCSIFFLAGS, &req).into(),
+            SetupStep::Network,
         );
         libc::close(sock);
     }

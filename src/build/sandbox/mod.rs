@@ -1,18 +1,26 @@
-//! RUN: a command in new mount, PID, UTS and IPC namespaces (and a network
-//! namespace with only `lo` for `--network=none`), on a kernel overlayfs
-//! whose upper dir becomes the step's layer.
+//! RUN: a command confined as Docker confines a container, and more: in a user
+//! namespace of its own whose ids are a subordinate range (root in a step is
+//! never root on the host, nor the user that owns the store), with mount, PID,
+//! UTS, IPC, cgroup and network namespaces, on a kernel overlayfs whose upper
+//! dir becomes the step's layer.
+//!
+//! The parent side, in a helper thread with a private mount namespace:
+//! mounts the overlay (lower: the layers, shown with ids shifted into the
+//! step's range by d2v-fuse), resolves every mount point *inside* the root
+//! ([`stubs`]), mounts onto fds ([`mounts`]) a `/dev` with only Docker's
+//! device nodes, the generated `/etc/{resolv.conf,hosts,hostname}`, and the
+//! step's `RUN --mount`s, then clones the child, writes its id maps, starts
+//! its network ([`net`]: slirp4netns, host loopback refused), and lets it go.
+//! The child ([`child`]) mounts `/proc` and `/sys`, switches root, masks and
+//! write-protects Docker's `/proc` and `/sys` paths, drops to Docker's
+//! capability set and seccomp profile ([`confine`], [`seccomp`]), becomes the
+//! image's USER, and execs.
 //!
 //! The child is PID 1 of its PID namespace, so killing it (on failure, on
-//! cancel, or when the parent dies: `PR_SET_PDEATHSIG`) takes every process of
-//! the step with it, and every mount lives in the child's mount namespace, so
-//! nothing is left behind on the host when it exits. Inside: the overlay as
-//! root (`pivot_root`), a new `/proc`, read-only `/sys`, a minimal `/dev`
-//! tmpfs, `/etc/resolv.conf`, `/etc/hosts` and `/etc/hostname` bind-mounted
-//! from generated files, the step's `RUN --mount`s, Docker's default
-//! capability set (unless privileged), then the image USER's
-//! groups, gid and uid, WORKDIR (created as root if missing) and `execve` with
-//! exactly the environment given. Mount points the sandbox had to create are
-//! removed from the upper dir afterwards, as BuildKit does.
+//! cancel, or when d2v dies: `PR_SET_PDEATHSIG`) takes every process of the
+//! step with it; every mount lives in namespaces that die with the step or
+//! the helper thread. Afterwards the mount points d2v created are removed
+//! from the upper dir without following anything the step changed.
 //!
 //! ```no_run
 //! use d2v::build::sandbox::{run, RunSpec};
@@ -20,24 +28,32 @@
 //!     vec!["/var/lib/d2v/mnt/base".into()], "/var/lib/d2v/tmp/step-1".into());
 //! let outcome = run(&spec, &mut |bytes| print!("{}", String::from_utf8_lossy(bytes)), None).unwrap();
 //! assert_eq!(outcome.exit_code, 0);
-//! // outcome.upper is the step's diff: d2v::build::layer::write_layer(&outcome.upper, ...)
+//! // outcome.upper is the step's diff:
+//! // d2v::build::layer::write_layer_to(&outcome.upper, std::io::sink(), spec.ids.base)
 //! ```
 
 mod child;
+pub mod confine;
+mod mounts;
+pub mod net;
+mod prepare;
+pub mod seccomp;
+mod stubs;
 
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::MetadataExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use thiserror::Error;
 
-use super::inroot::{cpath, owned, Root};
+use super::inroot::{cpath, Root};
 use super::overlay::{Overlay, OverlayError};
 use super::user::{UserDb, UserError};
-use child::{child_main, ChildMount, ChildPlan, MountKind, Stage};
+use crate::userns::IdRange;
+use child::{child_main, ChildPlan, SetupStep};
+pub use net::NetError;
 
 /// The default `PATH` when the step's environment has none (Docker's).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -51,6 +67,9 @@ pub enum SandboxError {
     /// The USER could not be resolved in the image.
     #[error(transparent)]
     User(#[from] UserError),
+    /// The step's network could not be started.
+    #[error(transparent)]
+    Network(#[from] NetError),
     /// A host-side operation failed.
     #[error("sandbox: {what}: {source}")]
     Io {
@@ -60,10 +79,12 @@ pub enum SandboxError {
         source: io::Error,
     },
     /// The child failed before the command started.
-    #[error("sandbox: {stage} failed: {source}")]
+    #[error("sandbox: {step}{} failed: {source}", path.as_deref().map(|p| format!(" {p}")).unwrap_or_default())]
     Setup {
         /// The setup step that failed.
-        stage: &'static str,
+        step: &'static str,
+        /// The path it failed on, where one is known.
+        path: Option<String>,
         /// The errno it failed with.
         source: io::Error,
     },
@@ -74,6 +95,20 @@ pub enum SandboxError {
         argv0: String,
         /// Why.
         source: io::Error,
+    },
+    /// The USER's ids lie outside the ids this build may map.
+    #[error(
+        "sandbox: the step runs as uid {uid} gid {gid}, but only ids 0..{count} can be mapped \
+         for RUN steps (the user running d2v has no subordinate id range: add one to \
+         /etc/subuid and /etc/subgid, e.g. `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 USER`)"
+    )]
+    Unmapped {
+        /// The uid.
+        uid: u32,
+        /// The gid.
+        gid: u32,
+        /// How many ids are mapped.
+        count: u32,
     },
     /// The run was cancelled.
     #[error("sandbox: cancelled")]
@@ -90,17 +125,20 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> SandboxError {
 
 /// The network a RUN step sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Network {
-    /// The host's network (Docker's default for builds).
+pub enum NetworkMode {
+    /// Its own network namespace with outbound access through slirp4netns
+    /// (Docker's default for builds), the host's loopback out of reach.
     #[default]
-    Host,
-    /// A new network namespace with only `lo`, up.
+    Private,
+    /// Its own network namespace with only `lo`, up (`--network=none`).
     None,
+    /// The host's network namespace (`--network=host`, only when allowed).
+    Host,
 }
 
-/// A `RUN --mount`.
+/// A mount a RUN step gets (`RUN --mount`, resolved by the executor).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RunMount {
+pub enum SandboxMount {
     /// `type=cache`: a host directory kept between builds (the caller keys it
     /// by id under the store), mounted read-write unless `readonly`.
     Cache {
@@ -110,6 +148,10 @@ pub enum RunMount {
         host_dir: PathBuf,
         /// Mount read-only.
         readonly: bool,
+        /// Owner (container ids) and mode given to the directory when created.
+        owner: (u32, u32),
+        /// Mode of the directory when created.
+        mode: u32,
     },
     /// `type=bind`: `source` resolved inside `root` (the context dir or a
     /// stage's rootfs). Read-only unless `readwrite`, in which case writes go
@@ -131,23 +173,27 @@ pub enum RunMount {
         /// Size limit in bytes.
         size: Option<u64>,
     },
-    /// `type=secret`: a host file bind-mounted read-only (default target
-    /// `/run/secrets/ID`); never part of the layer.
+    /// `type=secret`: a host file, copied into a private tmpfs and mounted
+    /// read-only (default target `/run/secrets/ID`); never part of the layer.
     Secret {
         /// Absolute path in the container.
         target: String,
         /// The secret's host file.
         source: PathBuf,
+        /// Owner (container ids) of the file.
+        owner: (u32, u32),
+        /// Its mode.
+        mode: u32,
     },
 }
 
-impl RunMount {
+impl SandboxMount {
     fn target(&self) -> &str {
         match self {
-            RunMount::Cache { target, .. }
-            | RunMount::Bind { target, .. }
-            | RunMount::Tmpfs { target, .. }
-            | RunMount::Secret { target, .. } => target,
+            SandboxMount::Cache { target, .. }
+            | SandboxMount::Bind { target, .. }
+            | SandboxMount::Tmpfs { target, .. }
+            | SandboxMount::Secret { target, .. } => target,
         }
     }
 }
@@ -166,21 +212,25 @@ pub struct RunSpec {
     /// The hostname inside.
     pub hostname: String,
     /// The network.
-    pub network: Network,
-    /// Keep every capability (`RUN --security=insecure`); otherwise the
-    /// command gets Docker's default set.
+    pub network: NetworkMode,
+    /// `RUN --security=insecure`: every capability (of the step's user
+    /// namespace: still not host root), no seccomp, no masked paths.
     pub privileged: bool,
     /// `RUN --mount`s.
-    pub mounts: Vec<RunMount>,
-    /// The read-only rootfs layers, topmost first (a d2v-fuse mount in production).
+    pub mounts: Vec<SandboxMount>,
+    /// The read-only rootfs layers, topmost first (a d2v-fuse mount in
+    /// production), showing container ids shifted by `ids.base`.
     pub lower: Vec<PathBuf>,
     /// An existing, empty scratch dir (under the store's tmp) for the
     /// overlay's upper/work/merged dirs and generated files.
     pub scratch: PathBuf,
+    /// The step's ids: container id `c` is `ids.base + c` where d2v runs.
+    pub ids: IdRange,
 }
 
 impl RunSpec {
-    /// A spec with defaults: root, `/`, hostname `d2v`, host network, no mounts, no env.
+    /// A spec with defaults: root, `/`, hostname `d2v`, a private network, no
+    /// mounts, no env, this process's step id range.
     pub fn new(argv: Vec<String>, lower: Vec<PathBuf>, scratch: PathBuf) -> Self {
         Self {
             argv,
@@ -188,11 +238,12 @@ impl RunSpec {
             user: String::new(),
             workdir: "/".into(),
             hostname: "d2v".into(),
-            network: Network::Host,
+            network: NetworkMode::Private,
             privileged: false,
             mounts: Vec::new(),
             lower,
             scratch,
+            ids: crate::userns::current().step_uids,
         }
     }
 }
@@ -202,8 +253,20 @@ impl RunSpec {
 pub struct RunOutcome {
     /// The exit code (128 + signal if killed by one).
     pub exit_code: i32,
-    /// The overlay's upper dir: the step's diff.
+    /// The overlay's upper dir: the step's diff, ids shifted by the spec's
+    /// `ids.base` (the layer writer takes the shift).
     pub upper: PathBuf,
+}
+
+/// The identity and program of a step, resolved in the image.
+struct Command {
+    uid: u32,
+    gid: u32,
+    groups: Vec<u32>,
+    workdir: String,
+    env: Vec<CString>,
+    argv: Vec<CString>,
+    candidates: Vec<CString>,
 }
 
 /// Run `spec`, streaming the command's stdout and stderr (merged) to
@@ -211,7 +274,7 @@ pub struct RunOutcome {
 /// and returns [`SandboxError::Cancelled`].
 pub fn run(
     spec: &RunSpec,
-    output: &mut dyn FnMut(&[u8]),
+    output: &mut (dyn FnMut(&[u8]) + Send),
     cancel: Option<&AtomicBool>,
 ) -> Result<RunOutcome, SandboxError> {
     if spec.argv.is_empty() {
@@ -221,157 +284,56 @@ pub fn run(
         return Err(SandboxError::Invalid("no lower dir".into()));
     }
     let overlay = Overlay::create(&spec.scratch, spec.lower.clone())?;
-    let lower_roots: Vec<Root> = spec
-        .lower
-        .iter()
-        .map(|p| Root::open(p).map_err(io_err(format!("opening lower {}", p.display()))))
-        .collect::<Result<_, _>>()?;
-    let exists_in_lower = |p: &Path| lower_roots.iter().any(|r| r.exists(p));
-    let users = UserDb::load(&lower_roots[0]);
+    let lower_root = Root::open(&spec.lower[0])
+        .map_err(io_err(format!("opening lower {}", spec.lower[0].display())))?;
+    let command = resolve_command(spec, &lower_root)?;
+    prepare::own_upper_root(&overlay, &lower_root)?;
+
+    let seccomp =
+        (!spec.privileged).then(|| seccomp::SeccompProgram::docker_default(confine::DEFAULT_CAPS));
+    let (ended, points) = std::thread::scope(|s| {
+        s.spawn(|| {
+            let prepared = prepare::Prepared::new(spec, &overlay)?;
+            let result =
+                spawn_and_wait(spec, &prepared, &command, seccomp.as_ref(), output, cancel);
+            prepared.unmount();
+            result.map(|r| (r, prepared.points))
+        })
+        .join()
+        .map_err(|_| SandboxError::Invalid("the sandbox thread panicked".into()))?
+    })?;
+    let lower_meta = |p: &Path| {
+        lower_root
+            .stat(p, false)
+            .ok()
+            .map(|st| (st.st_mode, st.st_uid, st.st_gid))
+    };
+    points.remove_from(&overlay.upper, &lower_meta);
+    let exit_code = ended;
+    Ok(RunOutcome {
+        exit_code,
+        upper: overlay.upper,
+    })
+}
+
+/// Resolves USER, the environment and the program candidates.
+fn resolve_command(spec: &RunSpec, lower: &Root) -> Result<Command, SandboxError> {
+    let users = UserDb::load(lower);
     let user = users.exec_user(&spec.user)?;
-
-    // Generated files, bind-mounted over /etc/{resolv.conf,hosts,hostname}.
-    let etc_dir = spec.scratch.join("etc");
-    std::fs::create_dir(&etc_dir).map_err(io_err("creating scratch etc"))?;
-    let resolv = std::fs::read("/etc/resolv.conf").unwrap_or_default();
-    let hosts = format!(
-        "127.0.0.1\tlocalhost {h}\n::1\tlocalhost ip6-localhost ip6-loopback\n",
-        h = spec.hostname
-    );
-    let generated: [(&str, Vec<u8>); 3] = [
-        ("/etc/resolv.conf", resolv),
-        ("/etc/hosts", hosts.into_bytes()),
-        ("/etc/hostname", format!("{}\n", spec.hostname).into_bytes()),
-    ];
-
-    let mut mounts: Vec<ChildMount> = Vec::new();
-    let mut stubs: Vec<PathBuf> = Vec::new();
-    let mut copied_up: Vec<PathBuf> = Vec::new();
-    let mut add_stub_paths = |target: &Path, stubs: &mut Vec<PathBuf>| {
-        let mut sofar = PathBuf::from("/");
-        for c in target.components() {
-            if let Component::Normal(n) = c {
-                sofar.push(n);
-                if !exists_in_lower(&sofar) {
-                    if !stubs.contains(&sofar) {
-                        stubs.push(sofar.clone());
-                    }
-                } else if sofar != target && !copied_up.contains(&sofar) {
-                    copied_up.push(sofar.clone());
-                }
-            }
-        }
-    };
-    let host_path = |p: &Path| -> Result<CString, SandboxError> {
-        let real =
-            std::fs::canonicalize(p).map_err(io_err(format!("resolving {}", p.display())))?;
-        cpath(real.as_os_str()).map_err(io_err(format!("resolving {}", p.display())))
-    };
-    for (target, content) in &generated {
-        let file = etc_dir.join(Path::new(target).file_name().unwrap_or_default());
-        std::fs::write(&file, content).map_err(io_err(format!("writing {}", file.display())))?;
-        add_stub_paths(Path::new(target), &mut stubs);
-        mounts.push(child_mount(
-            target,
-            false,
-            MountKind::Bind {
-                src: host_path(&file)?,
-                readonly: false,
-            },
-        )?);
+    let count = spec.ids.count;
+    if user.uid >= count || user.gid >= count {
+        return Err(SandboxError::Unmapped {
+            uid: user.uid,
+            gid: user.gid,
+            count,
+        });
     }
-    for (i, m) in spec.mounts.iter().enumerate() {
-        let target = clean_abs(m.target())?;
-        add_stub_paths(Path::new(&target), &mut stubs);
-        let cm = match m {
-            RunMount::Cache {
-                host_dir, readonly, ..
-            } => {
-                std::fs::create_dir_all(host_dir)
-                    .map_err(io_err(format!("creating cache dir {}", host_dir.display())))?;
-                child_mount(
-                    &target,
-                    true,
-                    MountKind::Bind {
-                        src: host_path(host_dir)?,
-                        readonly: *readonly,
-                    },
-                )?
-            }
-            RunMount::Bind {
-                root,
-                source,
-                readwrite,
-                ..
-            } => {
-                let r = Root::open(root)
-                    .map_err(io_err(format!("opening bind root {}", root.display())))?;
-                let fd = r.open_at(source, libc::O_PATH, 0).map_err(io_err(format!(
-                    "resolving bind source {} in {}",
-                    source.display(),
-                    root.display()
-                )))?;
-                let is_dir = super::inroot::fstat(fd.as_raw_fd())
-                    .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
-                    .unwrap_or(false);
-                // The in-root resolution, as a host path the child can reach.
-                let real = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-                    .map_err(io_err("resolving bind source"))?;
-                if *readwrite && is_dir {
-                    // Writes land in a throwaway upper dir under scratch.
-                    let scratch = spec.scratch.join(format!("bind-{i}"));
-                    std::fs::create_dir(&scratch).map_err(io_err("creating bind scratch"))?;
-                    let ov = Overlay::create(&scratch, vec![real])?;
-                    let at = cpath(ov.merged.as_os_str()).map_err(io_err("bind scratch"))?;
-                    child_mount(
-                        &target,
-                        true,
-                        MountKind::Overlay {
-                            data: ov.options()?,
-                            at,
-                        },
-                    )?
-                } else {
-                    let src = cpath(real.as_os_str()).map_err(io_err("bind source"))?;
-                    child_mount(
-                        &target,
-                        is_dir,
-                        MountKind::Bind {
-                            src,
-                            readonly: !*readwrite,
-                        },
-                    )?
-                }
-            }
-            RunMount::Tmpfs { size, .. } => {
-                let data = match size {
-                    Some(s) => format!("mode=1777,size={s}"),
-                    None => "mode=1777".to_string(),
-                };
-                child_mount(
-                    &target,
-                    true,
-                    MountKind::Tmpfs {
-                        data: CString::new(data).expect("no NUL"),
-                    },
-                )?
-            }
-            RunMount::Secret { source, .. } => child_mount(
-                &target,
-                false,
-                MountKind::Bind {
-                    src: host_path(source)?,
-                    readonly: true,
-                },
-            )?,
-        };
-        mounts.push(cm);
-    }
-    for fixed in ["/proc", "/sys", "/dev"] {
-        add_stub_paths(Path::new(fixed), &mut stubs);
-    }
-
-    // Environment and program lookup (PATH of the step's env, like execvp).
+    let groups: Vec<u32> = user
+        .additional_gids
+        .iter()
+        .copied()
+        .filter(|g| *g < count)
+        .collect();
     let mut env = spec.env.clone();
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.push(format!("PATH={DEFAULT_PATH}"));
@@ -395,47 +357,92 @@ pub fn run(
             .map(|d| cstr(&format!("{}/{argv0}", d.trim_end_matches('/'))))
             .collect::<Result<_, _>>()?
     };
-    let argv_c: Vec<CString> = spec
-        .argv
-        .iter()
-        .map(|a| cstr(a))
-        .collect::<Result<_, _>>()?;
-    let env_c: Vec<CString> = env.iter().map(|a| cstr(a)).collect::<Result<_, _>>()?;
-    let mut argv_p: Vec<*const libc::c_char> = argv_c.iter().map(|c| c.as_ptr()).collect();
-    argv_p.push(std::ptr::null());
-    let mut envp: Vec<*const libc::c_char> = env_c.iter().map(|c| c.as_ptr()).collect();
-    envp.push(std::ptr::null());
-
     let workdir = clean_abs(if spec.workdir.is_empty() {
         "/"
     } else {
         &spec.workdir
     })?;
-    let (out_r, out_w) = pipe()?;
-    let (err_r, err_w) = pipe()?;
-    let plan = ChildPlan {
-        merged: cpath(overlay.merged.as_os_str()).map_err(io_err("merged path"))?,
-        overlay_data: overlay.options()?,
-        mounts,
-        hostname: cstr(&spec.hostname)?,
-        net_none: spec.network == Network::None,
-        privileged: spec.privileged,
-        groups: user.additional_gids.clone(),
+    Ok(Command {
         uid: user.uid,
         gid: user.gid,
-        workdir_parents: ancestors_c(&workdir, true)?,
-        workdir: cstr(&workdir)?,
-        exec_candidates: candidates,
-        argv: argv_p,
+        groups,
+        workdir,
+        env: env.iter().map(|a| cstr(a)).collect::<Result<_, _>>()?,
+        argv: spec
+            .argv
+            .iter()
+            .map(|a| cstr(a))
+            .collect::<Result<_, _>>()?,
+        candidates,
+    })
+}
+
+/// Clones the child into the prepared rootfs, sets up its ids and network,
+/// lets it run, streams its output and reaps it. Runs in the thread that
+/// owns the prepared mounts.
+fn spawn_and_wait(
+    spec: &RunSpec,
+    prepared: &prepare::Prepared,
+    command: &Command,
+    seccomp: Option<&seccomp::SeccompProgram>,
+    output: &mut (dyn FnMut(&[u8]) + Send),
+    cancel: Option<&AtomicBool>,
+) -> Result<i32, SandboxError> {
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let (sync_r, sync_w) = pipe()?;
+    let mut argv: Vec<*const libc::c_char> = command.argv.iter().map(|c| c.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = command.env.iter().map(|c| c.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    let confine = !spec.privileged;
+    let mut masked: Vec<&str> = confine::MASKED_PATHS.to_vec();
+    let thermal = confine::thermal_throttle_paths();
+    masked.extend(thermal.iter().map(String::as_str));
+    let plan = ChildPlan {
+        rootfs: cpath(prepared.merged.as_os_str()).map_err(io_err("rootfs path"))?,
+        proc_at: cpath(prepared.proc_at.as_os_str()).map_err(io_err("proc path"))?,
+        sys_at: cpath(prepared.sys_at.as_os_str()).map_err(io_err("sys path"))?,
+        own_net: spec.network != NetworkMode::Host,
+        confine,
+        masked: if confine {
+            masked.iter().map(|p| cstr(p)).collect::<Result<_, _>>()?
+        } else {
+            Vec::new()
+        },
+        readonly: if confine {
+            confine::READONLY_PATHS
+                .iter()
+                .map(|p| cstr(p))
+                .collect::<Result<_, _>>()?
+        } else {
+            Vec::new()
+        },
+        seccomp: seccomp.map(|s| s.as_fprog()),
+        hostname: cstr(&spec.hostname)?,
+        groups: command.groups.clone(),
+        may_setgroups: std::fs::read_to_string("/proc/self/setgroups")
+            .map(|s| s.trim() != "deny")
+            .unwrap_or(true),
+        uid: command.uid,
+        gid: command.gid,
+        workdir_parents: ancestors_c(&command.workdir)?,
+        workdir: cstr(&command.workdir)?,
+        exec_candidates: command.candidates.clone(),
+        argv,
         envp,
         out_fd: out_w.as_raw_fd(),
         err_fd: err_w.as_raw_fd(),
-        read_fd: out_r.as_raw_fd(),
+        close_fds: [out_r.as_raw_fd(), sync_w.as_raw_fd()],
+        sync_fd: sync_r.as_raw_fd(),
     };
-
-    let mut flags =
-        libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
-    if spec.network == Network::None {
+    let mut flags = libc::CLONE_NEWUSER
+        | libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWCGROUP;
+    if spec.network != NetworkMode::Host {
         flags |= libc::CLONE_NEWNET;
     }
     let mut stack = vec![0u8; 256 * 1024];
@@ -457,42 +464,89 @@ pub fn run(
     }
     drop(out_w);
     drop(err_w);
-    let pumped = pump(out_r.as_raw_fd(), output, cancel, pid);
+    drop(sync_r);
+    // From here on the child must be reaped whatever happens.
+    // The write end stays open until the child is reaped: the child checks
+    // it for a hang-up to notice a parent that died while it changed ids.
+    let released = release(spec, pid, &sync_w);
+    let (network, cancelled) = match released {
+        Ok(net) => {
+            let pumped = pump(out_r.as_raw_fd(), output, cancel, pid);
+            (Some(net), pumped)
+        }
+        Err(e) => {
+            kill(pid);
+            (None, Err(e))
+        }
+    };
     let status = wait(pid);
-    drop(plan);
-    let cancelled = pumped?;
+    drop(sync_w);
+    drop(network);
+    let cancelled = cancelled?;
     let status = status?;
-
-    let mut report = [0u8; 8];
-    // SAFETY: reading at most 8 bytes into a stack buffer from our pipe.
-    let n = unsafe { libc::read(err_r.as_raw_fd(), report.as_mut_ptr().cast(), 8) };
-    remove_stubs(&overlay.upper, &stubs);
-    prune_copied_up(&overlay.upper, &lower_roots, &copied_up);
     if cancelled {
         return Err(SandboxError::Cancelled);
     }
-    if n == 8 {
-        let stage = u32::from_ne_bytes(report[..4].try_into().expect("4 bytes"));
-        let errno = i32::from_ne_bytes(report[4..].try_into().expect("4 bytes"));
-        let source = io::Error::from_raw_os_error(errno);
-        return Err(match Stage::from_u32(stage) {
-            Some(Stage::Exec) => SandboxError::Exec {
-                argv0: argv0.clone(),
-                source,
-            },
-            Some(s) => SandboxError::Setup {
-                stage: s.describe(),
-                source,
-            },
-            None => SandboxError::Setup {
-                stage: "setup",
-                source,
-            },
-        });
+    if let Some(e) = setup_failure(err_r, &spec.argv[0], &plan) {
+        return Err(e);
     }
-    Ok(RunOutcome {
-        exit_code: status,
-        upper: overlay.upper,
+    Ok(status)
+}
+
+/// Writes the child's id maps, starts its network, and lets it go.
+fn release(
+    spec: &RunSpec,
+    pid: libc::pid_t,
+    sync_w: &OwnedFd,
+) -> Result<Option<net::StepNetwork>, SandboxError> {
+    let line = spec.ids.map_line();
+    for file in ["uid_map", "gid_map"] {
+        std::fs::write(format!("/proc/{pid}/{file}"), &line).map_err(io_err(format!(
+            "writing the step's {file} ({})",
+            line.trim()
+        )))?;
+    }
+    let network = match spec.network {
+        NetworkMode::Private => Some(net::StepNetwork::start(pid)?),
+        NetworkMode::None | NetworkMode::Host => None,
+    };
+    rustix::io::write(sync_w, b"1").map_err(|e| io_err("releasing the step")(e.into()))?;
+    Ok(network)
+}
+
+/// The setup failure the child reported, if any.
+fn setup_failure(err_r: OwnedFd, argv0: &str, plan: &ChildPlan) -> Option<SandboxError> {
+    let mut report = [0u8; 12];
+    let n = rustix::io::read(&err_r, &mut report).unwrap_or(0);
+    if n != 12 {
+        return None;
+    }
+    let step = u32::from_ne_bytes(report[..4].try_into().expect("4 bytes"));
+    let errno = i32::from_ne_bytes(report[4..8].try_into().expect("4 bytes"));
+    let index = u32::from_ne_bytes(report[8..].try_into().expect("4 bytes")) as usize;
+    let source = io::Error::from_raw_os_error(errno);
+    let step = SetupStep::from_u32(step);
+    let path = match step {
+        Some(SetupStep::Mask) => plan.masked.get(index),
+        Some(SetupStep::ReadOnly) => plan.readonly.get(index),
+        _ => None,
+    }
+    .map(|p| p.to_string_lossy().into_owned());
+    Some(match step {
+        Some(SetupStep::Exec) => SandboxError::Exec {
+            argv0: argv0.to_string(),
+            source,
+        },
+        Some(s) => SandboxError::Setup {
+            step: s.describe(),
+            path,
+            source,
+        },
+        None => SandboxError::Setup {
+            step: "setup",
+            path,
+            source,
+        },
     })
 }
 
@@ -514,46 +568,29 @@ fn clean_abs(p: &str) -> Result<String, SandboxError> {
     Ok(cleaned)
 }
 
-/// `/a`, `/a/b`, … for `/a/b/c` (including it when `inclusive`).
-fn ancestors_c(path: &str, inclusive: bool) -> Result<Vec<CString>, SandboxError> {
+/// `/a`, `/a/b`, `/a/b/c` for `/a/b/c`.
+fn ancestors_c(path: &str) -> Result<Vec<CString>, SandboxError> {
     let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let n = if inclusive {
-        parts.len()
-    } else {
-        parts.len().saturating_sub(1)
-    };
-    (1..=n)
+    (1..=parts.len())
         .map(|i| cstr(&format!("/{}", parts[..i].join("/"))))
         .collect()
 }
 
-fn child_mount(target: &str, is_dir: bool, kind: MountKind) -> Result<ChildMount, SandboxError> {
-    Ok(ChildMount {
-        parents: ancestors_c(target, false)?,
-        target: cstr(target)?,
-        target_is_dir: is_dir,
-        kind,
-        tree_fd: std::cell::Cell::new(-1),
-    })
+fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| io_err("pipe")(e.into()))
 }
 
-fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
-    let mut fds = [0; 2];
-    // SAFETY: fds is a valid 2-element array for pipe2 to fill.
-    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
-    if rc < 0 {
-        return Err(io_err("pipe")(io::Error::last_os_error()));
-    }
-    let r = owned(fds[0]).map_err(io_err("pipe"))?;
-    let w = owned(fds[1]).map_err(io_err("pipe"))?;
-    Ok((r, w))
+fn kill(pid: libc::pid_t) {
+    // SAFETY: pid is our own unreaped child; SIGKILL to a PID namespace's init
+    // kills every process in that namespace.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
 }
 
 /// Copy output to `sink` until EOF; on cancel, kill the namespace's init.
 /// Returns whether the run was cancelled.
 fn pump(
     fd: RawFd,
-    sink: &mut dyn FnMut(&[u8]),
+    sink: &mut (dyn FnMut(&[u8]) + Send),
     cancel: Option<&AtomicBool>,
     pid: libc::pid_t,
 ) -> Result<bool, SandboxError> {
@@ -561,9 +598,7 @@ fn pump(
     let mut cancelled = false;
     loop {
         if !cancelled && cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
-            // SAFETY: pid is our own unreaped child; SIGKILL to a PID
-            // namespace's init kills every process in that namespace.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            kill(pid);
             cancelled = true;
         }
         let mut pfd = libc::pollfd {
@@ -620,53 +655,4 @@ fn wait(pid: libc::pid_t) -> Result<i32, SandboxError> {
     } else {
         128 + libc::WTERMSIG(status)
     })
-}
-
-/// Drop mount points the sandbox created (and that stayed empty) from the
-/// upper dir, deepest first, so they are not part of the layer.
-fn remove_stubs(upper: &Path, stubs: &[PathBuf]) {
-    let mut sorted: Vec<&PathBuf> = stubs.iter().collect();
-    sorted.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    for stub in sorted {
-        let host = upper.join(stub.strip_prefix("/").unwrap_or(stub));
-        let Ok(meta) = std::fs::symlink_metadata(&host) else {
-            continue;
-        };
-        if meta.is_dir() {
-            let _ = std::fs::remove_dir(&host); // only if empty
-        } else if meta.is_file() && meta.len() == 0 {
-            let _ = std::fs::remove_file(&host);
-        }
-    }
-}
-
-/// Drop directories that overlay copied up only because a mount point was
-/// created inside them: still empty, not opaque, and with the lower's mode
-/// and owner. Deepest first.
-fn prune_copied_up(upper: &Path, lower: &[Root], dirs: &[PathBuf]) {
-    let mut sorted: Vec<&PathBuf> = dirs.iter().collect();
-    sorted.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    for dir in sorted {
-        let rel = dir.strip_prefix("/").unwrap_or(dir);
-        let host = upper.join(rel);
-        let Ok(meta) = std::fs::symlink_metadata(&host) else {
-            continue;
-        };
-        let Some(lower_st) = lower.iter().find_map(|r| r.stat(rel, false).ok()) else {
-            continue;
-        };
-        let empty = std::fs::read_dir(&host)
-            .map(|mut d| d.next().is_none())
-            .unwrap_or(false);
-        let opaque = super::layer::read_xattr(&host, "trusted.overlay.opaque").is_some();
-        if meta.is_dir()
-            && empty
-            && !opaque
-            && meta.mode() & 0o7777 == lower_st.st_mode & 0o7777
-            && meta.uid() == lower_st.st_uid
-            && meta.gid() == lower_st.st_gid
-        {
-            let _ = std::fs::remove_dir(&host);
-        }
-    }
 }

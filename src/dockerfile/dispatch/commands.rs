@@ -1,13 +1,41 @@
 //! RUN and COPY/ADD: the instructions that change the filesystem, turned
 //! into [`RunStep`] and [`CopyStep`] with BuildKit's heredoc, mount and flag rules.
 
-use super::{Dispatcher, Origin, ScopeVars};
+use super::{Dispatcher, ScopeVars};
 use crate::dockerfile::flags::{self, FlagValue};
-use crate::dockerfile::heredoc::RawHeredoc;
-use crate::dockerfile::lex::{expand_heredoc, expand_word, split_words};
-use crate::dockerfile::steps::{CopyFrom, CopyStep, Heredoc, Network, RunStep};
-use crate::dockerfile::text::{first_line, join_continuations};
-use parse_dockerfile::{Command, Source};
+use crate::dockerfile::heredoc;
+use crate::dockerfile::instruction::{Form, Instruction};
+use crate::dockerfile::lex::{expand_heredoc, expand_word};
+use crate::dockerfile::steps::{CopyFrom, CopyStep, Heredoc, MountKind, Network, RunStep};
+use crate::dockerfile::text::clean_path;
+
+/// Go's `path.Clean` for any path (relative ones stay relative; "" is ".").
+fn go_clean(p: &str) -> String {
+    if p.starts_with('/') {
+        return clean_path(p);
+    }
+    let cleaned = clean_path(&format!("/{p}"));
+    let rel = cleaned.trim_start_matches('/');
+    if rel.is_empty() {
+        ".".into()
+    } else {
+        rel.to_string()
+    }
+}
+
+/// A mount target as BuildKit places it: relative (or empty) targets are
+/// joined with the WORKDIR; the root itself is refused.
+pub(crate) fn mount_target(target: &str, workdir: &str) -> Result<String, String> {
+    let joined = if target.starts_with('/') {
+        clean_path(target)
+    } else {
+        clean_path(&format!("/{workdir}/{target}"))
+    };
+    if joined == "/" {
+        return Err(format!("invalid mount target {joined:?}"));
+    }
+    Ok(joined)
+}
 
 impl Dispatcher<'_> {
     pub(super) fn resolve(&mut self, value: &str, at: usize) -> Result<CopyFrom, (usize, String)> {
@@ -22,12 +50,12 @@ impl Dispatcher<'_> {
 
     pub(super) fn run_step(
         &mut self,
-        origin: &Origin<'_>,
-        i: &parse_dockerfile::RunInstruction<'_>,
+        inst: &Instruction,
+        esc: char,
         vars: &ScopeVars,
+        workdir: &str,
     ) -> Result<RunStep, (usize, String)> {
-        let esc = origin.escape;
-        let flags = flags::check("RUN", &i.options)?;
+        let flags = flags::check("RUN", &inst.flags)?;
         let mut run = RunStep {
             argv: Vec::new(),
             heredocs: Vec::new(),
@@ -45,6 +73,16 @@ impl Dispatcher<'_> {
                         flags::mount(&value, &expand).map_err(|m| (f.value_pos, m))?;
                     if let Some(from) = from {
                         m.from = Some(self.resolve(&from, f.value_pos)?);
+                    }
+                    if matches!(
+                        m.kind,
+                        MountKind::Bind | MountKind::Cache | MountKind::Tmpfs
+                    ) {
+                        let raw = m.target.clone().unwrap_or_default();
+                        if m.kind == MountKind::Cache && m.id.is_none() {
+                            m.id = Some(go_clean(&raw));
+                        }
+                        m.target = Some(mount_target(&raw, workdir).map_err(|e| (f.value_pos, e))?);
                     }
                     run.mounts.push(m);
                 }
@@ -64,93 +102,89 @@ impl Dispatcher<'_> {
                 _ => {}
             }
         }
-        let (_, pos) = (0, i.run.span.start);
-        match &i.arguments {
-            Command::Exec(a) => run.argv = a.value.iter().map(|s| s.value.to_string()).collect(),
-            Command::Shell(s) => {
-                let raw = origin.map.text.get(s.span.clone()).unwrap_or(s.value);
-                let line = join_continuations(raw, esc, false);
-                let docs = origin.heredocs.get(&pos).cloned().unwrap_or_default();
-                // Heredocs the parser itself read (`RUN <<EOF` when the
-                // pre-pass did not run, e.g. in ONBUILD triggers).
-                let docs = if docs.is_empty() && !i.here_docs.is_empty() {
-                    i.here_docs
-                        .iter()
-                        .map(|h| RawHeredoc {
-                            name: line
-                                .trim_start_matches('<')
-                                .trim_start_matches('-')
-                                .split_whitespace()
-                                .next()
-                                .unwrap_or_default()
-                                .trim_matches(['"', '\''])
-                                .to_string(),
-                            content: h.value.to_string(),
-                            expand: h.expand,
-                            word: String::new(),
-                        })
-                        .collect()
-                } else {
-                    docs
-                };
-                let mut argv = self.shell();
-                if docs.is_empty() {
-                    argv.push(line);
-                } else if docs.len() == 1 && line.trim() == docs[0].word.as_str() {
-                    let doc = &docs[0];
-                    if doc.content.starts_with("#!") {
-                        run.script = Some(Heredoc {
-                            name: doc.name.clone(),
-                            content: doc.content.clone(),
-                            expand: doc.expand,
-                        });
-                        argv.push(format!("/dev/pipes/{}", doc.name));
-                    } else {
-                        argv.push(doc.content.clone());
-                    }
-                } else {
-                    let mut full = line;
-                    for d in &docs {
-                        full.push('\n');
-                        full.push_str(&d.content);
-                        full.push_str(&d.name);
-                    }
-                    argv.push(full);
-                }
-                run.heredocs = docs
-                    .iter()
-                    .map(|d| Heredoc {
-                        name: d.name.clone(),
-                        content: d.content.clone(),
-                        expand: d.expand,
-                    })
-                    .collect();
-                run.argv = argv;
-            }
-            _ => {}
+        match inst.form()? {
+            Form::Json(argv) => run.argv = argv,
+            Form::Shell => self.shell_run(inst, &mut run),
         }
         Ok(run)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Shell-form RUN, with BuildKit's here-document rules.
+    fn shell_run(&self, inst: &Instruction, run: &mut RunStep) {
+        let line = inst.args.text.clone();
+        let docs = &inst.heredocs;
+        let mut argv = self.shell();
+        if docs.is_empty() {
+            argv.push(line);
+        } else if docs.len() == 1 && line.trim() == docs[0].word.as_str() {
+            let doc = &docs[0];
+            if doc.content.starts_with("#!") {
+                run.script = Some(Heredoc {
+                    name: doc.name.clone(),
+                    content: doc.content.clone(),
+                    expand: doc.expand,
+                });
+                argv.push(format!("/dev/pipes/{}", doc.name));
+            } else {
+                argv.push(doc.content.clone());
+            }
+        } else {
+            let mut full = line;
+            for d in docs {
+                full.push('\n');
+                full.push_str(&d.content);
+                full.push_str(&d.name);
+            }
+            argv.push(full);
+        }
+        run.heredocs = docs
+            .iter()
+            .map(|d| Heredoc {
+                name: d.name.clone(),
+                content: d.content.clone(),
+                expand: d.expand,
+            })
+            .collect();
+        run.argv = argv;
+    }
+
     pub(super) fn copy_step(
         &mut self,
-        origin: &Origin<'_>,
-        is_add: bool,
-        options: &[parse_dockerfile::Flag<'_>],
-        src: &[Source<'_>],
-        dest: &parse_dockerfile::UnescapedString<'_>,
-        pos: usize,
+        inst: &Instruction,
+        esc: char,
         vars: &ScopeVars,
     ) -> Result<CopyStep, (usize, String)> {
-        let esc = origin.escape;
-        let flags = flags::check(if is_add { "ADD" } else { "COPY" }, options)?;
+        let is_add = inst.keyword == "ADD";
+        let flags = flags::check(&inst.keyword, &inst.flags)?;
         let word = |s: &str, at: usize| expand_word(s, esc, vars).map_err(|e| (at, e.0));
+        // Sources and destination: a JSON array, or whitespace-separated words.
+        let words: Vec<(String, usize)> = match inst.form()? {
+            Form::Json(values) => values
+                .into_iter()
+                .map(|v| {
+                    let at = inst.find(0, &v);
+                    (v, at)
+                })
+                .collect(),
+            Form::Shell => inst.words(),
+        };
+        let Some(((dest_raw, dest_at), srcs)) = words.split_last() else {
+            return Err((
+                inst.pos,
+                format!("{} requires at least two arguments", inst.keyword),
+            ));
+        };
+        if srcs.is_empty() {
+            return Err((
+                inst.pos,
+                format!("{} requires at least two arguments, but only one was provided. Destination could not be determined", inst.keyword),
+            ));
+        }
         let mut step = CopyStep {
             is_add,
             sources: Vec::new(),
             heredocs: Vec::new(),
-            dest: word(&dest.value, dest.span.start)?,
+            dest: word(dest_raw, *dest_at)?,
             from: None,
             chown: None,
             chmod: None,
@@ -173,7 +207,11 @@ impl Dispatcher<'_> {
                     step.from = Some(self.resolve(&v, f.value_pos)?);
                 }
                 "chown" => step.chown = Some(value(f)?),
-                "chmod" => step.chmod = Some(value(f)?),
+                "chmod" => {
+                    let v = value(f)?;
+                    crate::dockerfile::chmod::parse(&v).map_err(|m| (f.value_pos, m))?;
+                    step.chmod = Some(v);
+                }
                 "link" => step.link = boolean()?,
                 "parents" => step.parents = boolean()?,
                 "exclude" => step.exclude.push(value(f)?),
@@ -183,45 +221,46 @@ impl Dispatcher<'_> {
                 _ => {}
             }
         }
-        let line = first_line(origin.map.text, pos, esc);
-        let mut names = split_words(&line, '\\')
-            .into_iter()
-            .filter_map(|w| heredoc_name(&w));
-        for s in src {
-            match s {
-                Source::Path(p) => step.sources.push(word(&p.value, p.span.start)?),
-                Source::HereDoc(h) => {
-                    let name = names.next().unwrap_or_else(|| "heredoc".into());
+        let mut docs = inst.heredocs.iter();
+        for (src, at) in srcs {
+            if heredoc::parse_marker(src).is_some() {
+                if let Some(h) = docs.next() {
                     let content = if h.expand {
-                        expand_heredoc(&h.value, vars).map_err(|e| (h.span.start, e.0))?
+                        expand_heredoc(&h.content, vars).map_err(|e| (*at, e.0))?
                     } else {
-                        h.value.to_string()
+                        h.content.clone()
                     };
                     step.heredocs.push(Heredoc {
-                        name,
+                        name: h.name.clone(),
                         content,
                         expand: h.expand,
                     });
+                    continue;
                 }
-                _ => {}
             }
+            step.sources.push(word(src, *at)?);
         }
         if step.sources.iter().any(String::is_empty) {
-            return Err((pos, "source can not be empty".into()));
+            return Err((inst.pos, "source can not be empty".into()));
         }
         Ok(step)
     }
 }
 
-/// The file name of a COPY here-document marker word.
-fn heredoc_name(word: &str) -> Option<String> {
-    let rest = word.strip_prefix("<<")?;
-    let rest = rest.strip_prefix('-').unwrap_or(rest);
-    if rest.is_empty() || rest.contains('<') {
-        return None;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_targets_join_the_workdir() {
+        assert_eq!(mount_target("", "/src").unwrap(), "/src");
+        assert_eq!(mount_target(".", "/src").unwrap(), "/src");
+        assert_eq!(mount_target("sub", "/src").unwrap(), "/src/sub");
+        assert_eq!(mount_target("/abs/", "/src").unwrap(), "/abs");
+        assert!(mount_target("/", "/src").is_err());
+        assert!(mount_target("..", "/src").is_err());
+        assert!(mount_target("", "/").is_err());
+        assert_eq!(go_clean("./cache/"), "cache");
+        assert_eq!(go_clean(""), ".");
     }
-    let none: Vec<(String, String)> = Vec::new();
-    expand_word(rest, '\\', &none)
-        .ok()
-        .filter(|n| !n.is_empty())
 }

@@ -3,26 +3,57 @@
 //! COPY/ADD in [`commands`].
 
 mod commands;
+mod config;
 
-use super::config::{
-    default_shell, parse_duration, parse_port_spec, set_env, validate_signal, Healthcheck, History,
-    ImageConfig,
-};
+use super::checks::{Check, Checks};
+use super::config::{default_shell, History, ImageConfig};
 use super::error::{FrontendError, Location, SourceMap};
-use super::flags::{self, FlagValue};
-use super::heredoc::RawHeredoc;
-use super::lex::{expand_word, expand_words, split_words, Vars};
+use super::flags;
+use super::instruction::Instruction;
+use super::lex::{expand_word, split_words, Vars};
 use super::steps::{CopyFrom, Step, StepKind, StepState};
-use super::text::{clean_path, first_line, join_continuations, name_values};
-use parse_dockerfile::{Command, HealthcheckArguments, Instruction, JsonOrStringArray};
-use std::collections::HashMap;
+use super::text::name_values;
 
-/// Where an instruction's text comes from, for spans and error locations.
+/// How many bytes of step state (env, args) a whole plan may hold: each step
+/// keeps a snapshot, so a big ENV repeated over many steps is bounded here.
+pub(crate) const PLAN_STATE_BUDGET: usize = 256 << 20;
+
+/// The plan's running total of step-state and expanded bytes.
+#[derive(Debug, Default)]
+pub(crate) struct Budget {
+    used: std::cell::Cell<usize>,
+}
+
+impl Budget {
+    fn charge(&self, bytes: usize) -> Result<(), String> {
+        self.used.set(self.used.get().saturating_add(bytes));
+        if self.used.get() > PLAN_STATE_BUDGET {
+            return Err(format!(
+                "the Dockerfile expands to more than {} MiB (env, args and values of every step)",
+                PLAN_STATE_BUDGET >> 20
+            ));
+        }
+        Ok(())
+    }
+
+    fn charge_state(&self, state: &StepState) -> Result<(), String> {
+        self.charge(
+            state.env.iter().map(String::len).sum::<usize>()
+                + state
+                    .args
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum::<usize>()
+                + state.user.len()
+                + state.workdir.len(),
+        )
+    }
+}
+
+/// Where an instruction's text comes from, for error locations.
 pub(crate) struct Origin<'t> {
-    /// The text the instruction's spans index.
+    /// The text the instruction's offsets index.
     pub(crate) map: SourceMap<'t>,
-    /// RUN here-documents by RUN keyword offset in `map.text`.
-    pub(crate) heredocs: &'t HashMap<usize, Vec<RawHeredoc>>,
     /// For ONBUILD triggers of a base image: every location is this FROM.
     pub(crate) fixed: Option<Location>,
     /// The escape character of `map.text`.
@@ -37,7 +68,7 @@ impl Origin<'_> {
     fn err(&self, pos: usize, inst: &str, msg: impl Into<String>) -> FrontendError {
         match &self.fixed {
             Some(loc) => {
-                let trigger = first_line(self.map.text, pos, self.escape);
+                let trigger = self.map.text.trim_end();
                 let msg = format!(
                     "ONBUILD trigger from the base image ({trigger}): {}",
                     msg.into()
@@ -47,32 +78,6 @@ impl Origin<'_> {
             None => self.map.error(pos, Some(inst), msg),
         }
     }
-}
-
-/// The instruction's keyword (upper case) and the byte offset where it starts.
-pub(crate) fn keyword(inst: &Instruction<'_>) -> (&'static str, usize) {
-    let (name, span) = match inst {
-        Instruction::Add(i) => ("ADD", &i.add.span),
-        Instruction::Arg(i) => ("ARG", &i.arg.span),
-        Instruction::Cmd(i) => ("CMD", &i.cmd.span),
-        Instruction::Copy(i) => ("COPY", &i.copy.span),
-        Instruction::Entrypoint(i) => ("ENTRYPOINT", &i.entrypoint.span),
-        Instruction::Env(i) => ("ENV", &i.env.span),
-        Instruction::Expose(i) => ("EXPOSE", &i.expose.span),
-        Instruction::From(i) => ("FROM", &i.from.span),
-        Instruction::Healthcheck(i) => ("HEALTHCHECK", &i.healthcheck.span),
-        Instruction::Label(i) => ("LABEL", &i.label.span),
-        Instruction::Maintainer(i) => ("MAINTAINER", &i.maintainer.span),
-        Instruction::Onbuild(i) => ("ONBUILD", &i.onbuild.span),
-        Instruction::Run(i) => ("RUN", &i.run.span),
-        Instruction::Shell(i) => ("SHELL", &i.shell.span),
-        Instruction::Stopsignal(i) => ("STOPSIGNAL", &i.stopsignal.span),
-        Instruction::User(i) => ("USER", &i.user.span),
-        Instruction::Volume(i) => ("VOLUME", &i.volume.span),
-        Instruction::Workdir(i) => ("WORKDIR", &i.workdir.span),
-        _ => ("UNKNOWN", &(0..0)),
-    };
-    (name, span.start)
 }
 
 /// Args (with values) then env: env wins, as in BuildKit's `getEnv`.
@@ -92,6 +97,10 @@ pub(crate) struct StageOutput {
     pub(crate) deps: Vec<usize>,
     /// ARG names declared in the stage.
     pub(crate) declared_args: Vec<String>,
+    /// Whether a WORKDIR was set in this stage or the stages it is built on.
+    pub(crate) workdir_set: bool,
+    /// Build checks raised while dispatching.
+    pub(crate) checks: Vec<Check>,
 }
 
 /// Resolves a `--from` value to a stage (by name or index) or an image.
@@ -108,6 +117,13 @@ pub(crate) struct Dispatcher<'r> {
     build_args: &'r [(String, String)],
     global_args: &'r [(String, Option<String>)],
     resolve_from: ResolveFrom<'r>,
+    /// Whether a WORKDIR was set (here or in a parent stage): BuildKit's
+    /// WorkdirRelativePath check looks only at the first one.
+    pub(crate) workdir_set: bool,
+    /// The last CMD, ENTRYPOINT and HEALTHCHECK of the stage, for
+    /// MultipleInstructionsDisallowed.
+    last_once: Vec<(&'static str, Location)>,
+    checks: Checks,
 }
 
 impl<'r> Dispatcher<'r> {
@@ -136,6 +152,9 @@ impl<'r> Dispatcher<'r> {
             build_args,
             global_args,
             resolve_from,
+            workdir_set: false,
+            last_once: Vec::new(),
+            checks: Checks::default(),
         };
         (d, triggers)
     }
@@ -147,6 +166,8 @@ impl<'r> Dispatcher<'r> {
             config: self.config,
             deps: self.deps,
             declared_args: self.declared,
+            workdir_set: self.workdir_set,
+            checks: self.checks.found,
         }
     }
 
@@ -190,10 +211,34 @@ impl<'r> Dispatcher<'r> {
             .unwrap_or_else(default_shell)
     }
 
+    /// A build check at `pos`.
+    fn check(&mut self, origin: &Origin<'_>, rule: &str, pos: usize, message: String) {
+        if origin.fixed.is_none() {
+            self.checks.add(rule, origin.location(pos), message);
+        }
+    }
+
+    /// MultipleInstructionsDisallowed: an earlier CMD/ENTRYPOINT/HEALTHCHECK
+    /// of the stage is overridden.
+    fn used_once(&mut self, origin: &Origin<'_>, name: &'static str, pos: usize) {
+        let here = origin.location(pos);
+        if let Some(k) = self.last_once.iter().position(|(n, _)| *n == name) {
+            let (_, earlier) = self.last_once.remove(k);
+            if origin.fixed.is_none() {
+                self.checks.add(
+                    "MultipleInstructionsDisallowed",
+                    earlier,
+                    format!("Multiple {name} instructions should not be used in the same stage because only the last one will be used"),
+                );
+            }
+        }
+        self.last_once.push((name, here));
+    }
+
     fn push(
         &mut self,
         origin: &Origin<'_>,
-        pos: usize,
+        inst: &Instruction,
         kind: StepKind,
         state: StepState,
         created_by: String,
@@ -206,8 +251,8 @@ impl<'r> Dispatcher<'r> {
             empty_layer: empty_layer.then_some(true),
         });
         self.steps.push(Step {
-            location: origin.location(pos),
-            text: first_line(origin.map.text, pos, origin.escape),
+            location: origin.location(inst.pos),
+            text: inst.text().to_string(),
             kind,
             state,
         });
@@ -217,392 +262,134 @@ impl<'r> Dispatcher<'r> {
     pub(crate) fn dispatch(
         &mut self,
         origin: &Origin<'_>,
-        inst: &Instruction<'_>,
+        inst: &Instruction,
+        budget: &Budget,
     ) -> Result<(), FrontendError> {
-        let (name, pos) = keyword(inst);
-        let esc = origin.escape;
+        let name = inst.keyword.as_str();
+        let pos = inst.pos;
         let state = self.state();
-        let text = first_line(origin.map.text, pos, esc);
         let err = |at: usize, msg: String| origin.err(at, name, msg);
-        let vars = self.vars();
-        let word = |s: &str, at: usize| expand_word(s, esc, &vars).map_err(|e| err(at, e.0));
-        // ENV and LABEL: `K=V` pairs, each word expanded; errors point at the word.
-        let pairs = |value: &str, span: &std::ops::Range<usize>, what: &str| {
-            let text = origin.map.text;
-            let raw = name_values(value, esc, what).map_err(|(w, m)| {
-                let at = w.map_or(span.start, |w| find_from(text, span.start, span.end, &w));
-                err(at, m)
-            })?;
-            let mut out = Vec::new();
-            let mut cursor = span.start;
-            for (k, v) in raw {
-                let kpos = find_from(text, cursor, span.end, &k);
-                let vpos = find_from(text, kpos + k.len(), span.end, &v);
-                cursor = (vpos + v.len()).min(span.end);
-                let k = word(&k, kpos)?;
-                if k.is_empty() {
-                    return Err(err(kpos, format!("{what} names can not be blank")));
-                }
-                out.push((k, word(&v, vpos)?));
-            }
-            Ok(out)
+        budget.charge_state(&state).map_err(|m| err(pos, m))?;
+        budget
+            .charge(inst.line.text.len())
+            .map_err(|m| err(pos, m))?;
+        // Flags on instructions that take none are errors, as in BuildKit.
+        if !matches!(name, "RUN" | "COPY" | "ADD" | "HEALTHCHECK" | "ONBUILD") {
+            flags::check(name, &inst.flags).map_err(|(at, m)| err(at, m))?;
+        }
+        let text = inst.text().to_string();
+        let cx = Cx {
+            origin,
+            inst,
+            vars: self.vars(),
+            budget,
         };
-        match inst {
-            Instruction::Arg(i) => {
-                let mut new_args = Vec::new();
-                let mut cursor = i.arguments.span.start;
-                for w in split_words(&i.arguments.value, esc) {
-                    let (key, default) = match w.split_once('=') {
-                        Some((k, v)) => (k.to_string(), Some(v.to_string())),
-                        None => (w.clone(), None),
-                    };
-                    let kpos = find_from(origin.map.text, cursor, i.arguments.span.end, &key);
-                    let vpos = kpos + key.len() + 1;
-                    cursor = vpos.min(i.arguments.span.end);
-                    let key = word(&key, kpos)?;
-                    if key.is_empty() {
-                        return Err(err(
-                            i.arguments.span.start,
-                            "ARG names can not be blank".into(),
-                        ));
-                    }
-                    let default = match default {
-                        Some(d) => Some(word(&d, vpos)?),
-                        None => None,
-                    };
-                    let value = lookup(self.build_args, &key).or(default).or_else(|| {
-                        self.global_args
-                            .iter()
-                            .rev()
-                            .find(|(k, _)| *k == key)
-                            .and_then(|(_, v)| v.clone())
-                    });
-                    new_args.push((key, value));
-                }
-                for (k, v) in new_args {
-                    self.declared.push(k.clone());
-                    self.args.retain(|(ek, _)| *ek != k);
-                    self.args.push((k, v));
-                }
-                self.push(origin, pos, StepKind::Config, state, text);
-            }
-            Instruction::Env(i) => {
-                let expanded = pairs(&i.arguments.value, &i.arguments.span, "ENV")?;
-                let env = self.config.config.env.get_or_insert_with(Vec::new);
-                let mut by = Vec::new();
-                for (k, v) in expanded {
-                    set_env(env, &k, &v);
-                    by.push(format!("{k}={v}"));
-                }
-                self.push(
-                    origin,
-                    pos,
-                    StepKind::Config,
-                    state,
-                    format!("ENV {}", by.join(" ")),
-                );
-            }
-            Instruction::Label(i) => {
-                let mut by = Vec::new();
-                for (k, v) in pairs(&i.arguments.value, &i.arguments.span, "LABEL")? {
-                    by.push(format!("{k}={v}"));
-                    self.config
-                        .config
-                        .labels
-                        .get_or_insert_with(Default::default)
-                        .insert(k, v);
-                }
-                self.push(
-                    origin,
-                    pos,
-                    StepKind::Config,
-                    state,
-                    format!("LABEL {}", by.join(" ")),
-                );
-            }
-            Instruction::Maintainer(i) => {
-                self.config.author = Some(i.name.value.to_string());
-                self.push(origin, pos, StepKind::Config, state, text);
-            }
-            Instruction::Expose(i) => {
-                for arg in &i.arguments {
-                    let words = expand_words(&arg.value, esc, &vars)
-                        .map_err(|e| err(arg.span.start, e.0))?;
-                    for w in words {
-                        let ports = parse_port_spec(&w).map_err(|m| err(arg.span.start, m))?;
-                        let map = self
-                            .config
-                            .config
-                            .exposed_ports
-                            .get_or_insert_with(Default::default);
-                        for p in ports {
-                            map.insert(p, Default::default());
-                        }
-                    }
-                }
-                self.push(origin, pos, StepKind::Config, state, text);
-            }
-            Instruction::User(i) => {
-                let user = word(&i.arguments.value, i.arguments.span.start)?;
-                if user.is_empty() {
-                    return Err(err(
-                        i.arguments.span.start,
-                        "USER requires a user name or uid".into(),
-                    ));
-                }
-                self.config.config.user = Some(user);
-                self.push(origin, pos, StepKind::Config, state, text);
-            }
-            Instruction::Workdir(i) => {
-                let dir = word(&i.arguments.value, i.arguments.span.start)?;
-                if dir.is_empty() {
-                    return Err(err(
-                        i.arguments.span.start,
-                        "WORKDIR can not be blank".into(),
-                    ));
-                }
-                // BuildKit's NormalizeWorkdir: relative paths are joined to
-                // the current one (and cleaned); absolute ones are kept as written.
-                let current = self.config.config.working_dir.clone().unwrap_or_default();
-                let joined = if dir.starts_with('/') {
-                    dir
-                } else {
-                    clean_path(&format!("/{current}/{dir}"))
-                };
-                self.config.config.working_dir = Some(joined.clone());
-                self.push(
-                    origin,
-                    pos,
-                    StepKind::Workdir(joined),
-                    state,
-                    format!("{text} # buildkit"),
-                );
-            }
-            Instruction::Volume(i) => {
-                let mut paths = Vec::new();
-                match &i.arguments {
-                    JsonOrStringArray::Json(a) => {
-                        for v in &a.value {
-                            paths.push((word(&v.value, v.span.start)?, v.span.start));
-                        }
-                    }
-                    JsonOrStringArray::String(a) => {
-                        for v in a {
-                            let words = expand_words(&v.value, esc, &vars)
-                                .map_err(|e| err(v.span.start, e.0))?;
-                            paths.extend(words.into_iter().map(|w| (w, v.span.start)));
-                        }
-                    }
-                }
-                for (p, at) in paths {
-                    if p.trim().is_empty() {
-                        return Err(err(
-                            at,
-                            "VOLUME specified can not be an empty string".into(),
-                        ));
-                    }
-                    self.config
-                        .config
-                        .volumes
-                        .get_or_insert_with(Default::default)
-                        .insert(p, Default::default());
-                }
-                self.push(origin, pos, StepKind::Config, state, text);
-            }
-            Instruction::Stopsignal(i) => {
-                let sig = word(&i.arguments.value, i.arguments.span.start)?;
-                validate_signal(&sig).map_err(|m| err(i.arguments.span.start, m))?;
-                self.config.config.stop_signal = Some(sig);
-                self.push(origin, pos, StepKind::Config, state, text);
-            }
-            Instruction::Shell(i) => {
-                self.config.config.shell =
-                    Some(i.arguments.iter().map(|a| a.value.to_string()).collect());
-                self.push(origin, pos, StepKind::Config, state, text);
-            }
-            Instruction::Cmd(i) => {
-                let argv = self.command_argv(origin, &i.arguments);
-                self.config.config.cmd = Some(argv.clone());
-                self.cmd_set = true;
-                let by = format!("CMD {}", serde_json::to_string(&argv).unwrap_or_default());
-                self.push(origin, pos, StepKind::Config, state, by);
-            }
-            Instruction::Entrypoint(i) => {
-                let argv = self.command_argv(origin, &i.arguments);
-                self.config.config.entrypoint = Some(argv.clone());
-                if !self.cmd_set {
-                    self.config.config.cmd = None;
-                }
-                let by = format!(
-                    "ENTRYPOINT {}",
-                    serde_json::to_string(&argv).unwrap_or_default()
-                );
-                self.push(origin, pos, StepKind::Config, state, by);
-            }
-            Instruction::Healthcheck(i) => {
-                let flags =
-                    flags::check("HEALTHCHECK", &i.options).map_err(|(at, m)| err(at, m))?;
-                let hc = match &i.arguments {
-                    HealthcheckArguments::None { .. } => {
-                        if let Some(f) = flags.first() {
-                            return Err(err(
-                                f.pos,
-                                "options are not allowed with HEALTHCHECK NONE".into(),
-                            ));
-                        }
-                        Healthcheck {
-                            test: vec!["NONE".into()],
-                            ..Default::default()
-                        }
-                    }
-                    HealthcheckArguments::Cmd { arguments, .. } => {
-                        let test = match arguments {
-                            Command::Exec(a) => std::iter::once("CMD".to_string())
-                                .chain(a.value.iter().map(|s| s.value.to_string()))
-                                .collect(),
-                            Command::Shell(s) => {
-                                let raw = origin.map.text.get(s.span.clone()).unwrap_or(s.value);
-                                vec!["CMD-SHELL".into(), join_continuations(raw, esc, false)]
-                            }
-                            _ => Vec::new(),
-                        };
-                        healthcheck_flags(test, &flags).map_err(|(at, m)| err(at, m))?
-                    }
-                    _ => Healthcheck::default(),
-                };
+        let (kind, created_by) = match name {
+            "ARG" => (StepKind::Config, self.arg(&cx)?),
+            "ENV" | "LABEL" => (StepKind::Config, self.env_label(&cx)?),
+            "MAINTAINER" => (StepKind::Config, self.maintainer(&cx)?),
+            "EXPOSE" => (StepKind::Config, self.expose(&cx)?),
+            "USER" => (StepKind::Config, self.user(&cx)?),
+            "VOLUME" => (StepKind::Config, self.volume(&cx)?),
+            "STOPSIGNAL" => (StepKind::Config, self.stopsignal(&cx)?),
+            "SHELL" => (StepKind::Config, self.shell_inst(&cx)?),
+            "CMD" | "ENTRYPOINT" => (StepKind::Config, self.cmd_entrypoint(&cx)?),
+            "ONBUILD" => (StepKind::Config, self.onbuild(&cx)?),
+            "HEALTHCHECK" => {
+                self.used_once(origin, "HEALTHCHECK", pos);
+                let hc = self.healthcheck(inst).map_err(|(at, m)| err(at, m))?;
                 self.config.config.healthcheck = Some(hc);
-                self.push(origin, pos, StepKind::Config, state, text);
+                (StepKind::Config, None)
             }
-            Instruction::Onbuild(i) => {
-                let (inner, inner_pos) = keyword(&i.instruction);
-                if matches!(inner, "ONBUILD" | "FROM" | "MAINTAINER") {
-                    return Err(err(
-                        inner_pos,
-                        format!("{inner} isn't allowed as an ONBUILD trigger"),
-                    ));
-                }
-                let trigger = trigger_text(origin.map.text, &i.instruction, inner_pos, esc);
-                self.config
-                    .config
-                    .on_build
-                    .get_or_insert_with(Vec::new)
-                    .push(trigger);
-                self.push(origin, pos, StepKind::Config, state, text);
+            "WORKDIR" => {
+                let dir = self.workdir_inst(&cx)?;
+                (StepKind::Workdir(dir), Some(format!("{text} # buildkit")))
             }
-            Instruction::Run(i) => {
+            "RUN" => {
                 let run = self
-                    .run_step(origin, i, &vars)
+                    .run_step(inst, origin.escape, &cx.vars, &state.workdir)
                     .map_err(|(at, m)| err(at, m))?;
                 let by = format!("RUN {} # buildkit", run.argv.join(" "));
-                self.push(origin, pos, StepKind::Run(run), state, by);
+                (StepKind::Run(run), Some(by))
             }
-            Instruction::Copy(_) | Instruction::Add(_) => {
-                let (add, options, src, dest) = match inst {
-                    Instruction::Copy(i) => (false, &i.options, &i.src, &i.dest),
-                    Instruction::Add(i) => (true, &i.options, &i.src, &i.dest),
-                    _ => unreachable!(),
-                };
+            "COPY" | "ADD" => {
                 let step = self
-                    .copy_step(origin, add, options, src, dest, pos, &vars)
+                    .copy_step(inst, origin.escape, &cx.vars)
                     .map_err(|(at, m)| err(at, m))?;
-                self.push(
-                    origin,
-                    pos,
-                    StepKind::Copy(step),
-                    state,
-                    format!("{text} # buildkit"),
-                );
+                (StepKind::Copy(step), Some(format!("{text} # buildkit")))
             }
-            Instruction::From(_) => return Err(err(pos, "FROM inside a stage".into())),
+            "FROM" => return Err(err(pos, "FROM inside a stage".into())),
             _ => return Err(err(pos, "unsupported instruction".into())),
-        }
+        };
+        let created_by = created_by.unwrap_or(text);
+        self.push(origin, inst, kind, state, created_by);
         Ok(())
     }
-
-    fn command_argv(&self, origin: &Origin<'_>, cmd: &Command<'_>) -> Vec<String> {
-        match cmd {
-            Command::Exec(a) => a.value.iter().map(|s| s.value.to_string()).collect(),
-            Command::Shell(s) => {
-                let raw = origin.map.text.get(s.span.clone()).unwrap_or(s.value);
-                let mut argv = self.shell();
-                argv.push(join_continuations(raw, origin.escape, false));
-                argv
-            }
-            _ => Vec::new(),
-        }
-    }
 }
 
-fn healthcheck_flags(
-    test: Vec<String>,
-    flags: &[FlagValue],
-) -> Result<Healthcheck, (usize, String)> {
-    let mut hc = Healthcheck {
-        test,
-        ..Default::default()
-    };
-    for f in flags {
-        let v = f.value.clone().unwrap_or_default();
-        let dur = || {
-            let d = parse_duration(&v).map_err(|m| (f.value_pos, m))?;
-            if d != 0 && d < 1_000_000 {
-                return Err((f.value_pos, format!("--{} cannot be less than 1ms", f.name)));
-            }
-            if d < 0 {
-                return Err((f.value_pos, format!("--{} cannot be negative", f.name)));
-            }
-            Ok(d)
-        };
-        match f.name.as_str() {
-            "interval" => hc.interval = dur()?,
-            "timeout" => hc.timeout = dur()?,
-            "start-period" => hc.start_period = dur()?,
-            "start-interval" => hc.start_interval = dur()?,
-            "retries" => {
-                hc.retries = v
-                    .parse()
-                    .map_err(|_| (f.value_pos, format!("invalid --retries value {v:?}")))?;
-                if hc.retries < 0 {
-                    return Err((f.value_pos, "--retries cannot be negative".into()));
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(hc)
+/// What a config instruction's handler returns: its history text when it
+/// is not the instruction as written.
+type Handled = Result<Option<String>, FrontendError>;
+
+/// One instruction being dispatched: where it is, the variables in scope,
+/// and the plan's budget every expanded word is charged to.
+struct Cx<'a, 'o> {
+    origin: &'a Origin<'o>,
+    inst: &'a Instruction,
+    vars: ScopeVars,
+    budget: &'a Budget,
 }
 
-/// The text of an ONBUILD trigger as written: its first logical line, or
-/// through the last here-document's terminator when it has any.
-fn trigger_text(text: &str, inner: &Instruction<'_>, pos: usize, esc: char) -> String {
-    let heredoc_end = match inner {
-        Instruction::Run(r) => r.here_docs.iter().map(|h| h.span.end).max(),
-        Instruction::Copy(parse_dockerfile::CopyInstruction { src, .. })
-        | Instruction::Add(parse_dockerfile::AddInstruction { src, .. }) => src
-            .iter()
-            .filter_map(|s| match s {
-                parse_dockerfile::Source::HereDoc(h) => Some(h.span.end),
-                _ => None,
-            })
-            .max(),
-        _ => None,
-    };
-    match heredoc_end {
-        Some(end) => {
-            // The terminator line starts at `end`; keep it, without its newline.
-            let line_end = text[end..].find('\n').map_or(text.len(), |i| end + i);
-            text[pos..line_end].trim_end_matches('\r').to_string()
-        }
-        None => first_line(text, pos, esc),
+impl Cx<'_, '_> {
+    fn esc(&self) -> char {
+        self.origin.escape
     }
-}
 
-/// Where `needle` starts in `text[from..to]`, for error carets; `from`
-/// when it is not found there verbatim (e.g. split by a line continuation).
-fn find_from(text: &str, from: usize, to: usize, needle: &str) -> usize {
-    text.get(from..to.max(from))
-        .and_then(|t| t.find(needle))
-        .map_or(from, |i| from + i)
+    /// An error at `at`, in this instruction.
+    fn err(&self, at: usize, msg: String) -> FrontendError {
+        self.origin.err(at, &self.inst.keyword, msg)
+    }
+
+    /// Expands one word (charged to the budget); errors point at `at`.
+    fn word(&self, s: &str, at: usize) -> Result<String, FrontendError> {
+        let w = expand_word(s, self.esc(), &self.vars).map_err(|e| self.err(at, e.0))?;
+        self.budget.charge(w.len()).map_err(|m| self.err(at, m))?;
+        Ok(w)
+    }
+
+    /// Whether ENV/LABEL use the legacy `KEY value` form.
+    fn legacy(&self) -> bool {
+        split_words(&self.inst.args.text, self.esc())
+            .first()
+            .is_some_and(|w| !w.contains('='))
+    }
+
+    /// ENV and LABEL: `K=V` pairs, each word expanded; errors point at the word.
+    fn pairs(&self, what: &str) -> Result<Vec<(String, String, usize)>, FrontendError> {
+        let inst = self.inst;
+        let rest = inst.args.text.as_str();
+        let raw = name_values(rest, self.esc(), what).map_err(|(w, m)| {
+            let at = w.map_or(inst.args_at(0), |w| inst.find(0, &w));
+            self.err(at, m)
+        })?;
+        let mut out = Vec::new();
+        let mut cursor = 0;
+        for (k, v) in raw {
+            let kpos = rest[cursor.min(rest.len())..]
+                .find(&k)
+                .map_or(cursor, |i| cursor + i);
+            let vpos = rest[(kpos + k.len()).min(rest.len())..]
+                .find(&v)
+                .map_or(kpos + k.len(), |i| kpos + k.len() + i);
+            cursor = (vpos + v.len()).min(rest.len());
+            let key = self.word(&k, inst.args_at(kpos))?;
+            if key.is_empty() {
+                return Err(self.err(inst.args_at(kpos), format!("{what} names can not be blank")));
+            }
+            out.push((key, self.word(&v, inst.args_at(vpos))?, inst.args_at(kpos)));
+        }
+        Ok(out)
+    }
 }
 
 fn lookup(list: &[(String, String)], key: &str) -> Option<String> {
@@ -610,9 +397,4 @@ fn lookup(list: &[(String, String)], key: &str) -> Option<String> {
         .rev()
         .find(|(k, _)| k == key)
         .map(|(_, v)| v.clone())
-}
-
-/// Parses an ONBUILD trigger into an instruction list (with its own text).
-pub(crate) fn parse_trigger(trigger: &str) -> String {
-    format!("FROM scratch\n{trigger}\n")
 }
