@@ -17,9 +17,14 @@
 #   skopeo copy oci:DIR docker://REF --dest-compress-format gzip, from d2v's
 #                                    store (an OCI layout, layers uncompressed)
 #
+# With D2V_BASELINE=/path/to/another/d2v (say, main's release build), its pull
+# and push run in the same session, right after this build's, and a last table
+# compares the two (to hold a change to "within 5% of today's figures").
+#
 # Prints medians (hyperfine) and ratios; asserts nothing. Needs root,
 # docker-registry, skopeo, umoci, buildah, hyperfine, jq, cargo.
-# Env: RUNS, D2V_FIXTURES, CARGO_TARGET_DIR, BENCH_TMP (default /var/tmp).
+# Env: RUNS, D2V_FIXTURES, CARGO_TARGET_DIR, BENCH_TMP (default /var/tmp),
+# D2V_BASELINE.
 set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
 for t in docker-registry skopeo umoci buildah hyperfine jq cargo curl; do
@@ -73,6 +78,10 @@ bench() {
 }
 
 bench d2v "rm -rf $work/d2v" "D2V_HOME=$work/d2v $d2v pull $ref >/dev/null"
+base=${D2V_BASELINE:-}
+if [ -n "$base" ]; then
+  bench base "rm -rf $work/base" "D2V_HOME=$work/base $base pull $ref >/dev/null"
+fi
 bench skopeo "rm -rf $work/oci" "skopeo copy -q --src-tls-verify=false docker://$ref oci:$work/oci:x"
 bench umoci "rm -rf $work/oci $work/bundle" \
   "skopeo copy -q --src-tls-verify=false docker://$ref oci:$work/oci:x && umoci unpack --image $work/oci:x $work/bundle >/dev/null"
@@ -83,6 +92,10 @@ bench buildah "buildah --root $work/bstore --runroot $work/brun --storage-driver
 # fresh store, else it would mount the blobs it pushed before across repos).
 bench d2v_push "rm -rf $work/push && D2V_HOME=$work/push $d2v import oci:$fixtures/debian-oci:bookworm --as debian >/dev/null" \
   "D2V_HOME=$work/push $d2v push debian 127.0.0.1:$port/d2v-\$(date +%s%N):1 >/dev/null 2>&1"
+if [ -n "$base" ]; then
+  bench base_push "rm -rf $work/bpush && D2V_HOME=$work/bpush $base import oci:$fixtures/debian-oci:bookworm --as debian >/dev/null" \
+    "D2V_HOME=$work/bpush $base push debian 127.0.0.1:$port/base-\$(date +%s%N):1 >/dev/null 2>&1"
+fi
 # skopeo remembers where it saw each blob (its blob-info cache) and would mount
 # the seeded gzip blob instead of compressing: forget that before each run.
 bench skopeo_push "rm -f /var/lib/containers/cache/blob-info-cache-v1.*" \
@@ -99,3 +112,11 @@ printf '\n%-34s %10s %10s\n' "push of the same image" "seconds" "peer/d2v"
 printf '%-34s %10.3f %10.2f\n' "d2v push (gzip)" "${results[d2v_push]}" 1
 printf '%-34s %10.3f %10.2f\n' "skopeo copy --dest-compress" "${results[skopeo_push]}" \
   "$(echo "${results[skopeo_push]} / ${results[d2v_push]}" | bc -l)"
+
+if [ -n "$base" ]; then
+  printf '\n%-34s %10s %10s %8s\n' "this build vs $(basename "$base")" "this (s)" "base (s)" "change"
+  cmp() { printf '%-34s %10.3f %10.3f %+7.1f%%\n' "$1" "${results[$2]}" "${results[$3]}" \
+    "$(echo "(${results[$2]} / ${results[$3]} - 1) * 100" | bc -l)"; }
+  cmp "d2v pull" d2v base
+  cmp "d2v push" d2v_push base_push
+fi

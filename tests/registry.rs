@@ -344,6 +344,36 @@ fn a_corrupted_blob_is_rejected_and_leaves_no_name() {
 }
 
 #[test]
+fn push_refuses_a_layer_whose_stored_bytes_changed() {
+    if !facilities(&[]) {
+        return;
+    }
+    let registry = TestRegistry::start();
+    let d2v = D2v::new();
+    d2v.import(&format!("rootfs:{}", fixture("busybox.tar")), "bb");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&d2v.ok(&["inspect", "--manifest", "bb"])).unwrap();
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap();
+    let blob = d2v
+        .home()
+        .join("blobs/sha256")
+        .join(layer.trim_start_matches("sha256:"));
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at..at + 4].copy_from_slice(b"evil");
+    std::fs::write(&blob, &bytes).unwrap();
+
+    let reference = format!("{}/damaged:1", registry.host());
+    let err = d2v.fails(&["push", "bb", &reference]);
+    assert!(err.contains(&format!("blob {layer} is damaged")), "{err}");
+    let status = sh(&format!(
+        "curl -s -o /dev/null -w '%{{http_code}}' http://{}/v2/damaged/manifests/1",
+        registry.host()
+    ));
+    assert_eq!(status, "404", "no manifest was pushed");
+}
+
+#[test]
 fn push_is_read_back_by_skopeo_with_the_same_digests_and_a_second_push_skips_blobs() {
     if !facilities(&[]) {
         return;

@@ -4,7 +4,7 @@
 mod harness;
 
 use harness::{require_root_and, sh, D2v};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use harness::fixture;
 
@@ -288,4 +288,132 @@ fn concurrent_imports_both_land() {
         .collect();
     names.sort();
     assert_eq!(names, ["c0", "c1", "c2", "c3"]);
+}
+
+/// A copy of the busybox OCI layout whose config lists other diff IDs (its
+/// layer is fine, the config vouches for something else).
+fn layout_with_wrong_diff_ids(dir: &Path) {
+    use d2v::store::oci::Digest;
+    sh(&format!(
+        "cp -a {} {}",
+        fixture("busybox-oci"),
+        dir.display()
+    ));
+    let blob = |d: &str| {
+        dir.join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let read = |p: PathBuf| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    let mut index = read(dir.join("index.json"));
+    let mut manifest = read(blob(index["manifests"][0]["digest"].as_str().unwrap()));
+    let mut config = read(blob(manifest["config"]["digest"].as_str().unwrap()));
+    config["rootfs"]["diff_ids"][0] = Digest::of(b"another layer").to_string().into();
+    let put = |value: &serde_json::Value| -> (String, usize) {
+        let bytes = serde_json::to_vec(value).unwrap();
+        let digest = Digest::of(&bytes).to_string();
+        std::fs::write(blob(&digest), &bytes).unwrap();
+        (digest, bytes.len())
+    };
+    let (digest, size) = put(&config);
+    manifest["config"]["digest"] = digest.into();
+    manifest["config"]["size"] = size.into();
+    let (digest, size) = put(&manifest);
+    index["manifests"][0]["digest"] = digest.into();
+    index["manifests"][0]["size"] = size.into();
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+}
+
+#[test]
+fn a_failed_import_leaves_no_decompressed_blob_behind() {
+    if !require_root_and(&[]) {
+        return;
+    }
+    let d2v = D2v::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("lying");
+    layout_with_wrong_diff_ids(&layout);
+    let err = d2v.fails(&["import", &format!("oci:{}", layout.display()), "--as", "x"]);
+    assert!(err.contains("do not match the layers"), "{err}");
+    let blobs: Vec<_> = std::fs::read_dir(d2v.home().join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(blobs.is_empty(), "left behind: {blobs:?}");
+    let indexes = std::fs::read_dir(d2v.home().join("d2v/layers"))
+        .unwrap()
+        .count();
+    assert_eq!(indexes, 0);
+}
+
+/// Runs `d2v import SOURCE --as x`, killing it (and failing) after 60 s.
+fn import_within_a_minute(d2v: &D2v, source: &str) -> std::process::Output {
+    let mut child = d2v
+        .cmd()
+        .args(["import", source, "--as", "x"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("d2v import {source} still reading after 60 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_layout_layer_longer_than_declared_or_endless_is_refused() {
+    if !require_root_and(&[]) {
+        return;
+    }
+    let d2v = D2v::new();
+    let tmp = tempfile::tempdir().unwrap();
+    for (case, needle) in [
+        ("zero", "not a regular file"),
+        ("longer", "more than the declared"),
+    ] {
+        let copy = tmp.path().join(case);
+        sh(&format!(
+            "cp -a {} {}",
+            fixture("busybox-oci"),
+            copy.display()
+        ));
+        let layer = sh(&format!("ls -S {}/blobs/sha256 | head -1", copy.display()));
+        let path = copy.join("blobs/sha256").join(layer.trim());
+        if case == "longer" {
+            sh(&format!("head -c 4096 /dev/urandom >> {}", path.display()));
+        } else {
+            sh(&format!("ln -sf /dev/zero {}", path.display()));
+        }
+        let out = import_within_a_minute(&d2v, &format!("oci:{}:latest", copy.display()));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{case}: {err}");
+        assert!(err.contains(needle), "{case}: {err}");
+    }
+    assert_eq!(
+        std::fs::read_dir(d2v.home().join("blobs/sha256"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn a_chained_error_is_printed_once() {
+    if !require_root_and(&[]) {
+        return;
+    }
+    let d2v = D2v::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("dotdot.tar");
+    write_tar(&path, &[("a/../../etc/evil", b"x")]);
+    let err = d2v.fails(&["import", &format!("rootfs:{}", path.display()), "--as", "e"]);
+    assert_eq!(err.matches("has a '..' component").count(), 1, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
 }

@@ -55,15 +55,7 @@ pub enum BuildError {
 }
 
 /// An image built outside this executor, its layers already in the store.
-#[derive(Clone, Debug)]
-pub struct ExternalImage {
-    /// Its ID where it was built (a Docker image ID, `sha256:…`).
-    pub id: String,
-    /// Its config blob.
-    pub config: Vec<u8>,
-    /// Its layers (uncompressed digest, size), bottom first.
-    pub layers: Vec<(Digest, u64)>,
-}
+pub use crate::store::ExternalImage;
 
 /// Builds stages somewhere else: `d2v build --stage-builder docker` hands the
 /// stages that other stages depend on (except the target) to a Docker-API

@@ -21,8 +21,17 @@ pub fn import(args: ImportArgs) -> Result<ExitCode> {
     let source: Source = args.source.parse()?;
     let store = Store::open_default()?;
     let started = std::time::Instant::now();
-    let image = d2v::import::import(&store, &source, &args.name)
-        .with_context(|| format!("couldn't import {}", args.source))?;
+    let image = match &source {
+        Source::DockerDaemon(reference) => {
+            d2v::daemon::Daemon::connect(&d2v::daemon::default_host())
+                .and_then(|daemon| {
+                    daemon.import(&store, reference, std::slice::from_ref(&args.name))
+                })
+                .map_err(anyhow::Error::from)
+        }
+        other => d2v::import::import(&store, other, &args.name).map_err(anyhow::Error::from),
+    }
+    .with_context(|| format!("couldn't import {}", args.source))?;
     eprintln!(
         "imported {} as {} ({} layers, {}, {:.1}s)",
         args.source,
@@ -58,13 +67,30 @@ pub fn images(args: ImagesArgs) -> Result<ExitCode> {
         .unwrap_or(4)
         .max(4);
     println!("{:width$}  {:12}  {:>10}  CREATED", "NAME", "ID", "SIZE");
+    let mut damaged = 0;
     for i in images {
-        println!(
-            "{:width$}  {:12}  {:>10}  {}",
-            i.name,
-            i.id.short(),
-            human_size(i.size),
-            i.created.as_deref().unwrap_or("-")
+        match (&i.id, &i.damaged) {
+            (Some(id), None) => println!(
+                "{:width$}  {:12}  {:>10}  {}",
+                i.name,
+                id.short(),
+                human_size(i.size),
+                i.created.as_deref().unwrap_or("-")
+            ),
+            (_, problem) => {
+                damaged += 1;
+                println!("{:width$}  {:12}  {:>10}  -", i.name, "DAMAGED", "-");
+                eprintln!(
+                    "d2v: warning: image {:?} is damaged: {}",
+                    i.name,
+                    problem.as_deref().unwrap_or("unreadable")
+                );
+            }
+        }
+    }
+    if damaged > 0 {
+        eprintln!(
+            "d2v: warning: {damaged} damaged image(s); `d2v check --repair` removes their names"
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -133,7 +159,7 @@ pub fn prune(args: PruneArgs) -> Result<ExitCode> {
     } else {
         0
     };
-    let report = store.prune(&store.cache_roots()?)?;
+    let report = store.prune()?;
     println!(
         "removed {} blobs, {} cache entries and {} scratch entries, freed {}",
         report.blobs,
@@ -141,6 +167,9 @@ pub fn prune(args: PruneArgs) -> Result<ExitCode> {
         report.scratch,
         human_size(report.bytes)
     );
+    for (path, why) in &report.failed {
+        eprintln!("d2v: warning: could not remove {}: {why}", path.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -2,6 +2,7 @@
 
 mod build;
 mod cache_share;
+mod check;
 mod images;
 mod kernel;
 mod mount;
@@ -40,6 +41,8 @@ enum Command {
     Prune(images::PruneArgs),
     /// Inspect the step cache
     Cache(images::CacheArgs),
+    /// Verify every blob, layer index, image and cache entry of the store
+    Check(check::CheckArgs),
     /// Pull an image from a registry into the store; prints its digest
     Pull(registry::PullArgs),
     /// Push an image of the store to a registry; prints the manifest digest
@@ -80,6 +83,7 @@ pub fn main() -> ExitCode {
         Command::Rm(a) => images::rm(a),
         Command::Prune(a) => images::prune(a),
         Command::Cache(a) => images::cache(a),
+        Command::Check(a) => check::check(a),
         Command::Pull(a) => registry::pull(a),
         Command::Push(a) => registry::push(a),
         Command::Mount(a) => mount::mount(a),
@@ -93,7 +97,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("d2v: error: {err:#}");
+            eprintln!("d2v: error: {}", error_chain(&err));
             ExitCode::FAILURE
         }
     }
@@ -109,4 +113,48 @@ fn enter_build_namespace() -> anyhow::Result<()> {
         eprintln!("d2v: warning: {w}");
     }
     Ok(())
+}
+
+/// An error and its causes on one line, joined by ": ", each said once: a
+/// cause whose text the message so far already contains (an error type that
+/// prints its source inside its own message) is not repeated.
+pub fn error_chain(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("layer x: {source}")]
+    struct Outer {
+        source: Inner,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("tar entry \"a/../b\" has a '..' component")]
+    struct Inner;
+
+    #[test]
+    fn every_cause_is_printed_once() {
+        let err = anyhow::Error::from(Outer { source: Inner }).context("couldn't import rootfs:x");
+        assert_eq!(
+            error_chain(&err),
+            "couldn't import rootfs:x: layer x: tar entry \"a/../b\" has a '..' component"
+        );
+        let plain = anyhow::anyhow!("no cause");
+        assert_eq!(error_chain(&plain), "no cause");
+    }
 }

@@ -94,12 +94,8 @@ fn check_mountpoint(dir: &Path) -> Result<()> {
 /// Builds the merged tree of `name` from the store.
 pub fn merged_tree(store: &Store, name: &str) -> Result<d2v_fuse::MergedTree> {
     let image = store.image(name)?;
-    let layers = image
-        .layers()
-        .iter()
-        .map(|d| store.open_layer(d))
-        .collect::<Result<Vec<_>, _>>()?;
-    d2v_fuse::MergedTree::new(layers)
+    store
+        .merged_tree(&image.layers())
         .with_context(|| format!("couldn't compose the layers of {name}"))
 }
 

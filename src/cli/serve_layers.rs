@@ -26,15 +26,14 @@ pub struct ServeLayersArgs {
 /// Mounts, says so on stdout, and serves until stdin closes.
 pub fn run(args: ServeLayersArgs) -> Result<ExitCode> {
     let store = Store::open_default()?;
-    let indexes = args
+    let layers = args
         .layers
         .iter()
-        .map(|d| {
-            let digest: Digest = d.parse().with_context(|| format!("bad layer digest {d}"))?;
-            Ok(store.open_layer(&digest)?)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let tree = d2v_fuse::MergedTree::new(indexes).context("couldn't compose the layers")?;
+        .map(|d| d.parse().with_context(|| format!("bad layer digest {d}")))
+        .collect::<Result<Vec<Digest>>>()?;
+    let tree = store
+        .merged_tree(&layers)
+        .context("couldn't compose the layers")?;
     let opts = d2v_fuse::MountOptions {
         threads: 2,
         auto_unmount: false,

@@ -3,13 +3,11 @@
 use super::connect::error_message;
 use super::{Daemon, DaemonError};
 use crate::store::oci::Digest;
-use crate::store::{Image, Store};
+use crate::store::{ExternalImage, Image, Store};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use std::io::Read;
 use std::pin::Pin;
-
-pub use crate::build::executor::ExternalImage as Exported;
 
 impl Daemon {
     /// The daemon's ID of image `reference`, or `None` when it has no such image.
@@ -25,7 +23,7 @@ impl Daemon {
 
     /// Exports image `id_or_ref` (the Engine API's `docker save`) and reads it
     /// into the store's blobs as it streams in.
-    pub fn export(&self, store: &Store, id_or_ref: &str) -> Result<Exported, DaemonError> {
+    pub fn export(&self, store: &Store, id_or_ref: &str) -> Result<ExternalImage, DaemonError> {
         let stream = self.docker.export_image(id_or_ref);
         let reader = StreamReader {
             runtime: &self.runtime,
@@ -35,7 +33,7 @@ impl Daemon {
         let source_name = format!("docker-daemon:{id_or_ref}");
         let (config, layers) =
             crate::import::docker_archive::read(store, reader, &source_name, None)?;
-        Ok(Exported {
+        Ok(ExternalImage {
             id: Digest::of(&config).to_string(),
             config,
             layers,
@@ -76,7 +74,7 @@ impl Daemon {
 /// Records `exported` under each of `names`; returns the image under the first.
 pub fn commit_names(
     store: &Store,
-    exported: &Exported,
+    exported: &ExternalImage,
     names: &[String],
 ) -> Result<Image, DaemonError> {
     let mut first = None;

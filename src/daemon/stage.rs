@@ -6,8 +6,9 @@
 //! so `COPY --from=stage` reads files out of them.
 
 use super::{Daemon, DaemonError};
-use crate::build::executor::{ExternalImage, StageBuilder};
+use crate::build::executor::StageBuilder;
 use crate::dockerfile::Stage;
+use crate::store::ExternalImage;
 use crate::store::Store;
 use bollard::query_parameters::BuildImageOptionsBuilder;
 use futures_util::StreamExt;

@@ -1,6 +1,6 @@
 //! Importing from a `docker save` tarball.
 
-use super::{check_diff_ids, io_err, malformed, Result};
+use super::{check_diff_ids, discarding_on_error, io_err, malformed, Result};
 use crate::store::oci::Digest;
 use crate::store::{Image, Store, StoreError};
 use serde::Deserialize;
@@ -31,6 +31,12 @@ fn inside(source_name: &str, root: &Path, rel: &str) -> Result<PathBuf> {
         ));
     }
     Ok(real)
+}
+
+/// Reads a document of the archive, capped at `MAX_DOCUMENT_SIZE`.
+fn read_document(path: &Path) -> Result<Vec<u8>> {
+    let file = std::fs::File::open(path).map_err(io_err("read", path))?;
+    Ok(crate::store::read_document(file, path)?)
 }
 
 pub(super) fn import(store: &Store, file: &Path, tag: Option<&str>, name: &str) -> Result<Image> {
@@ -64,7 +70,7 @@ pub(crate) fn read(
         .map_err(|e| malformed(source_name, format!("not a readable tar archive: {e}")))?;
 
     let manifest_path = inside(source_name, scratch.path(), "manifest.json")?;
-    let manifest_bytes = std::fs::read(&manifest_path).map_err(io_err("read", &manifest_path))?;
+    let manifest_bytes = read_document(&manifest_path)?;
     let entries: Vec<ArchiveEntry> = serde_json::from_slice(&manifest_bytes)
         .map_err(|e| malformed(source_name, format!("manifest.json: {e}")))?;
     let entry = match tag {
@@ -85,7 +91,7 @@ pub(crate) fn read(
     };
 
     let config_path = inside(source_name, scratch.path(), &entry.config)?;
-    let config = std::fs::read(&config_path).map_err(io_err("read", &config_path))?;
+    let config = read_document(&config_path)?;
     // Newer archives name the config by its digest: check it when they do.
     if let Some(hex) = entry
         .config
@@ -105,14 +111,19 @@ pub(crate) fn read(
         }
     }
 
-    let mut layers = Vec::with_capacity(entry.layers.len());
-    for rel in &entry.layers {
-        let path = inside(source_name, scratch.path(), rel)?;
-        let file = std::fs::File::open(&path).map_err(io_err("open layer", &path))?;
-        layers.push(store.put_layer(file, None)?);
-    }
-    // The diff IDs in the config are what vouch for the layers of a docker archive.
-    check_diff_ids(source_name, &config, &layers)?;
+    let layers = discarding_on_error(store, |stored| {
+        let mut layers = Vec::with_capacity(entry.layers.len());
+        for rel in &entry.layers {
+            let path = inside(source_name, scratch.path(), rel)?;
+            let file = std::fs::File::open(&path).map_err(io_err("open layer", &path))?;
+            let put = store.put_layer(file, None)?;
+            stored.push(put.digest.clone());
+            layers.push(put);
+        }
+        // The diff IDs in the config are what vouch for the layers of a docker archive.
+        check_diff_ids(source_name, &config, &layers)?;
+        Ok::<_, super::ImportError>(layers)
+    })?;
     let sized = layers.iter().map(|l| (l.digest.clone(), l.size)).collect();
     Ok((config, sized))
 }

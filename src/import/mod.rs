@@ -5,9 +5,15 @@
 //! * `docker-archive:FILE[:REF]`: a `docker save` tarball;
 //! * `rootfs:PATH`: a plain root filesystem, as a (compressed) tarball or a directory;
 //! * `docker-daemon:REF`: an image held by a Docker-API daemon (Docker, or
-//!   `podman system service`), exported through its API (see [`crate::daemon`]).
+//!   `podman system service`). Parsed here; the daemon module exports it
+//!   and streams the export through [`docker_archive::read`].
 //!
 //! Layers are verified against their digests and stored uncompressed and indexed.
+//! Every document (index, manifest, config) is capped at
+//! [`MAX_DOCUMENT_SIZE`](crate::store::oci::MAX_DOCUMENT_SIZE) and every layer
+//! at the size its descriptor declares, so a layout whose blob is a symlink to
+//! `/dev/zero` is refused, not read for ever. A failed import removes the
+//! layers it stored (unless something else holds them).
 
 pub(crate) mod docker_archive;
 mod oci_layout;
@@ -35,9 +41,9 @@ pub enum ImportError {
     /// The store refused something.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The Docker-API daemon failed or is not reachable.
-    #[error(transparent)]
-    Daemon(#[from] crate::daemon::DaemonError),
+    /// A `docker-daemon:` source, which only the daemon module can read.
+    #[error("docker-daemon:{0} is read through the Docker daemon, not imported from a file")]
+    NeedsDaemon(String),
     /// Reading the source failed.
     #[error("{op} {path}: {source}")]
     Io {
@@ -122,11 +128,23 @@ pub fn import(store: &Store, source: &Source, name: &str) -> Result<Image> {
             docker_archive::import(store, file, tag.as_deref(), name)
         }
         Source::Rootfs(path) => rootfs::import(store, path, name),
-        Source::DockerDaemon(reference) => {
-            let daemon = crate::daemon::Daemon::connect(&crate::daemon::default_host())?;
-            Ok(daemon.import(store, reference, &[name.to_string()])?)
-        }
+        Source::DockerDaemon(reference) => Err(ImportError::NeedsDaemon(reference.clone())),
     }
+}
+
+/// Runs `body`, which records in its argument the layers it stores; when it
+/// fails, those layers are removed again (unless something else holds them),
+/// so a failed import leaves no uncompressed blob behind.
+pub(crate) fn discarding_on_error<T, E>(
+    store: &Store,
+    body: impl FnOnce(&mut Vec<crate::store::oci::Digest>) -> std::result::Result<T, E>,
+) -> std::result::Result<T, E> {
+    let mut stored = Vec::new();
+    let result = body(&mut stored);
+    if result.is_err() {
+        let _ = store.discard(&stored);
+    }
+    result
 }
 
 /// Checks that the config's `rootfs.diff_ids` name exactly the layers stored.

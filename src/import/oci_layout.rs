@@ -1,21 +1,42 @@
 //! Importing from an OCI image layout directory.
 
-use super::{check_diff_ids, io_err, malformed, Result};
+use super::{check_diff_ids, discarding_on_error, io_err, malformed, ImportError, Result};
 use crate::store::oci::{
     Descriptor, Digest, Index, Manifest, ANNOTATION_REF_NAME, MEDIA_TYPE_DOCKER_MANIFEST_LIST,
     MEDIA_TYPE_INDEX,
 };
-use crate::store::{Image, Store, StoreError};
+use crate::store::{Image, SizedReader, Store, StoreError};
 use std::path::{Path, PathBuf};
 
 fn blob_path(dir: &Path, digest: &Digest) -> PathBuf {
     dir.join("blobs/sha256").join(digest.hex())
 }
 
+/// Opens a regular file of the layout (following symlinks inside the layout's
+/// own tree is fine: what is read is checked against digests and sizes).
+fn open_regular(path: &Path) -> Result<std::fs::File> {
+    let file = std::fs::File::open(path).map_err(io_err("open", path))?;
+    let meta = file.metadata().map_err(io_err("stat", path))?;
+    if !meta.is_file() {
+        return Err(ImportError::Io {
+            op: "read",
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not a regular file"),
+        });
+    }
+    Ok(file)
+}
+
+/// Reads a document (index, manifest, config) of the layout, capped at
+/// `MAX_DOCUMENT_SIZE`.
+fn read_document(path: &Path) -> Result<Vec<u8>> {
+    Ok(crate::store::read_document(open_regular(path)?, path)?)
+}
+
 /// Reads a small blob of the layout and checks its digest.
 fn read_verified(dir: &Path, digest: &Digest) -> Result<Vec<u8>> {
     let path = blob_path(dir, digest);
-    let bytes = std::fs::read(&path).map_err(io_err("read", &path))?;
+    let bytes = read_document(&path)?;
     let actual = Digest::of(&bytes);
     if &actual != digest {
         return Err(StoreError::DigestMismatch {
@@ -54,7 +75,7 @@ pub(crate) fn pick_platform<'a>(
 pub(super) fn import(store: &Store, dir: &Path, tag: Option<&str>, name: &str) -> Result<Image> {
     let source_name = format!("oci:{}", dir.display());
     let index_path = dir.join("index.json");
-    let index_bytes = std::fs::read(&index_path).map_err(io_err("read", &index_path))?;
+    let index_bytes = read_document(&index_path)?;
     let index: Index = serde_json::from_slice(&index_bytes)
         .map_err(|e| malformed(&source_name, format!("index.json: {e}")))?;
 
@@ -112,13 +133,20 @@ pub(super) fn import(store: &Store, dir: &Path, tag: Option<&str>, name: &str) -
         .map_err(|e| malformed(&source_name, format!("manifest {}: {e}", desc.digest)))?;
     let config = read_verified(dir, &manifest.config.digest)?;
 
-    let mut layers = Vec::with_capacity(manifest.layers.len());
-    for layer in &manifest.layers {
-        let path = blob_path(dir, &layer.digest);
-        let file = std::fs::File::open(&path).map_err(io_err("open layer", &path))?;
-        layers.push(store.put_layer(file, Some(&layer.digest))?);
-    }
-    check_diff_ids(&source_name, &config, &layers)?;
+    let layers = discarding_on_error(store, |stored| {
+        let mut layers = Vec::with_capacity(manifest.layers.len());
+        for layer in &manifest.layers {
+            let path = blob_path(dir, &layer.digest);
+            // Exactly the declared size: a blob that is a symlink to
+            // /dev/zero, or longer than declared, stops one byte past it.
+            let file = SizedReader::new(open_regular(&path)?, layer.size);
+            let put = store.put_layer(file, Some(&layer.digest))?;
+            stored.push(put.digest.clone());
+            layers.push(put);
+        }
+        check_diff_ids(&source_name, &config, &layers)?;
+        Ok::<_, ImportError>(layers)
+    })?;
     let sized: Vec<_> = layers.iter().map(|l| (l.digest.clone(), l.size)).collect();
     Ok(store.commit_image(name, &config, &sized)?)
 }

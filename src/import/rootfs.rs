@@ -1,7 +1,7 @@
 //! Importing a plain root filesystem (a tarball, possibly compressed, or a directory)
 //! as a one-layer image with an empty config, as `docker import` does.
 
-use super::{io_err, malformed, Result};
+use super::{discarding_on_error, io_err, malformed, Result};
 use crate::store::{Image, Store};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -37,6 +37,9 @@ pub(super) fn import(store: &Store, path: &Path, name: &str) -> Result<Image> {
             .wait_with_output()
             .map_err(io_err("run tar on", path))?;
         if !out.status.success() {
+            if let Ok(layer) = &stored {
+                let _ = store.discard(std::slice::from_ref(&layer.digest));
+            }
             return Err(malformed(
                 &source_name,
                 format!(
@@ -60,5 +63,9 @@ pub(super) fn import(store: &Store, path: &Path, name: &str) -> Result<Image> {
         "history": [{ "created": crate::timefmt::created_now(), "created_by": format!("d2v import {source_name}") }],
     });
     let bytes = serde_json::to_vec(&config).expect("serializes");
-    Ok(store.commit_image(name, &bytes, &[(layer.digest, layer.size)])?)
+    // Nothing else vouches for the layer: it goes again if it cannot be named.
+    discarding_on_error(store, |stored| {
+        stored.push(layer.digest.clone());
+        Ok(store.commit_image(name, &bytes, &[(layer.digest, layer.size)])?)
+    })
 }

@@ -21,7 +21,7 @@ mod tree;
 
 use crate::runtime_config::{RuntimeConfig, RuntimeConfigExt};
 use crate::store::{Store, StoreError};
-use d2v_fuse::MergedTree;
+
 use d2v_packer::{Ext4Writer, Options, PackError, Summary, Timestamp};
 use output::Output;
 use sha2::{Digest as _, Sha256};
@@ -179,12 +179,7 @@ fn pack_image(
         hex::encode(Sha256::digest(out.as_os_str().as_encoded_bytes()))
     ));
 
-    let layers = image
-        .layers()
-        .iter()
-        .map(|d| store.open_layer(d))
-        .collect::<Result<Vec<_>, _>>()?;
-    let tree = MergedTree::new(layers)?;
+    let tree = store.merged_tree(&image.layers())?;
     let passwd = tree.read_file(b"etc/passwd", MAX_ID_FILE);
     let group = tree.read_file(b"etc/group", MAX_ID_FILE);
     let config = RuntimeConfig::from_image_config(&oci, passwd.as_deref(), group.as_deref());

@@ -52,7 +52,7 @@ impl Registry {
         vm_json: &Path,
         reference: &str,
     ) -> Result<PushReport> {
-        let (rootfs_digest, rootfs_size) = super::push::hash_file(rootfs)?;
+        let (rootfs_digest, rootfs_size) = crate::store::hash_file(rootfs)?;
         let vm = std::fs::read(vm_json).ctx("read", vm_json)?;
         let vm_digest = store.put_blob(&vm)?;
         let empty = store.put_blob(b"{}")?;

@@ -35,6 +35,8 @@ pub struct RegistryOptions {
 pub struct Registry {
     pub(super) options: RegistryOptions,
     credentials: Credentials,
+    /// The plain HTTP client for manifests (see `manifest.rs`); one per handle.
+    http: reqwest::Client,
     pub(super) runtime: tokio::runtime::Runtime,
 }
 
@@ -68,6 +70,10 @@ pub(super) struct Target {
     pub reference: Reference,
     pub client: Client,
     pub auth: RegistryAuth,
+    /// A plain HTTP client for the requests `client` cannot bound (manifests).
+    pub http: reqwest::Client,
+    /// Whether the registry is spoken to in plain HTTP.
+    pub plain_http: bool,
 }
 
 impl Target {
@@ -94,9 +100,16 @@ impl Registry {
             .thread_name("d2v-registry")
             .build()
             .map_err(|e| RegistryError::Config(format!("cannot start the async runtime: {e}")))?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(20))
+            .read_timeout(Duration::from_secs(120))
+            .user_agent(concat!("d2v/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| RegistryError::Config(format!("cannot set up the HTTP client: {e}")))?;
         Ok(Registry {
             options,
             credentials,
+            http,
             runtime,
         })
     }
@@ -125,7 +138,8 @@ impl Registry {
         let reference: Reference =
             crate::source::reference::parse(name).map_err(RegistryError::Reference)?;
         let registry = reference.resolve_registry().to_string();
-        let protocol = if self.plain_http(&registry) {
+        let plain_http = self.plain_http(&registry);
+        let protocol = if plain_http {
             ClientProtocol::HttpsExcept(vec![registry.clone()])
         } else {
             ClientProtocol::Https
@@ -142,12 +156,15 @@ impl Registry {
         };
         let client =
             Client::try_from(config).map_err(|e| client_error(name, "set up client", e))?;
+        let http = self.http.clone();
         let auth = self.credentials.for_registry(reference.registry());
         Ok(Target {
             name: name.to_string(),
             reference,
             client,
             auth,
+            http,
+            plain_http,
         })
     }
 

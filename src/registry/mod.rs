@@ -32,6 +32,7 @@
 mod artifact;
 mod auth;
 mod client;
+mod manifest;
 mod pgzip;
 mod progress;
 mod pull;
@@ -146,8 +147,10 @@ impl RegistryError {
                 E::IoError(_) => true,
                 _ => false,
             },
-            RegistryError::Transfer { error, .. } => !is_digest_error(error),
-            RegistryError::Store(StoreError::Io { source, .. }) => !is_digest_error(source),
+            RegistryError::Transfer { error, .. } => is_transient_io(error),
+            // A read from the network that broke (a local write failure is
+            // StoreError::Write, final).
+            RegistryError::Store(StoreError::Io { source, .. }) => is_transient_io(source),
             _ => false,
         }
     }
@@ -166,6 +169,12 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
         next = cause.source();
     }
     parts.join(": ")
+}
+
+/// Whether a failed transfer may go better next time: not when the content
+/// was wrong (its digest, or a size other than declared).
+fn is_transient_io(e: &std::io::Error) -> bool {
+    !is_digest_error(e) && crate::store::SizeError::find(e).is_none()
 }
 
 /// Whether an I/O error carries the client's digest verification failure.

@@ -7,6 +7,7 @@
 //! `MultiGzDecoder`). The chunk size, not the number of cores, decides the
 //! bytes, so the same layer always compresses to the same digest.
 
+use sha2::{Digest as _, Sha256};
 use std::io::{self, Read, Write};
 
 /// Input bytes per gzip member: large enough that restarting the dictionary
@@ -29,9 +30,17 @@ fn read_chunk(input: &mut impl Read) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Gzips all of `input` into `output` using up to `threads` cores.
-pub fn compress(mut input: impl Read, mut output: impl Write, threads: usize) -> io::Result<()> {
+/// Gzips all of `input` into `output` using up to `threads` cores; returns
+/// the SHA-256 of the input, hashed beside the compression of each batch (so
+/// the caller can check what it compressed without a second pass or a
+/// longer critical path).
+pub fn compress(
+    mut input: impl Read,
+    mut output: impl Write,
+    threads: usize,
+) -> io::Result<[u8; 32]> {
     let threads = threads.max(1);
+    let mut hasher = Sha256::new();
     let mut written = 0;
     loop {
         let mut batch = Vec::with_capacity(threads);
@@ -45,21 +54,26 @@ pub fn compress(mut input: impl Read, mut output: impl Write, threads: usize) ->
             }
         }
         let members: Vec<io::Result<Vec<u8>>> = std::thread::scope(|scope| {
+            let hasher = &mut hasher;
+            let batch = &batch;
+            let hashing = scope.spawn(move || batch.iter().for_each(|chunk| hasher.update(chunk)));
             let handles: Vec<_> = batch
                 .iter()
                 .map(|chunk| scope.spawn(move || gzip_chunk(chunk)))
                 .collect();
-            handles
+            let members = handles
                 .into_iter()
                 .map(|h| h.join().expect("a gzip thread panicked"))
-                .collect()
+                .collect();
+            hashing.join().expect("the hashing thread panicked");
+            members
         });
         for member in members {
             output.write_all(&member?)?;
         }
         written += batch.len();
         if end {
-            return Ok(());
+            return Ok(hasher.finalize().into());
         }
     }
 }
@@ -70,7 +84,8 @@ mod tests {
 
     fn roundtrip(data: &[u8], threads: usize) -> Vec<u8> {
         let mut gz = Vec::new();
-        compress(data, &mut gz, threads).unwrap();
+        let hash = compress(data, &mut gz, threads).unwrap();
+        assert_eq!(hash, <[u8; 32]>::from(Sha256::digest(data)));
         let mut out = Vec::new();
         flate2::read::MultiGzDecoder::new(&gz[..])
             .read_to_end(&mut out)

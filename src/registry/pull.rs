@@ -2,17 +2,18 @@
 //! blobs into the store, every one checked against its digest.
 
 use super::client::{client_error, retry, Target};
+use super::manifest::{fetch_manifest, parse_document, Document};
 use super::progress::Progress;
 use super::{verification, Registry, RegistryError, Result};
 use crate::store::oci::{
-    Descriptor, Digest, Index, Manifest, MEDIA_TYPE_CONFIG, MEDIA_TYPE_DOCKER_CONFIG,
+    Descriptor, Digest, Manifest, MAX_DOCUMENT_SIZE, MEDIA_TYPE_CONFIG, MEDIA_TYPE_DOCKER_CONFIG,
     MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST_LIST, MEDIA_TYPE_INDEX,
     MEDIA_TYPE_MANIFEST,
 };
-use crate::store::{Image, IoContext, Store, StoredLayer};
-use futures_util::{StreamExt, TryStreamExt};
+use crate::store::{Image, SizedReader, Store, StoreError, StoredLayer};
+use futures_util::{StreamExt, TryStreamExt as _};
 use std::collections::HashMap;
-use std::path::Path;
+use std::io::Read;
 use std::sync::Arc;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
@@ -71,13 +72,6 @@ fn is_layer(media_type: &str) -> bool {
         || media_type.starts_with("application/vnd.docker.image.rootfs.")
 }
 
-fn is_index(media_type: Option<&str>, body: &serde_json::Value) -> bool {
-    match media_type {
-        Some(t) => t == MEDIA_TYPE_INDEX || t == MEDIA_TYPE_DOCKER_MANIFEST_LIST,
-        None => body.get("manifests").is_some(),
-    }
-}
-
 /// Refuses manifests that are not container images, before any layer moves.
 fn require_image(reference: &str, manifest: &Manifest) -> Result<()> {
     let config = manifest.config.media_type.as_str();
@@ -114,7 +108,13 @@ impl Registry {
         let target = self.target(reference)?;
         let pulled = self.block_on(self.fetch(store, &target, require_image))?;
         let layers: Vec<StoredLayer> = pulled.blobs.iter().map(|b| b.stored.clone()).collect();
-        crate::import::check_diff_ids(reference, &pulled.config, &layers)?;
+        if let Err(e) = crate::import::check_diff_ids(reference, &pulled.config, &layers) {
+            // Nothing names them: they go now, not at the next prune.
+            let mut stored: Vec<Digest> = layers.into_iter().map(|l| l.digest).collect();
+            stored.push(pulled.manifest.config.digest.clone());
+            let _ = store.discard(&stored);
+            return Err(e.into());
+        }
         let sized: Vec<_> = layers.iter().map(|l| (l.digest.clone(), l.size)).collect();
         let own = [reference.to_string()];
         let names = if names.is_empty() { &own[..] } else { names };
@@ -150,7 +150,11 @@ impl Registry {
         let stored = store.put_blob(&config)?;
         debug_assert_eq!(stored, manifest.config.digest);
 
-        let total = manifest.layers.iter().map(|l| l.size).sum();
+        // Declared sizes are untrusted: they may add up past u64.
+        let total = manifest
+            .layers
+            .iter()
+            .fold(0u64, |sum, l| sum.saturating_add(l.size));
         let progress = Arc::new(Progress::new(
             "pulling",
             &target.name,
@@ -195,8 +199,18 @@ impl Registry {
             }
         }))
         .buffer_unordered(self.jobs())
-        .try_collect::<HashMap<_, _>>()
-        .await?;
+        .collect::<Vec<_>>()
+        .await;
+        // Every transfer has ended (each is bounded by its declared size and
+        // by the first write error); if one failed, none of them is kept.
+        let (fetched, failed): (Vec<_>, Vec<_>) = fetched.into_iter().partition(|r| r.is_ok());
+        let fetched: HashMap<Digest, StoredLayer> = fetched.into_iter().flatten().collect();
+        if let Some(Err(e)) = failed.into_iter().next() {
+            let mut stored: Vec<Digest> = fetched.into_values().map(|l| l.digest).collect();
+            stored.push(manifest.config.digest.clone());
+            let _ = store.discard(&stored);
+            return Err(e);
+        }
         let blobs = manifest
             .layers
             .iter()
@@ -227,13 +241,8 @@ async fn resolve_manifest(
     let mut index_digest = None;
     for _ in 0..MAX_INDEX_DEPTH {
         let current = &reference;
-        let bytes = retry("manifest", quiet, || async move {
-            let (bytes, _) = target
-                .client
-                .pull_manifest_raw(current, &target.auth, ACCEPT)
-                .await
-                .map_err(|e| client_error(&target.name, "fetch manifest", e))?;
-            Ok(bytes)
+        let bytes = retry("manifest", quiet, || {
+            fetch_manifest(target, current, ACCEPT)
         })
         .await?;
         let digest = Digest::of(&bytes);
@@ -247,64 +256,109 @@ async fn resolve_manifest(
                 });
             }
         }
-        let body: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| malformed(target, "manifest", e))?;
-        let media_type = body.get("mediaType").and_then(|t| t.as_str());
-        if is_index(media_type, &body) {
-            let index: Index =
-                serde_json::from_value(body).map_err(|e| malformed(target, "index", e))?;
-            let entry =
-                crate::import::pick_platform(&target.name, &index.manifests).map_err(|_| {
-                    RegistryError::Unsupported {
-                        reference: target.name.clone(),
-                        message: "the image index has no linux/amd64 manifest".into(),
-                    }
-                })?;
-            index_digest.get_or_insert(digest);
-            reference = reference.clone_with_digest(entry.digest.to_string());
-            continue;
+        match parse_document(&bytes).map_err(|e| malformed(target, "manifest", e))? {
+            Document::Index(index) => {
+                let entry =
+                    crate::import::pick_platform(&target.name, &index.manifests).map_err(|_| {
+                        RegistryError::Unsupported {
+                            reference: target.name.clone(),
+                            message: "the image index has no linux/amd64 manifest".into(),
+                        }
+                    })?;
+                index_digest.get_or_insert(digest);
+                reference = reference.clone_with_digest(entry.digest.to_string());
+            }
+            Document::Manifest(manifest) => return Ok((digest, index_digest, bytes, *manifest)),
         }
-        let manifest: Manifest =
-            serde_json::from_value(body).map_err(|e| malformed(target, "manifest", e))?;
-        return Ok((digest, index_digest, bytes.to_vec(), manifest));
     }
     Err(malformed(target, "index", "indexes nested too deeply"))
 }
 
-/// Fetches a (small) config blob whole; the client checks its digest.
-async fn fetch_config(target: &Target, desc: &Descriptor) -> Result<Vec<u8>> {
-    let mut config = Vec::with_capacity(desc.size as usize);
-    target
+/// A blob stream as a blocking reader that ends where the registry's body
+/// ends: the client's own digest check (which reports the digest of nothing
+/// when read past its end) is dropped, since d2v hashes what arrives itself.
+struct Body<R>(R);
+
+impl<R: Read> Read for Body<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.0.read(buf) {
+            Err(e) if super::is_digest_error(&e) => Ok(0),
+            other => other,
+        }
+    }
+}
+
+/// Opens blob `desc` as a blocking reader of exactly its declared size
+/// (see [`SizedReader`]); the body counts toward `progress`.
+async fn open_blob(
+    target: &Target,
+    desc: &Descriptor,
+    progress: Option<Arc<Progress>>,
+) -> Result<SizedReader<Body<impl Read + Send + 'static>>> {
+    let stream = target
         .client
-        .pull_blob(&target.reference, desc.digest.as_str(), &mut config)
+        .pull_blob_stream(&target.reference, desc.digest.as_str())
         .await
-        .map_err(|e| client_error(&target.name, "fetch config", e))?;
-    if Digest::of(&config) != desc.digest {
+        .map_err(|e| client_error(&target.name, "fetch blob", e))?;
+    let stream = stream.inspect_ok(move |chunk| {
+        if let Some(p) = &progress {
+            p.add(chunk.len())
+        }
+    });
+    let reader = SyncIoBridge::new(StreamReader::new(stream));
+    Ok(SizedReader::new(Body(reader), desc.size))
+}
+
+/// Fetches a config blob whole: at most [`MAX_DOCUMENT_SIZE`] bytes, exactly
+/// its declared size, and matching its digest.
+async fn fetch_config(target: &Target, desc: &Descriptor) -> Result<Vec<u8>> {
+    if desc.size > MAX_DOCUMENT_SIZE {
+        return Err(RegistryError::Unsupported {
+            reference: target.name.clone(),
+            message: format!(
+                "the manifest declares a config of {} bytes; at most {MAX_DOCUMENT_SIZE} are accepted",
+                desc.size
+            ),
+        });
+    }
+    let mut reader = open_blob(target, desc, None).await?;
+    let name = target.name.clone();
+    let config = tokio::task::spawn_blocking(move || {
+        let mut config = Vec::new();
+        reader.read_to_end(&mut config).map(|_| config)
+    })
+    .await
+    .expect("the config task does not panic")
+    .map_err(|error| RegistryError::Transfer {
+        reference: name,
+        context: format!("fetch config {}", desc.digest),
+        error,
+    })?;
+    let actual = Digest::of(&config);
+    if actual != desc.digest {
         return Err(RegistryError::Verification {
             reference: target.name.clone(),
             what: "config",
             digest: desc.digest.to_string(),
-            message: format!("the registry sent {}", Digest::of(&config)),
+            message: format!(
+                "the registry sent {} bytes with digest {actual}",
+                config.len()
+            ),
         });
     }
     Ok(config)
 }
 
 /// Streams one blob into the store: a layer through [`Store::put_layer`]
-/// (uncompressed, indexed), anything else as it is; both check the digest.
+/// (uncompressed, indexed), anything else as it is; both check the digest,
+/// and the stream must be exactly the declared size.
 async fn fetch_blob(
     target: &Target,
     store: &Store,
     desc: &Descriptor,
     progress: Arc<Progress>,
 ) -> Result<StoredLayer> {
-    let stream = target
-        .client
-        .pull_blob_stream(&target.reference, desc.digest.as_str())
-        .await
-        .map_err(|e| client_error(&target.name, "fetch blob", e))?;
-    let stream = stream.inspect_ok(move |chunk| progress.add(chunk.len()));
-    let mut reader = SyncIoBridge::new(StreamReader::new(stream));
+    let mut reader = open_blob(target, desc, Some(progress)).await?;
     let store = store.clone();
     let digest = desc.digest.clone();
     let layer = is_layer(&desc.media_type);
@@ -313,7 +367,17 @@ async fn fetch_blob(
             return store.put_layer(reader, Some(&digest));
         }
         let mut blob = store.blob_writer()?;
-        std::io::copy(&mut reader, &mut blob).ctx("download blob", Path::new(digest.as_str()))?;
+        if let Err(e) = std::io::copy(&mut reader, &mut blob) {
+            let path = blob.path().to_path_buf();
+            return Err(match blob.write_error() {
+                Some(_) => StoreError::Write { path, source: e },
+                None => StoreError::Io {
+                    op: "download blob",
+                    path: digest.as_str().into(),
+                    source: e,
+                },
+            });
+        }
         let (digest, size) = blob.commit_sized(Some(&digest))?;
         Ok(StoredLayer {
             digest,

@@ -8,14 +8,14 @@ use crate::store::oci::{
     Descriptor, Digest, Manifest, MEDIA_TYPE_CONFIG, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_MANIFEST,
 };
 use crate::store::{Compression, IoContext, Store, StoreError};
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::{Stream, StreamExt, TryStreamExt};
 use oci_client::errors::OciDistributionError;
 use oci_client::Reference;
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokio_util::io::ReaderStream;
 
 /// What a push did.
@@ -60,14 +60,16 @@ impl Registry {
         let target = self.target(reference)?;
         // Where each blob is here; one that is nowhere here must be in the
         // registry already (push_blob checks).
-        let mut blobs: Vec<(Descriptor, Option<PathBuf>)> = Vec::new();
+        let mut blobs: Vec<(Descriptor, Option<Upload>)> = Vec::new();
         for desc in manifest.layers.iter().chain([&manifest.config]) {
             if blobs.iter().any(|(d, _)| d.digest == desc.digest) {
                 continue;
             }
             let path = match files.get(&desc.digest) {
-                Some(p) => Some(p.clone()),
-                None if store.has_blob(&desc.digest) => Some(store.blob_path(&desc.digest)),
+                Some(p) => Some(Upload::Fresh(p.clone())),
+                None if store.has_blob(&desc.digest) => {
+                    Some(Upload::Stored(store.blob_path(&desc.digest)))
+                }
                 None => None,
             };
             blobs.push((desc.clone(), path));
@@ -97,7 +99,7 @@ impl Registry {
                 async move {
                     let what = format!("blob {}", desc.digest);
                     let uploaded = retry(&what, quiet, || {
-                        push_blob(target, desc, path.as_deref(), progress.clone())
+                        push_blob(target, desc, path.as_ref(), progress.clone())
                     })
                     .await?;
                     Ok::<_, RegistryError>((desc.digest.clone(), uploaded))
@@ -159,6 +161,9 @@ impl Registry {
         reference: &str,
     ) -> Result<PushReport> {
         let target = self.target(reference)?;
+        // Held while they are read, whatever `d2v rm` and prune do meanwhile.
+        let held: Vec<Digest> = manifest.layers.iter().map(|l| l.digest.clone()).collect();
+        store.hold(&held)?;
         let scratch = store.scratch_dir()?;
         let mut files = HashMap::new();
         let mut layers = Vec::new();
@@ -172,7 +177,7 @@ impl Registry {
                 }
             }
             let path = scratch.path().join(format!("{}.gz", desc.digest.hex()));
-            let (gz, size) = gzip_file(&store.blob_path(&desc.digest), &path)?;
+            let (gz, size) = gzip_file(&store.blob_path(&desc.digest), &desc.digest, &path)?;
             files.insert(gz.clone(), path);
             layers.push(Descriptor::new(MEDIA_TYPE_LAYER_GZIP, gz.clone(), size));
             compressed_here.push((desc.digest.clone(), gz, size));
@@ -238,20 +243,29 @@ async fn exists_or_mount(target: &Target, digest: &Digest, source: Option<&str>)
     }
 }
 
-/// Uploads one blob from `path` unless the registry has it; returns whether it
-/// was uploaded. A blob the registry lacks and that is not here (`None`) is
+/// Where a blob to upload is.
+enum Upload {
+    /// A store blob: hashed as it streams (see [`Verified`]).
+    Stored(PathBuf),
+    /// A file this push just wrote and hashed (a gzip form, an artifact).
+    Fresh(PathBuf),
+}
+
+/// Uploads one blob unless the registry has it; returns whether it was
+/// uploaded. A blob the registry lacks and that is not here (`None`) is
 /// missing from the store.
 async fn push_blob(
     target: &Target,
     desc: &Descriptor,
-    path: Option<&Path>,
+    upload: Option<&Upload>,
     progress: Arc<Progress>,
 ) -> Result<bool> {
     if blob_exists(target, &desc.digest).await? {
         progress.blob_done(desc.digest.as_str(), desc.size, "exists, skipped");
         return Ok(false);
     }
-    let path = path.ok_or_else(|| StoreError::MissingBlob(desc.digest.clone()))?;
+    let upload = upload.ok_or_else(|| StoreError::MissingBlob(desc.digest.clone()))?;
+    let (Upload::Stored(path) | Upload::Fresh(path)) = upload;
     let file = tokio::fs::File::open(path)
         .await
         .map_err(|error| RegistryError::Transfer {
@@ -260,10 +274,25 @@ async fn push_blob(
             error,
         })?;
     let counter = progress.clone();
-    let stream = ReaderStream::with_capacity(file, 1 << 20)
+    let refused = Arc::new(OnceLock::new());
+    let body = ReaderStream::with_capacity(file, 1 << 20);
+    let body = match upload {
+        Upload::Stored(_) => Verified {
+            inner: body,
+            hasher: Sha256::new(),
+            size: 0,
+            digest: desc.digest.clone(),
+            declared: desc.size,
+            refused: refused.clone(),
+            ended: false,
+        }
+        .boxed(),
+        Upload::Fresh(_) => body.boxed(),
+    };
+    let stream = body
         .map_err(OciDistributionError::IoError)
         .inspect_ok(move |chunk| counter.add(chunk.len()));
-    target
+    let pushed = target
         .client
         .push_blob_stream(
             &target.reference,
@@ -271,10 +300,84 @@ async fn push_blob(
             desc.digest.as_str(),
             Some(desc.size),
         )
-        .await
-        .map_err(|e| client_error(&target.name, "upload blob", e))?;
+        .await;
+    if let Some(message) = refused.get() {
+        return Err(RegistryError::Verification {
+            reference: target.name.clone(),
+            what: "blob",
+            digest: desc.digest.to_string(),
+            message: message.clone(),
+        });
+    }
+    pushed.map_err(|e| client_error(&target.name, "upload blob", e))?;
     progress.blob_done(desc.digest.as_str(), desc.size, "pushed");
     Ok(true)
+}
+
+/// An upload body that hashes what it sends and ends in an error instead of
+/// its last byte when the bytes are not the blob its digest names (or not
+/// its declared size), so that a damaged store blob never reaches a registry.
+/// The reason is left in `refused`.
+struct Verified<S> {
+    inner: S,
+    hasher: Sha256,
+    size: u64,
+    digest: Digest,
+    declared: u64,
+    refused: Arc<OnceLock<String>>,
+    ended: bool,
+}
+
+impl<S> Verified<S> {
+    fn refuse(&self, why: String) -> Option<io::Result<bytes::Bytes>> {
+        let message =
+            format!("refusing to upload it: the store's copy {why} (run `d2v check --repair`)");
+        let _ = self.refused.set(message.clone());
+        Some(Err(io::Error::new(io::ErrorKind::InvalidData, message)))
+    }
+}
+
+impl<S: Stream<Item = io::Result<bytes::Bytes>> + Unpin> Stream for Verified<S> {
+    type Item = io::Result<bytes::Bytes>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        Poll::Ready(
+            match futures_util::ready!(std::pin::Pin::new(&mut this.inner).poll_next(cx)) {
+                Some(Ok(chunk)) => {
+                    this.size += chunk.len() as u64;
+                    if this.size > this.declared {
+                        this.ended = true;
+                        this.refuse(format!(
+                            "is longer than the declared {} bytes",
+                            this.declared
+                        ))
+                    } else {
+                        this.hasher.update(&chunk);
+                        Some(Ok(chunk))
+                    }
+                }
+                Some(Err(e)) => Some(Err(e)),
+                None => {
+                    this.ended = true;
+                    let actual =
+                        Digest::from_sha256(std::mem::take(&mut this.hasher).finalize().into());
+                    if actual != this.digest || this.size != this.declared {
+                        this.refuse(format!("hashes to {actual} ({} bytes)", this.size))
+                    } else {
+                        None
+                    }
+                }
+            },
+        )
+    }
 }
 
 /// Hashes and counts what is written through it.
@@ -297,24 +400,11 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// The digest and size of the file at `path`.
-pub(super) fn hash_file(path: &Path) -> Result<(Digest, u64)> {
-    let mut file = std::fs::File::open(path).ctx("open", path)?;
-    let mut sink = HashingWriter {
-        inner: io::sink(),
-        hasher: Sha256::new(),
-        size: 0,
-    };
-    io::copy(&mut file, &mut sink).ctx("read", path)?;
-    Ok((
-        Digest::from_sha256(sink.hasher.finalize().into()),
-        sink.size,
-    ))
-}
-
-/// Gzips `src` into `dest` on every core (deterministically: see
-/// [`super::pgzip`]); returns the digest and size of the result.
-fn gzip_file(src: &Path, dest: &Path) -> Result<(Digest, u64)> {
+/// Gzips the store's layer `src` into `dest` on every core (deterministically:
+/// see [`super::pgzip`]); returns the digest and size of the result. The
+/// layer is hashed as it is compressed: one whose bytes are not its digest
+/// `layer` is refused (it would be pushed under diff IDs it does not have).
+fn gzip_file(src: &Path, layer: &Digest, dest: &Path) -> Result<(Digest, u64)> {
     let mut input = std::fs::File::open(src).ctx("open", src)?;
     let out = std::fs::File::create(dest).ctx("create", dest)?;
     let mut hashing = HashingWriter {
@@ -323,10 +413,67 @@ fn gzip_file(src: &Path, dest: &Path) -> Result<(Digest, u64)> {
         size: 0,
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    super::pgzip::compress(&mut input, &mut hashing, threads).ctx("compress", src)?;
+    let read = super::pgzip::compress(&mut input, &mut hashing, threads).ctx("compress", src)?;
     hashing.flush().ctx("write", dest)?;
+    let actual = Digest::from_sha256(read);
+    if &actual != layer {
+        return Err(StoreError::Damaged {
+            digest: layer.clone(),
+            actual,
+        }
+        .into());
+    }
     Ok((
         Digest::from_sha256(hashing.hasher.finalize().into()),
         hashing.size,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upload(
+        bytes: &'static [u8],
+        digest: Digest,
+        declared: u64,
+    ) -> (Vec<io::Result<bytes::Bytes>>, Option<String>) {
+        let refused = Arc::new(OnceLock::new());
+        let chunks = bytes.chunks(3).map(|c| Ok(bytes::Bytes::from_static(c)));
+        let verified = Verified {
+            inner: futures_util::stream::iter(chunks),
+            hasher: Sha256::new(),
+            size: 0,
+            digest,
+            declared,
+            refused: refused.clone(),
+            ended: false,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let items = rt.block_on(verified.collect::<Vec<_>>());
+        (items, refused.get().cloned())
+    }
+
+    #[test]
+    fn an_upload_ends_in_an_error_unless_its_bytes_are_its_digest() {
+        let good = b"the blob's bytes";
+        let (items, refused) = upload(good, Digest::of(good), good.len() as u64);
+        assert!(items.iter().all(|i| i.is_ok()) && refused.is_none());
+
+        let (items, refused) = upload(good, Digest::of(b"other"), good.len() as u64);
+        assert!(items.last().unwrap().is_err(), "the last item is the error");
+        assert!(refused.unwrap().contains(Digest::of(good).as_str()));
+
+        let (items, refused) = upload(good, Digest::of(good), 4);
+        assert_eq!(
+            items.iter().filter(|i| i.is_ok()).count(),
+            1,
+            "stops past 4 bytes"
+        );
+        assert!(refused
+            .unwrap()
+            .contains("longer than the declared 4 bytes"));
+    }
 }

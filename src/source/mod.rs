@@ -202,12 +202,26 @@ impl<'a> Resolver<'a> {
     }
 }
 
+/// The store alone as the front end's source of base-image configs.
+impl BaseImages for Store {
+    fn config(&self, name: &str) -> Result<Option<ImageConfig>, BaseError> {
+        match self.image(name) {
+            Ok(image) => Ok(Some(parse_config(name, &image.config)?)),
+            Err(StoreError::ImageNotFound(_)) => Ok(None),
+            Err(e) => Err(Box::new(e)),
+        }
+    }
+}
+
+fn parse_config(name: &str, config: &[u8]) -> Result<ImageConfig, String> {
+    serde_json::from_slice(config)
+        .map_err(|e| format!("the config of image {name:?} in the store is not valid: {e}"))
+}
+
 impl BaseImages for Resolver<'_> {
     fn config(&self, name: &str) -> Result<Option<ImageConfig>, BaseError> {
         match self.image(name) {
-            Ok(image) => Ok(Some(serde_json::from_slice(&image.config).map_err(
-                |e| format!("the config of image {name:?} in the store is not valid: {e}"),
-            )?)),
+            Ok(image) => Ok(Some(parse_config(name, &image.config)?)),
             Err(ResolveError::NotFound { .. }) => Ok(None),
             Err(e) => Err(Box::new(e)),
         }

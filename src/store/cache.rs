@@ -6,7 +6,7 @@
 //! is the entry's last use, which `d2v prune --cache-budget` evicts by.
 
 use super::oci::Digest;
-use super::{IoContext, Result, Store};
+use super::{IoContext, Result, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -68,8 +68,11 @@ impl Store {
             return Ok(None);
         };
         if let Some((digest, _)) = &entry.layer {
-            if !self.has_blob(digest) {
-                return Ok(None);
+            // Held from now on, so a concurrent prune or trim cannot take it.
+            match self.hold(std::slice::from_ref(digest)) {
+                Ok(()) => {}
+                Err(StoreError::MissingBlob(_)) => return Ok(None),
+                Err(e) => return Err(e),
             }
         }
         // Touch: the mtime is the last use.

@@ -70,12 +70,28 @@ impl Image {
 pub struct ImageSummary {
     /// The image's name.
     pub name: String,
-    /// Its ID (config digest).
-    pub id: Digest,
+    /// Its ID (config digest); `None` when the image is damaged.
+    pub id: Option<Digest>,
     /// Sum of its (uncompressed) layer sizes.
     pub size: u64,
     /// When it was created, as the config says.
     pub created: Option<String>,
+    /// Why the image cannot be used, when it cannot (a missing or damaged
+    /// manifest, config or layer); `d2v check --repair` removes its name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub damaged: Option<String>,
+}
+
+/// An image's content without a name: what a source (a Docker daemon's
+/// export, a stage built elsewhere) produced, its layers already stored.
+#[derive(Clone, Debug)]
+pub struct ExternalImage {
+    /// Its ID where it was made (a Docker image ID, `sha256:…`).
+    pub id: String,
+    /// Its config blob.
+    pub config: Vec<u8>,
+    /// Its layers (uncompressed digest, size), bottom first.
+    pub layers: Vec<(Digest, u64)>,
 }
 
 /// Checks that `name` can be stored as an image name.
@@ -124,6 +140,10 @@ impl Store {
             .find(|d| d.ref_name() == Some(name))
             .ok_or_else(|| StoreError::ImageNotFound(name.to_string()))?;
         self.image_from_manifest(name, &desc.digest)
+            .map_err(|e| StoreError::BadImage {
+                name: name.to_string(),
+                source: Box::new(e),
+            })
     }
 
     /// Loads an image from its manifest digest.
@@ -144,7 +164,9 @@ impl Store {
         })
     }
 
-    /// Every named image, in the order of `index.json`.
+    /// Every named image, in the order of `index.json`. One that cannot be
+    /// read is listed with what is wrong ([`ImageSummary::damaged`]), never
+    /// hiding the others.
     pub fn images(&self) -> Result<Vec<ImageSummary>> {
         let index = self.read_index()?;
         let mut out = Vec::new();
@@ -152,13 +174,27 @@ impl Store {
             let Some(name) = desc.ref_name() else {
                 continue;
             };
-            let image = self.image_from_manifest(name, &desc.digest)?;
-            out.push(ImageSummary {
-                name: name.to_string(),
-                id: image.id().clone(),
-                size: image.size(),
-                created: image.created(),
-            });
+            let summary = match self.image_from_manifest(name, &desc.digest) {
+                Ok(image) => ImageSummary {
+                    name: name.to_string(),
+                    id: Some(image.id().clone()),
+                    size: image.size(),
+                    created: image.created(),
+                    damaged: image
+                        .layers()
+                        .into_iter()
+                        .find(|d| !self.has_blob(d))
+                        .map(|d| StoreError::MissingBlob(d).to_string()),
+                },
+                Err(e) => ImageSummary {
+                    name: name.to_string(),
+                    id: None,
+                    size: 0,
+                    created: None,
+                    damaged: Some(e.to_string()),
+                },
+            };
+            out.push(summary);
         }
         Ok(out)
     }

@@ -86,19 +86,33 @@ impl Store {
             Compression::sniff(head)
         };
         let mut blob = self.blob_writer()?;
-        let decoded = match compression {
-            Compression::None => io::copy(&mut hashing, &mut blob).ctx("copy layer", &src_desc),
+        let (decoded, what) = match compression {
+            Compression::None => (io::copy(&mut hashing, &mut blob), "copy layer"),
             Compression::Gzip => {
                 let mut dec = flate2::read::MultiGzDecoder::new(&mut hashing);
-                io::copy(&mut dec, &mut blob).ctx("decompress gzip layer", &src_desc)
+                (io::copy(&mut dec, &mut blob), "decompress gzip layer")
             }
-            Compression::Zstd => zstd::stream::read::Decoder::new(&mut hashing)
-                .and_then(|mut dec| io::copy(&mut dec, &mut blob))
-                .ctx("decompress zstd layer", &src_desc),
+            Compression::Zstd => (
+                zstd::stream::read::Decoder::new(&mut hashing)
+                    .and_then(|mut dec| io::copy(&mut dec, &mut blob)),
+                "decompress zstd layer",
+            ),
+        };
+        let decoded = match decoded {
+            // The store cannot take it (ENOSPC, EIO): stop now, whatever is still coming.
+            Err(source) if blob.write_error().is_some() => {
+                return Err(StoreError::Write {
+                    path: blob.path().to_path_buf(),
+                    source,
+                })
+            }
+            other => other.ctx(what, &src_desc),
         };
         // Whatever trails the compressed stream still counts toward its digest;
         // after a decoding error the rest is read too, so that a corrupted
-        // stream is reported as the digest mismatch it is.
+        // stream is reported as the digest mismatch it is. (Sources of
+        // untrusted length are bounded by their declared size; see
+        // `crate::registry` and `crate::import`.)
         io::copy(&mut hashing, &mut io::sink()).ctx("read", &src_desc)?;
         let arrived = Digest::from_sha256(hashing.hasher.finalize().into());
         if let Some(expected) = expected {
@@ -116,10 +130,17 @@ impl Store {
             Compression::None => None,
             c => Some((arrived, hashing.size, c)),
         };
-        if let Some((cdigest, csize, c)) = &compressed {
-            self.record_compressed_form(&digest, cdigest, *csize, *c, None)?;
+        // A blob that is not a readable tar is not kept (nothing names it yet).
+        let indexed = compressed
+            .as_ref()
+            .map_or(Ok(()), |(cdigest, csize, c)| {
+                self.record_compressed_form(&digest, cdigest, *csize, *c, None)
+            })
+            .and_then(|()| self.ensure_layer_index(&digest));
+        if let Err(e) = indexed {
+            let _ = self.discard(std::slice::from_ref(&digest));
+            return Err(e);
         }
-        self.ensure_layer_index(&digest)?;
         Ok(StoredLayer {
             digest,
             size,
@@ -152,7 +173,7 @@ impl Store {
         )
     }
 
-    fn compressed_record_path(&self, layer: &Digest) -> PathBuf {
+    pub(super) fn compressed_record_path(&self, layer: &Digest) -> PathBuf {
         self.root()
             .join("d2v/compressed")
             .join(format!("{}.json", layer.hex()))

@@ -2,7 +2,6 @@
 
 use super::{IoContext, Result};
 use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::path::Path;
 
 /// Holds the store's exclusive lock until dropped.
@@ -21,14 +20,10 @@ impl StoreLock {
             .open(path)
             .ctx("open lock file", path)?;
         loop {
-            // SAFETY: flock on a file descriptor we own; the kernel releases it when the fd closes.
-            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-            if rc == 0 {
-                break;
-            }
-            let err = std::io::Error::last_os_error();
-            if err.kind() != std::io::ErrorKind::Interrupted {
-                return Err(err).ctx("lock", path);
+            match rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive) {
+                Ok(()) => break,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(std::io::Error::from(e)).ctx("lock", path),
             }
         }
         Ok(StoreLock { _file: file })

@@ -5,11 +5,13 @@
 //!   oci-layout, index.json        the OCI layout; index.json names images by
 //!   blobs/sha256/<hex>            `org.opencontainers.image.ref.name`
 //!   d2v/lock                      flock guarding every change to the store
+//!   d2v/leases/<pid>-<start>-<n>  what a running process wrote or uses (see [`lease`])
 //!   d2v/layers/<hex>.idx          the layer index of each (uncompressed) layer blob
+//!   d2v/verified/<hex>            when a blob was last hashed (see [`Store::verify_blob`])
 //!   d2v/compressed/<hex>.json     the compressed form a layer arrived in (or was last
 //!                                 pushed as) and the repository holding it, for pushing
 //!   d2v/cache/<key>.json          the step cache: what each build step produced
-//!   d2v/tmp/<pid>-<n>/            per-process scratch; renamed into place when complete
+//!   d2v/tmp/<pid>-<n>-…/          per-process scratch (0700); renamed into place when complete
 //! ```
 //!
 //! Every layer is kept as one uncompressed tar blob, so a layer's digest is its
@@ -17,29 +19,40 @@
 //! read. Blobs are written to scratch, hashed while written, and renamed into
 //! place only when complete; `index.json` is replaced atomically. So an
 //! interrupted write leaves at most unreferenced scratch that [`Store::prune`]
-//! removes, never a blob or a name that a later run would trust.
+//! removes, never a blob or a name that a later run would trust. What a running
+//! process has written but not yet named is protected from a concurrent prune
+//! by its lease.
 
-mod base_images;
 mod blobs;
 mod cache;
 mod cache_share;
+mod check;
 mod gc;
 mod images;
+mod layer_index;
 mod layers;
+pub mod lease;
 mod lock;
 pub mod oci;
+mod scratch;
+mod sized;
+mod verify;
 
 pub use blobs::BlobWriter;
 pub use cache::{CacheEntry, CacheKey};
 pub use cache_share::{CacheConfig, MEDIA_TYPE_CACHE_CONFIG};
+pub use check::{CheckOptions, CheckReport, Finding};
 pub use gc::PruneReport;
-pub use images::{validate_name, Image, ImageSummary};
+pub use images::{validate_name, ExternalImage, Image, ImageSummary};
 pub use layers::{Compression, StoredLayer};
 pub use lock::StoreLock;
+pub use scratch::remove_scratch;
+pub use sized::{SizeError, SizedReader};
+pub use verify::{hash_file, hash_reader};
 
-use std::io;
+use std::io::{self, Read as _};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use oci::Digest;
 
@@ -52,6 +65,15 @@ pub enum StoreError {
         /// What was being done.
         op: &'static str,
         /// The path it was done to.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// Writing into the store failed (ENOSPC, EIO, ...): what was being
+    /// stored is abandoned at once.
+    #[error("writing {path}: {source}")]
+    Write {
+        /// The scratch file being written.
         path: PathBuf,
         /// The underlying error.
         source: io::Error,
@@ -82,6 +104,33 @@ pub enum StoreError {
     /// A blob the store references is missing.
     #[error("missing blob {0} (the store is damaged; re-import the image)")]
     MissingBlob(Digest),
+    /// A stored blob no longer holds the bytes its digest names.
+    #[error(
+        "blob {digest} is damaged: its bytes hash to {actual} \
+         (run `d2v check --repair`, then pull, import or build the image again)"
+    )]
+    Damaged {
+        /// The blob's name.
+        digest: Digest,
+        /// What its bytes hash to now.
+        actual: Digest,
+    },
+    /// A manifest, index or config larger than d2v reads.
+    #[error("{what}: larger than {limit} bytes, the most a manifest or config may have")]
+    TooLarge {
+        /// What was being read.
+        what: PathBuf,
+        /// The limit.
+        limit: u64,
+    },
+    /// An image whose manifest, config or layers cannot be read.
+    #[error("image {name:?} is damaged: {source}")]
+    BadImage {
+        /// The image's name.
+        name: String,
+        /// What is wrong.
+        source: Box<StoreError>,
+    },
     /// An image name that cannot be stored.
     #[error("invalid image name {0:?}: {1}")]
     InvalidName(String, &'static str),
@@ -93,6 +142,9 @@ pub enum StoreError {
         /// What went wrong.
         source: d2v_fuse::IndexError,
     },
+    /// Layers could not be composed into one tree.
+    #[error("couldn't compose layers: {0}")]
+    Tree(#[from] d2v_fuse::TreeError),
     /// Anything else that is inconsistent in the store.
     #[error("{0}")]
     Invalid(String),
@@ -116,13 +168,13 @@ impl<T> IoContext<T> for io::Result<T> {
     }
 }
 
-/// An open d2v store (a path: cloning it is cheap).
+/// An open d2v store (a path and this process's lease on it: cloning it is
+/// cheap, and clones share the lease).
 #[derive(Clone, Debug)]
 pub struct Store {
     root: PathBuf,
+    lease: Arc<OnceLock<lease::Lease>>,
 }
-
-static SCRATCH_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl Store {
     /// The store location: `$D2V_HOME`, else `/var/lib/d2v` for root, else `$XDG_DATA_HOME/d2v`
@@ -149,15 +201,20 @@ impl Store {
 
     /// Opens (creating if needed) the store rooted at `root`.
     pub fn open(root: impl Into<PathBuf>) -> Result<Store> {
-        let store = Store { root: root.into() };
+        let store = Store {
+            root: root.into(),
+            lease: Arc::default(),
+        };
         for dir in [
             store.root.join("blobs/sha256"),
             store.layers_dir(),
             store.root.join("d2v/compressed"),
-            store.root.join("d2v/tmp"),
+            store.root.join("d2v/verified"),
+            store.leases_dir(),
         ] {
             std::fs::create_dir_all(&dir).ctx("create directory", &dir)?;
         }
+        scratch::create_private_dir(&store.scratch_parent())?;
         let layout = store.root.join("oci-layout");
         if !layout.exists() {
             let _lock = store.lock()?;
@@ -184,6 +241,33 @@ impl Store {
         StoreLock::acquire(&self.root.join("d2v/lock"))
     }
 
+    fn leases_dir(&self) -> PathBuf {
+        self.root.join("d2v/leases")
+    }
+
+    /// This process's lease on the store, created on first use.
+    fn lease(&self) -> Result<&lease::Lease> {
+        if let Some(l) = self.lease.get() {
+            return Ok(l);
+        }
+        let fresh = lease::Lease::create(&self.leases_dir())?;
+        // Another thread may have won the race; then `fresh` is dropped (and removed).
+        Ok(self.lease.get_or_init(|| fresh))
+    }
+
+    /// Protects the stored blobs `digests` from [`Store::prune`] for as long
+    /// as this process lives (see [`lease`]); fails with
+    /// [`StoreError::MissingBlob`] for one that is not stored. Call it before
+    /// using blobs that no name of yours pins: a cache hit's layer, the layers
+    /// of an image about to be mounted.
+    pub fn hold(&self, digests: &[Digest]) -> Result<()> {
+        let _lock = self.lock()?;
+        if let Some(missing) = digests.iter().find(|d| !self.has_blob(d)) {
+            return Err(StoreError::MissingBlob(missing.clone()));
+        }
+        self.lease()?.add(digests)
+    }
+
     /// The path of the blob with `digest` (whether or not it exists).
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
         self.root.join("blobs/sha256").join(digest.hex())
@@ -194,16 +278,18 @@ impl Store {
         self.blob_path(digest).is_file()
     }
 
-    /// Reads a (small) blob whole, checking its digest.
+    /// Reads a document blob (manifest, index, config: at most
+    /// [`oci::MAX_DOCUMENT_SIZE`] bytes) whole, checking its digest.
     pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
         let path = self.blob_path(digest);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(StoreError::MissingBlob(digest.clone()))
             }
             Err(e) => return Err(e).ctx("read", &path),
         };
+        let bytes = read_document(file, &path)?;
         let actual = Digest::of(&bytes);
         if &actual != digest {
             return Err(StoreError::DigestMismatch {
@@ -227,59 +313,28 @@ impl Store {
         BlobWriter::new(self)
     }
 
-    /// The directory holding layer indexes.
-    pub fn layers_dir(&self) -> PathBuf {
-        self.root.join("d2v/layers")
-    }
-
-    /// The path of the index of layer `digest`.
-    pub fn layer_index_path(&self, digest: &Digest) -> PathBuf {
-        self.layers_dir().join(format!("{}.idx", digest.hex()))
-    }
-
-    /// Builds the index of a stored layer blob if it does not exist yet.
-    pub fn ensure_layer_index(&self, digest: &Digest) -> Result<()> {
-        let index = self.layer_index_path(digest);
-        if index.is_file() {
-            return Ok(());
-        }
-        let blob = self.blob_path(digest);
-        if !blob.is_file() {
-            return Err(StoreError::MissingBlob(digest.clone()));
-        }
-        d2v_fuse::LayerIndex::build(&blob, &index).map_err(|source| StoreError::LayerIndex {
-            digest: digest.clone(),
-            source,
-        })?;
-        Ok(())
-    }
-
-    /// Opens a stored layer with its index (building the index if it is missing).
-    pub fn open_layer(&self, digest: &Digest) -> Result<d2v_fuse::LayerIndex> {
-        self.ensure_layer_index(digest)?;
-        d2v_fuse::LayerIndex::open(&self.blob_path(digest), &self.layer_index_path(digest)).map_err(
-            |source| StoreError::LayerIndex {
-                digest: digest.clone(),
-                source,
-            },
-        )
-    }
-
-    /// A fresh scratch directory for this process, removed when the guard drops.
-    pub fn scratch_dir(&self) -> Result<tempfile::TempDir> {
-        let n = SCRATCH_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let prefix = format!("{}-{n}-", std::process::id());
-        let parent = self.root.join("d2v/tmp");
-        tempfile::Builder::new()
-            .prefix(&prefix)
-            .tempdir_in(&parent)
-            .ctx("create scratch directory in", &parent)
-    }
-
     /// Writes `bytes` to `path` atomically: a temp file in the same directory, fsync, rename.
     pub fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<()> {
         write_atomic(path, bytes)
     }
+}
+
+/// Reads a JSON document (manifest, index, config) of at most
+/// [`oci::MAX_DOCUMENT_SIZE`] bytes from `reader`; `what` names it in errors.
+/// Reading stops one byte past the limit.
+pub fn read_document(reader: impl io::Read, what: &Path) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    reader
+        .take(oci::MAX_DOCUMENT_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .ctx("read", what)?;
+    if bytes.len() as u64 > oci::MAX_DOCUMENT_SIZE {
+        return Err(StoreError::TooLarge {
+            what: what.to_path_buf(),
+            limit: oci::MAX_DOCUMENT_SIZE,
+        });
+    }
+    Ok(bytes)
 }
 
 /// Writes `bytes` to `path` atomically: a temp file in the same directory, fsync, rename.

@@ -31,6 +31,9 @@ pub const MEDIA_TYPE_DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.d
 /// Docker's manifest list media type.
 pub const MEDIA_TYPE_DOCKER_MANIFEST_LIST: &str =
     "application/vnd.docker.distribution.manifest.list.v2+json";
+/// The largest manifest, index or config d2v reads (from a registry, a layout
+/// or its own store): 4 MiB, what the distribution registry accepts.
+pub const MAX_DOCUMENT_SIZE: u64 = 4 << 20;
 /// The annotation that names an image inside an OCI layout's `index.json`.
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 

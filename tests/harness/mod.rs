@@ -104,9 +104,13 @@ impl D2v {
         self.home.path()
     }
 
-    /// A `d2v` command using this store.
+    /// A `d2v` command using this store. `D2V_TEST_BIN` runs another d2v
+    /// binary instead of this build's (to show that a regression test fails
+    /// on an older build).
     pub fn cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_d2v"));
+        let bin =
+            std::env::var_os("D2V_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_d2v").into());
+        let mut c = Command::new(bin);
         c.env("D2V_HOME", self.home.path());
         c
     }

@@ -6,20 +6,25 @@
 //! segments (SEG_LEN each): sparse data runs (logical, blob offset, length)
 //! xattrs   (XATTR_LEN each): name and value spans into the string area
 //! strings  : paths, link targets, xattr names and values, back to back
+//! checksum (CHECKSUM_LEN bytes): SHA-256 of everything before it
 //! ```
-//! Readers never trust the file: every span is bounds-checked when used.
+//! Readers never trust the file: the checksum is verified when it is opened
+//! (an index that fails it is rebuilt by the store) and every span is still
+//! bounds-checked when used.
 
 use super::tar::RawEntry;
 use super::IndexError;
+use sha2::{Digest as _, Sha256};
 
 /// First eight bytes of every index file.
 pub(crate) const MAGIC: &[u8; 8] = b"D2VLIDX\0";
-/// Bumped on any incompatible layout change.
-pub(crate) const VERSION: u32 = 1;
+/// Bumped on any incompatible layout change (2: the checksum trailer).
+pub(crate) const VERSION: u32 = 2;
 pub(crate) const HEADER_LEN: usize = 96;
 pub(crate) const ENTRY_LEN: usize = 88;
 pub(crate) const SEG_LEN: usize = 24;
 pub(crate) const XATTR_LEN: usize = 16;
+pub(crate) const CHECKSUM_LEN: usize = 32;
 
 /// Entry flag: this path was a hard link in the tar.
 pub(crate) const FLAG_HARDLINK: u8 = 1;
@@ -102,8 +107,12 @@ impl Header {
             strings_len: u64_at(b, 80),
             total_len: u64_at(b, 88),
         };
-        if h.total_len != b.len() as u64 {
+        if h.total_len != b.len() as u64 || b.len() < HEADER_LEN + CHECKSUM_LEN {
             return Err("length does not match header".into());
+        }
+        let (body, sum) = b.split_at(b.len() - CHECKSUM_LEN);
+        if Sha256::digest(body).as_slice() != sum {
+            return Err("checksum mismatch".into());
         }
         if h.blob_size != blob_size {
             return Err(format!(
@@ -121,7 +130,8 @@ impl Header {
             let end = count
                 .checked_mul(size as u64)
                 .and_then(|n| n.checked_add(off));
-            if off < HEADER_LEN as u64 || end.is_none_or(|e| e > h.total_len) {
+            let body_len = h.total_len - CHECKSUM_LEN as u64;
+            if off < HEADER_LEN as u64 || end.is_none_or(|e| e > body_len) {
                 return Err("section out of bounds".into());
             }
         }
@@ -204,7 +214,7 @@ pub(crate) fn write(entries: &[RawEntry], blob_size: u64) -> Result<Vec<u8>, Ind
     let segs_off = entries_off + recs.len() as u64;
     let xattrs_off = segs_off + segs.len() as u64;
     let strings_off = xattrs_off + xattrs.len() as u64;
-    let total = strings_off + strings.len() as u64;
+    let total = strings_off + strings.len() as u64 + CHECKSUM_LEN as u64;
     let mut out = Vec::with_capacity(total as usize);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
@@ -228,5 +238,28 @@ pub(crate) fn write(entries: &[RawEntry], blob_size: u64) -> Result<Vec<u8>, Ind
     out.extend_from_slice(&segs);
     out.extend_from_slice(&xattrs);
     out.extend_from_slice(&strings);
+    let sum = Sha256::digest(&out);
+    out.extend_from_slice(&sum);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_changed_byte_anywhere_fails_the_checksum() {
+        let image = write(&[], 0).unwrap();
+        assert!(Header::parse(&image, 0).is_ok());
+        // Past the header, where only the checksum notices.
+        for at in [HEADER_LEN, image.len() - 1] {
+            let mut bad = image.clone();
+            bad[at] ^= 0x5a;
+            assert_eq!(
+                Header::parse(&bad, 0).unwrap_err(),
+                "checksum mismatch",
+                "byte {at}"
+            );
+        }
+    }
 }

@@ -139,8 +139,8 @@ impl LayerIndex {
         })
     }
 
-    /// Maps the blob and its index; validates the index header (O(1) in the
-    /// number of entries).
+    /// Maps the blob and its index; validates the index header and its
+    /// checksum (one SHA-256 pass over the index, not the blob).
     pub fn open(blob: &Path, index_path: &Path) -> Result<LayerIndex, IndexError> {
         let blob_file = File::open(blob).map_err(io_err("open", blob))?;
         let blob_map = map(&blob_file, blob)?;
