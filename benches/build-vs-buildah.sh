@@ -14,7 +14,8 @@
 # today's figures under the same load,
 # ROOTLESS_USER=NAME: also time d2v run as that ordinary user (it needs a range
 # in /etc/subuid and /etc/subgid) in a store it owns, as the row "rootless"
-# (and "base-rootless" with D2V_BASELINE).
+# (compared with the baseline's root row: a d2v from before rootless support
+# cannot build as an ordinary user at all).
 #
 # Scenarios, each "build, then pack into an ext4 image":
 #   cold     first build of an empty store (downloads gcc from Debian's mirror)
@@ -73,7 +74,6 @@ add_tool() { # add_tool NAME BINARY USER
 [ -z "${D2V_BASELINE:-}" ] || add_tool base "$D2V_BASELINE" ""
 if [ -n "${ROOTLESS_USER:-}" ]; then
   add_tool rootless "$D2V" "$ROOTLESS_USER"
-  [ -z "${D2V_BASELINE:-}" ] || add_tool base-rootless "$D2V_BASELINE" "$ROOTLESS_USER"
 fi
 # dv TOOL ARGS...: runs that d2v variant (as its user, with its store).
 dv() {
@@ -191,7 +191,7 @@ table cpu
 if [ -n "${D2V_BASELINE:-}" ]; then
   printf '\nagainst the baseline (d2v total / base total, same run):\n'
   for s in cold noop onefile; do
-    for pair in d2v:base rootless:base-rootless rootless:base; do
+    for pair in d2v:base rootless:base; do
       a=${pair%%:*} b=${pair#*:}
       [ -n "${T[$s.$a.build]:-}" ] && [ -n "${T[$s.$b.build]:-}" ] || continue
       at=$(echo "${T[$s.$a.build]} + ${T[$s.$a.pack]}" | bc -l)

@@ -12,9 +12,9 @@
 //! between versions. A step sees `tap0` with 10.0.2.100/24, gateway 10.0.2.2
 //! (refused: host loopback is off) and slirp's DNS forwarder at 10.0.2.3.
 
+use std::ffi::CString;
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::process::{Child, Command, Stdio};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 /// The address slirp4netns answers DNS on.
@@ -37,11 +37,14 @@ pub enum NetError {
     Failed(String),
 }
 
+/// The fd slirp4netns reports readiness on.
+const READY_FD: i32 = 3;
+
 /// A running slirp4netns for one step; stops when dropped.
 pub struct StepNetwork {
-    child: Child,
-    /// Closing this tells slirp4netns to exit.
-    exit_w: Option<OwnedFd>,
+    pid: libc::pid_t,
+    /// Its stderr, for the reason when it fails.
+    err: OwnedFd,
 }
 
 impl StepNetwork {
@@ -49,45 +52,24 @@ impl StepNetwork {
     /// returns once it is configured.
     pub fn start(pid: libc::pid_t) -> Result<StepNetwork, NetError> {
         let (ready_r, ready_w) = pipe()?;
-        let (exit_r, exit_w) = pipe()?;
-        let mut cmd = Command::new("slirp4netns");
-        cmd.arg("--configure")
-            .arg("--mtu=65520")
-            .arg("--disable-host-loopback")
-            .arg("--enable-sandbox")
-            .arg("--enable-seccomp")
-            .arg(format!("--ready-fd={}", ready_w.as_raw_fd()))
-            .arg(format!("--exit-fd={}", exit_r.as_raw_fd()))
-            .arg(pid.to_string())
-            .arg("tap0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let keep = [ready_w.as_raw_fd(), exit_r.as_raw_fd()];
-        // SAFETY: the pre_exec closure only calls fcntl (async-signal-safe) to
-        // let the two pipe ends survive exec.
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            cmd.pre_exec(move || {
-                for fd in keep {
-                    let flags = libc::fcntl(fd, libc::F_GETFD);
-                    if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
-        }
-        let child = match cmd.spawn() {
-            Ok(c) => c,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(NetError::Missing),
-            Err(e) => return Err(NetError::Failed(e.to_string())),
-        };
+        let (err_r, err_w) = pipe()?;
+        let args = [
+            "slirp4netns".to_string(),
+            "--configure".into(),
+            "--mtu=65520".into(),
+            "--disable-host-loopback".into(),
+            "--enable-sandbox".into(),
+            "--enable-seccomp".into(),
+            format!("--ready-fd={READY_FD}"),
+            pid.to_string(),
+            "tap0".into(),
+        ];
+        let child = spawn(&args, ready_w.as_raw_fd(), err_w.as_raw_fd())?;
         drop(ready_w);
-        drop(exit_r);
+        drop(err_w);
         let mut net = StepNetwork {
-            child,
-            exit_w: Some(exit_w),
+            pid: child,
+            err: err_r,
         };
         net.wait_ready(ready_r)?;
         Ok(net)
@@ -117,30 +99,103 @@ impl StepNetwork {
         if n == 1 && byte[0] == b'1' {
             return Ok(());
         }
-        let _ = self.child.kill();
+        self.stop();
         let mut err = String::new();
-        if let Some(mut e) = self.child.stderr.take() {
-            let _ = e.read_to_string(&mut err);
-        }
-        let _ = self.child.wait();
+        let _ = std::fs::File::from(
+            self.err
+                .try_clone()
+                .map_err(|e| NetError::Failed(e.to_string()))?,
+        )
+        .read_to_string(&mut err);
         Err(NetError::Failed(
             err.lines().last().unwrap_or("exited").trim().to_string(),
         ))
+    }
+
+    /// Kills slirp4netns and reaps it in the background: tearing down its
+    /// sandbox's mount namespace takes the kernel tens of milliseconds, which
+    /// no step should wait for.
+    fn stop(&mut self) {
+        let pid = std::mem::take(&mut self.pid);
+        if pid > 0 {
+            // SAFETY: our own unreaped child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let reap = move || {
+                // SAFETY: waiting for our own child; the status is not needed.
+                unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+            };
+            if std::thread::Builder::new()
+                .name("slirp-reaper".into())
+                .spawn(reap)
+                .is_err()
+            {
+                reap();
+            }
+        }
     }
 }
 
 impl Drop for StepNetwork {
     fn drop(&mut self) {
-        self.exit_w.take();
-        // It exits on its own once the exit fd closes; do not wait long.
-        for _ in 0..50 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // The step is over and its namespace gone: nothing to wind down.
+        self.stop();
+    }
+}
+
+/// Starts `args` with `ready` as its fd 3 and `err` as its stderr, stdin and
+/// stdout on /dev/null, through posix_spawn: forking this large, threaded
+/// process for every step (what a pre-exec hook would need) costs far more
+/// than slirp4netns takes to start.
+fn spawn(args: &[String], ready: RawFd, err: RawFd) -> Result<libc::pid_t, NetError> {
+    let fail = |what: &str, rc: i32| {
+        NetError::Failed(format!("{what}: {}", io::Error::from_raw_os_error(rc)))
+    };
+    let cargs: Vec<CString> = args
+        .iter()
+        .map(|a| CString::new(a.as_str()).expect("no NUL in slirp4netns arguments"))
+        .collect();
+    let mut argv: Vec<*mut libc::c_char> = cargs.iter().map(|a| a.as_ptr() as *mut _).collect();
+    argv.push(std::ptr::null_mut());
+    let envp: [*mut libc::c_char; 1] = [std::ptr::null_mut()];
+    let mut pid: libc::pid_t = 0;
+    // SAFETY: the file actions are initialised before use and destroyed after;
+    // every pointer handed to posix_spawnp (program, argv, envp) is a
+    // NUL-terminated string or NULL-terminated array that outlives the call.
+    let rc = unsafe {
+        let mut actions: libc::posix_spawn_file_actions_t = std::mem::zeroed();
+        libc::posix_spawn_file_actions_init(&mut actions);
+        libc::posix_spawn_file_actions_addopen(
+            &mut actions,
+            0,
+            c"/dev/null".as_ptr(),
+            libc::O_RDONLY,
+            0,
+        );
+        libc::posix_spawn_file_actions_addopen(
+            &mut actions,
+            1,
+            c"/dev/null".as_ptr(),
+            libc::O_WRONLY,
+            0,
+        );
+        // dup2 clears close-on-exec on the new descriptor.
+        libc::posix_spawn_file_actions_adddup2(&mut actions, err, 2);
+        libc::posix_spawn_file_actions_adddup2(&mut actions, ready, READY_FD);
+        let rc = libc::posix_spawnp(
+            &mut pid,
+            cargs[0].as_ptr(),
+            &actions,
+            std::ptr::null(),
+            argv.as_ptr(),
+            envp.as_ptr(),
+        );
+        libc::posix_spawn_file_actions_destroy(&mut actions);
+        rc
+    };
+    match rc {
+        0 => Ok(pid),
+        libc::ENOENT => Err(NetError::Missing),
+        rc => Err(fail("spawning slirp4netns", rc)),
     }
 }
 
