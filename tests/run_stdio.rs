@@ -74,6 +74,30 @@ fn stdin_flows_with_dash_i_and_is_empty_without() {
     let r = finish(child.wait_with_output().unwrap());
     assert_eq!(r.stdout, b"");
     assert_eq!(r.code, Some(0));
+
+    // A short input and its end, written before the guest is up, arrive in
+    // the same read as the handshake: they must still reach the entrypoint
+    // (this used to hang until the guest was stopped).
+    let mut child = d2v()
+        .args(["run", "-i", "--image"])
+        .arg(&img.path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"hi\n").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("cat never saw the end of a short stdin");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let r = finish(child.wait_with_output().unwrap());
+    assert_eq!(r.stdout, b"hi\n");
+    assert_eq!(r.code, Some(0));
 }
 
 #[test]

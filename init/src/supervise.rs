@@ -267,6 +267,17 @@ impl Relay<'_> {
         if !matches!(ch.fill(), Ok(true)) {
             return false;
         }
+        self.handle_buffered(pid, stop_signal);
+        true
+    }
+
+    /// Acts on every whole frame already read from the channel (the host may
+    /// have sent stdin, its end, or a stop right behind the run request, in
+    /// the same read as the handshake: poll would never report those again).
+    fn handle_buffered(&mut self, pid: i32, stop_signal: i32) {
+        let Some(ch) = self.ch.as_mut() else {
+            return;
+        };
         let mut frames = Vec::new();
         while let Ok(Some(f)) = ch.next() {
             frames.push(f);
@@ -274,7 +285,6 @@ impl Relay<'_> {
         for f in frames {
             self.on_frame(f, pid, stop_signal);
         }
-        true
     }
 
     /// Acts on one frame from the host.
@@ -317,6 +327,7 @@ pub fn supervise(ch: Option<&mut Channel>, io: Stdio, pid: i32, sfd: i32, l: &La
         stdin_eof: false,
     };
     let mut host_gone = false;
+    r.handle_buffered(pid, l.stop_signal);
     let status = loop {
         let mut fds: Vec<libc::pollfd> = Vec::with_capacity(5);
         let mut add = |fd: i32, events: i16| {
