@@ -173,6 +173,42 @@ pub fn resolve(
     Ok(out)
 }
 
+impl core::error::Error for UserError {}
+
+/// Resolves a `COPY --chown`/`ADD --chown` value the way BuildKit does (not
+/// runc's USER rule): a user name takes its passwd primary group, a bare uid
+/// uses the same number as gid, and an explicit `:group` wins. Names must
+/// exist; numbers need not.
+pub fn chown(
+    spec: &str,
+    passwd: Option<&[u8]>,
+    group: Option<&[u8]>,
+) -> Result<(u32, u32), UserError> {
+    let (user_arg, group_arg) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let (uid, mut gid) = match user_arg.parse::<u32>() {
+        Ok(uid) => (uid, uid),
+        Err(_) => {
+            let e = passwd
+                .and_then(|p| passwd_entries(p).find(|e| e.name == user_arg))
+                .ok_or_else(|| UserError::NoUser(user_arg.to_string()))?;
+            (e.uid, e.gid)
+        }
+    };
+    if let Some(g) = group_arg.filter(|g| !g.is_empty()) {
+        // A name first, then a number (which need not be listed).
+        gid = match group.and_then(|f| group_entries(f).find(|e| e.name == g)) {
+            Some(e) => e.gid,
+            None => g
+                .parse::<u32>()
+                .map_err(|_| UserError::NoGroup(g.to_string()))?,
+        };
+    }
+    Ok((uid, gid))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,6 +244,22 @@ mod tests {
         let u = r("").unwrap();
         assert_eq!((u.uid, u.gid, u.home.as_str()), (0, 0, "/root"));
         assert_eq!(r("nohome").unwrap().home, "/");
+    }
+
+    #[test]
+    fn chown_follows_buildkit() {
+        let c = |spec| chown(spec, Some(PASSWD), Some(GROUP));
+        assert_eq!(c("app").unwrap(), (1000, 1001), "the passwd primary group");
+        assert_eq!(c("app:wheel").unwrap(), (1000, 10));
+        assert_eq!(c("123").unwrap(), (123, 123), "a bare uid is its own gid");
+        assert_eq!(c("123:456").unwrap(), (123, 456));
+        assert_eq!(c(":wheel").unwrap_err(), UserError::NoUser(String::new()));
+        assert_eq!(c("ghost").unwrap_err(), UserError::NoUser("ghost".into()));
+        assert_eq!(
+            c("app:ghosts").unwrap_err(),
+            UserError::NoGroup("ghosts".into())
+        );
+        assert_eq!(chown("7:8", None, None).unwrap(), (7, 8));
     }
 
     #[test]

@@ -30,7 +30,7 @@ use super::git;
 use super::glob;
 use super::inroot::Root;
 use super::url;
-use super::user::{UserDb, UserError};
+use super::user::{self, UserError};
 use crate::dockerfile::{chmod, CopyStep};
 
 /// Errors from COPY/ADD.
@@ -108,7 +108,7 @@ pub fn copy(req: &CopyRequest, merged: &Path) -> Result<(), CopyError> {
                 Some(dir) => Root::open(dir).map_err(io_at(dir))?,
                 None => Root::open(merged).map_err(io_at(merged))?,
             };
-            Some(UserDb::load(&users).chown(spec)?)
+            Some(user::chown(&users, spec)?)
         }
         _ => None,
     };

@@ -3,6 +3,7 @@
 //! * [`sandbox`]: RUN confined as Docker confines a container, in a user
 //!   namespace of its own, over a kernel overlayfs whose upper dir becomes the layer.
 //! * [`entitlements`]: `--allow network.host` / `security.insecure`.
+//! * [`executor`]: runs a plan's stages step by step on the store's layers.
 //! * [`view`]: the read-only FUSE view of a layer stack, served by a helper process.
 //! * [`layer`]: an overlay upper dir turned into a deterministic OCI layer tar.
 //! * [`copy`]: COPY/ADD into an overlay's merged dir, every destination

@@ -15,8 +15,29 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 
-use crate::store::oci::Digest;
-use crate::store::Store;
+use crate::store::{Layer, Store};
+
+/// The view could not be mounted.
+#[derive(Debug, thiserror::Error)]
+pub enum ViewError {
+    /// Its mount point could not be created.
+    #[error("creating {path}: {source}")]
+    MountPoint {
+        /// The mount point.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The d2v executable (which serves the view) could not be found.
+    #[error("finding the d2v executable: {0}")]
+    Exe(#[source] std::io::Error),
+    /// The server could not be started.
+    #[error("starting the layer view server: {0}")]
+    Spawn(#[source] std::io::Error),
+    /// The server failed before the view was ready: its own message.
+    #[error("{0}")]
+    Server(String),
+}
 
 /// A read-only FUSE view of a layer stack, unmounted when dropped.
 pub struct LayersMount {
@@ -53,19 +74,22 @@ pub const READY: &str = "d2v-layers-ready";
 /// private mount namespace.
 pub fn mount_layers(
     store: &Store,
-    layers: &[(Digest, u64)],
+    layers: &[Layer],
     dir: &Path,
     id_shift: u32,
-) -> Result<LayersMount, String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let exe = std::env::current_exe().map_err(|e| format!("finding the d2v executable: {e}"))?;
+) -> Result<LayersMount, ViewError> {
+    std::fs::create_dir_all(dir).map_err(|source| ViewError::MountPoint {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let exe = std::env::current_exe().map_err(ViewError::Exe)?;
     let mut cmd = Command::new(exe);
     cmd.arg("__serve-layers")
         .arg("--dir")
         .arg(dir)
         .arg("--id-shift")
         .arg(id_shift.to_string())
-        .args(layers.iter().map(|(d, _)| d.to_string()))
+        .args(layers.iter().map(|l| l.digest.to_string()))
         .env("D2V_HOME", store.root())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -73,9 +97,7 @@ pub fn mount_layers(
     // Its own process group: a Ctrl-C meant for the build must not take the
     // view away under the steps being cancelled; it ends when d2v does.
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("starting the layer view server: {e}"))?;
+    let mut child = cmd.spawn().map_err(ViewError::Spawn)?;
     let mut line = String::new();
     let stdout = child.stdout.take().expect("piped");
     let _ = BufReader::new(stdout).read_line(&mut line);
@@ -94,9 +116,9 @@ pub fn mount_layers(
     }
     let status = child.wait();
     let err = err.trim().trim_start_matches("d2v: error: ").to_string();
-    Err(if err.is_empty() {
+    Err(ViewError::Server(if err.is_empty() {
         format!("the layer view server exited ({status:?}) before the view was ready")
     } else {
         err
-    })
+    }))
 }

@@ -204,7 +204,7 @@ pub fn cache(args: CacheArgs) -> Result<ExitCode> {
     println!("{:12}  {:12}  {:>10}  STEP", "KEY", "LAYER", "SIZE");
     for (e, _) in &entries {
         let (layer, size) = match &e.layer {
-            Some((d, s)) => (d.short().to_string(), human_size(*s)),
+            Some(l) => (l.digest.short().to_string(), human_size(l.size)),
             None => ("-".into(), "-".into()),
         };
         let mut step = e.description.replace('\n', " ");

@@ -6,7 +6,7 @@
 //! so `COPY --from=stage` reads files out of them.
 
 use super::{Daemon, DaemonError};
-use crate::build::executor::StageBuilder;
+use crate::build::executor::{StageBuilder, StageBuilderError};
 use crate::dockerfile::Stage;
 use crate::store::ExternalImage;
 use crate::store::Store;
@@ -92,7 +92,7 @@ impl StageBuilder for DockerStageBuilder {
         stage: &Stage,
         output: &mut dyn FnMut(&[u8]),
         cancel: &AtomicBool,
-    ) -> Result<ExternalImage, String> {
+    ) -> Result<ExternalImage, StageBuilderError> {
         let name = stage
             .name
             .as_deref()
@@ -103,16 +103,16 @@ impl StageBuilder for DockerStageBuilder {
             None => (OUTSIDE_DOCKERFILE, Some(req.dockerfile_text.as_str())),
         };
         // The context goes to a scratch file first, then streams to the daemon.
-        let scratch = store.scratch_dir().map_err(|e| e.to_string())?;
+        let scratch = store.scratch_dir()?;
         let tar_path = scratch.path().join("context.tar");
-        let file = std::fs::File::create(&tar_path).map_err(|e| e.to_string())?;
+        let file = std::fs::File::create(&tar_path)?;
         super::context::write_context_tar(
             &req.context,
             dockerfile,
             extra,
             std::io::BufWriter::new(file),
         )?;
-        let file = std::fs::File::open(&tar_path).map_err(|e| e.to_string())?;
+        let file = std::fs::File::open(&tar_path)?;
         let body = bollard::body_try_stream(futures_util::stream::unfold(file, |mut f| async {
             let mut buf = vec![0u8; 1 << 20];
             match f.read(&mut buf) {
@@ -167,12 +167,11 @@ impl StageBuilder for DockerStageBuilder {
         let id = match id {
             Some(id) => id,
             None => daemon
-                .image_id(&tag)
-                .map_err(|e| e.to_string())?
+                .image_id(&tag)?
                 .ok_or_else(|| format!("the daemon reported success but has no image {tag}"))?,
         };
         output(format!("exporting {id} ({tag}) from the daemon\n").as_bytes());
-        daemon.export(store, &id).map_err(|e| e.to_string())
+        Ok(daemon.export(store, &id)?)
     }
 }
 

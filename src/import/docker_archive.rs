@@ -47,7 +47,7 @@ pub(super) fn import(store: &Store, file: &Path, tag: Option<&str>, name: &str) 
 }
 
 /// An image's config bytes and its layers (digest, size), bottom first.
-pub(crate) type ConfigAndLayers = (Vec<u8>, Vec<(Digest, u64)>);
+pub(crate) type ConfigAndLayers = (Vec<u8>, Vec<crate::store::Layer>);
 
 /// Reads a `docker save` stream (a file, or a daemon's image export as it
 /// arrives) into the store's blobs: returns the chosen image's config bytes and
@@ -124,6 +124,9 @@ pub(crate) fn read(
         check_diff_ids(source_name, &config, &layers)?;
         Ok::<_, super::ImportError>(layers)
     })?;
-    let sized = layers.iter().map(|l| (l.digest.clone(), l.size)).collect();
+    let sized = layers
+        .iter()
+        .map(crate::store::StoredLayer::layer)
+        .collect();
     Ok((config, sized))
 }

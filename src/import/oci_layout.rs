@@ -147,6 +147,9 @@ pub(super) fn import(store: &Store, dir: &Path, tag: Option<&str>, name: &str) -
         check_diff_ids(&source_name, &config, &layers)?;
         Ok::<_, ImportError>(layers)
     })?;
-    let sized: Vec<_> = layers.iter().map(|l| (l.digest.clone(), l.size)).collect();
+    let sized: Vec<_> = layers
+        .iter()
+        .map(crate::store::StoredLayer::layer)
+        .collect();
     Ok(store.commit_image(name, &config, &sized)?)
 }

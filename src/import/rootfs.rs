@@ -66,6 +66,6 @@ pub(super) fn import(store: &Store, path: &Path, name: &str) -> Result<Image> {
     // Nothing else vouches for the layer: it goes again if it cannot be named.
     discarding_on_error(store, |stored| {
         stored.push(layer.digest.clone());
-        Ok(store.commit_image(name, &bytes, &[(layer.digest, layer.size)])?)
+        Ok(store.commit_image(name, &bytes, &[layer.layer()])?)
     })
 }

@@ -115,7 +115,7 @@ impl Registry {
             let _ = store.discard(&stored);
             return Err(e.into());
         }
-        let sized: Vec<_> = layers.iter().map(|l| (l.digest.clone(), l.size)).collect();
+        let sized: Vec<_> = layers.iter().map(StoredLayer::layer).collect();
         let own = [reference.to_string()];
         let names = if names.is_empty() { &own[..] } else { names };
         let mut image = None;

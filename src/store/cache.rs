@@ -6,7 +6,7 @@
 //! is the entry's last use, which `d2v prune --cache-budget` evicts by.
 
 use super::oci::Digest;
-use super::{IoContext, Result, Store, StoreError};
+use super::{IoContext, Layer, Result, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -38,8 +38,8 @@ impl CacheKey {
 pub struct CacheEntry {
     /// The key.
     pub key: CacheKey,
-    /// The layer the step added (digest, size), or none for steps that add no layer.
-    pub layer: Option<(Digest, u64)>,
+    /// The layer the step added, or none for steps that add no layer.
+    pub layer: Option<Layer>,
     /// The step as written, for `d2v cache ls`.
     pub description: String,
     /// When the entry was made (RFC 3339).
@@ -67,7 +67,7 @@ impl Store {
         let Ok(entry) = serde_json::from_slice::<CacheEntry>(&bytes) else {
             return Ok(None);
         };
-        if let Some((digest, _)) = &entry.layer {
+        if let Some(Layer { digest, .. }) = &entry.layer {
             // Held from now on, so a concurrent prune or trim cannot take it.
             match self.hold(std::slice::from_ref(digest)) {
                 Ok(()) => {}
@@ -121,7 +121,7 @@ impl Store {
         Ok(self
             .cache_entries()?
             .into_iter()
-            .filter_map(|(e, _)| e.layer.map(|(d, _)| d))
+            .filter_map(|(e, _)| e.layer.map(|l| l.digest))
             .collect())
     }
 
@@ -131,7 +131,7 @@ impl Store {
         let named = self.reachable_blobs()?;
         let entries = self.cache_entries()?;
         let cost = |e: &CacheEntry| match &e.layer {
-            Some((d, size)) if !named.contains(d) => *size,
+            Some(l) if !named.contains(&l.digest) => l.size,
             _ => 0,
         };
         let mut total: u64 = entries.iter().map(|(e, _)| cost(e)).sum();
@@ -181,7 +181,7 @@ mod tests {
         let key = CacheKey::derive([b"RUN true".as_slice()]);
         let entry = CacheEntry {
             key: key.clone(),
-            layer: Some((layer.clone(), 16)),
+            layer: Some((layer.clone(), 16).into()),
             description: "RUN true".into(),
             created: "2026-01-01T00:00:00Z".into(),
             extra: serde_json::Value::Null,

@@ -33,9 +33,13 @@ impl Store {
             let Some(entry) = self.cache_get(key)? else {
                 continue;
             };
-            if let Some((digest, size)) = &entry.layer {
-                if !layers.iter().any(|l| &l.digest == digest) {
-                    layers.push(Descriptor::new(MEDIA_TYPE_LAYER_TAR, digest.clone(), *size));
+            if let Some(layer) = &entry.layer {
+                if !layers.iter().any(|l| l.digest == layer.digest) {
+                    layers.push(Descriptor::new(
+                        MEDIA_TYPE_LAYER_TAR,
+                        layer.digest.clone(),
+                        layer.size,
+                    ));
                 }
             }
             config.entries.push(entry);
@@ -69,8 +73,8 @@ impl Store {
             })?;
         let mut added = 0;
         for entry in &config.entries {
-            if let Some((digest, _)) = &entry.layer {
-                if !self.has_blob(digest) {
+            if let Some(layer) = &entry.layer {
+                if !self.has_blob(&layer.digest) {
                     continue;
                 }
             }
@@ -89,7 +93,7 @@ mod tests {
     use super::*;
 
     fn entry(store: &Store, text: &str, layer: Option<&[u8]>) -> CacheEntry {
-        let layer = layer.map(|b| (store.put_blob(b).unwrap(), b.len() as u64));
+        let layer = layer.map(|b| (store.put_blob(b).unwrap(), b.len() as u64).into());
         let e = CacheEntry {
             key: CacheKey::derive([text.as_bytes()]),
             layer,

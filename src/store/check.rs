@@ -301,8 +301,12 @@ impl Store {
                 Err(e) => format!("cannot be read: {e}"),
                 Ok(Err(e)) => format!("is not a cache entry: {e}"),
                 Ok(Ok(e)) => match &e.layer {
-                    Some((d, _)) if bad.contains(d) => format!("its layer {d} is damaged"),
-                    Some((d, _)) if !self.has_blob(d) => format!("its layer {d} is missing"),
+                    Some(l) if bad.contains(&l.digest) => {
+                        format!("its layer {} is damaged", l.digest)
+                    }
+                    Some(l) if !self.has_blob(&l.digest) => {
+                        format!("its layer {} is missing", l.digest)
+                    }
                     _ => continue,
                 },
             };

@@ -4,7 +4,7 @@ use super::oci::{
     ConfigSummary, Descriptor, Digest, Index, Manifest, ANNOTATION_REF_NAME, MEDIA_TYPE_CONFIG,
     MEDIA_TYPE_LAYER_TAR, MEDIA_TYPE_MANIFEST,
 };
-use super::{IoContext, Result, Store, StoreError};
+use super::{IoContext, Layer, Result, Store, StoreError};
 use std::path::PathBuf;
 
 /// An image in the store, resolved from its name.
@@ -33,6 +33,11 @@ impl Image {
             .iter()
             .map(|l| l.digest.clone())
             .collect()
+    }
+
+    /// The layers (digest and size), bottom first.
+    pub fn layer_blobs(&self) -> Vec<Layer> {
+        self.manifest.layers.iter().map(Layer::from).collect()
     }
 
     /// The sum of the layer sizes.
@@ -90,8 +95,8 @@ pub struct ExternalImage {
     pub id: String,
     /// Its config blob.
     pub config: Vec<u8>,
-    /// Its layers (uncompressed digest, size), bottom first.
-    pub layers: Vec<(Digest, u64)>,
+    /// Its layers, bottom first.
+    pub layers: Vec<Layer>,
 }
 
 /// Checks that `name` can be stored as an image name.
@@ -199,18 +204,13 @@ impl Store {
         Ok(out)
     }
 
-    /// Records an image made of `config` (JSON bytes) and stored uncompressed `layers`
-    /// (digest, size), under `name`. The layers must already be in the store; their
+    /// Records an image made of `config` (JSON bytes) and stored uncompressed `layers`,
+    /// under `name`. The layers must already be in the store; their
     /// indexes are built here if missing. Replaces any image of the same name.
-    pub fn commit_image(
-        &self,
-        name: &str,
-        config: &[u8],
-        layers: &[(Digest, u64)],
-    ) -> Result<Image> {
+    pub fn commit_image(&self, name: &str, config: &[u8], layers: &[Layer]) -> Result<Image> {
         validate_name(name)?;
-        for (digest, _) in layers {
-            self.ensure_layer_index(digest)?;
+        for layer in layers {
+            self.ensure_layer_index(&layer.digest)?;
         }
         let config_digest = self.put_blob(config)?;
         let manifest = Manifest {
@@ -219,7 +219,7 @@ impl Store {
             config: Descriptor::new(MEDIA_TYPE_CONFIG, config_digest, config.len() as u64),
             layers: layers
                 .iter()
-                .map(|(d, size)| Descriptor::new(MEDIA_TYPE_LAYER_TAR, d.clone(), *size))
+                .map(|l| Descriptor::new(MEDIA_TYPE_LAYER_TAR, l.digest.clone(), l.size))
                 .collect(),
             annotations: Default::default(),
             artifact_type: None,

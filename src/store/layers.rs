@@ -7,6 +7,39 @@ use sha2::{Digest as _, Sha256};
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::PathBuf;
 
+/// A layer as the store keeps it: the digest of its uncompressed tar (its
+/// diff ID, and its blob's name) and the tar's size. What images, build stages
+/// and step-cache entries list; serialized as `[digest, size]`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(from = "(Digest, u64)", into = "(Digest, u64)")]
+pub struct Layer {
+    /// Digest of the uncompressed tar.
+    pub digest: Digest,
+    /// Size of the uncompressed tar.
+    pub size: u64,
+}
+
+impl From<(Digest, u64)> for Layer {
+    fn from((digest, size): (Digest, u64)) -> Self {
+        Layer { digest, size }
+    }
+}
+
+impl From<Layer> for (Digest, u64) {
+    fn from(layer: Layer) -> Self {
+        (layer.digest, layer.size)
+    }
+}
+
+impl From<&super::oci::Descriptor> for Layer {
+    fn from(d: &super::oci::Descriptor) -> Self {
+        Layer {
+            digest: d.digest.clone(),
+            size: d.size,
+        }
+    }
+}
+
 /// A layer stored in the store.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredLayer {
@@ -16,6 +49,16 @@ pub struct StoredLayer {
     pub size: u64,
     /// The compressed form it arrived in, if any: (digest, size, compression).
     pub compressed: Option<(Digest, u64, Compression)>,
+}
+
+impl StoredLayer {
+    /// The layer, without the form it arrived in.
+    pub fn layer(&self) -> Layer {
+        Layer {
+            digest: self.digest.clone(),
+            size: self.size,
+        }
+    }
 }
 
 /// The compression a layer stream arrived in.

@@ -44,7 +44,7 @@ pub use cache_share::{CacheConfig, MEDIA_TYPE_CACHE_CONFIG};
 pub use check::{CheckOptions, CheckReport, Finding};
 pub use gc::PruneReport;
 pub use images::{validate_name, ExternalImage, Image, ImageSummary};
-pub use layers::{Compression, StoredLayer};
+pub use layers::{Compression, Layer, StoredLayer};
 pub use lock::StoreLock;
 pub use scratch::remove_scratch;
 pub use sized::{SizeError, SizedReader};

@@ -50,7 +50,7 @@ use thiserror::Error;
 
 use super::inroot::{cpath, Root};
 use super::overlay::{Overlay, OverlayError};
-use super::user::{UserDb, UserError};
+use super::user::{self, UserError};
 use crate::userns::IdRange;
 use child::{child_main, ChildPlan, SetupStep};
 pub use net::NetError;
@@ -318,8 +318,7 @@ pub fn run(
 
 /// Resolves USER, the environment and the program candidates.
 fn resolve_command(spec: &RunSpec, lower: &Root) -> Result<Command, SandboxError> {
-    let users = UserDb::load(lower);
-    let user = users.exec_user(&spec.user)?;
+    let user = user::exec_user(lower, &spec.user)?;
     let count = spec.ids.count;
     if user.uid >= count || user.gid >= count {
         return Err(SandboxError::Unmapped {
@@ -328,12 +327,7 @@ fn resolve_command(spec: &RunSpec, lower: &Root) -> Result<Command, SandboxError
             count,
         });
     }
-    let groups: Vec<u32> = user
-        .additional_gids
-        .iter()
-        .copied()
-        .filter(|g| *g < count)
-        .collect();
+    let groups: Vec<u32> = user.groups.iter().copied().filter(|g| *g < count).collect();
     let mut env = spec.env.clone();
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.push(format!("PATH={DEFAULT_PATH}"));
