@@ -12,7 +12,7 @@ packages=(
   uidmap slirp4netns         # RUN steps: newuidmap/newgidmap (rootless), the step's network
   podman runc                # the Docker-API daemon in tests (runc: crun refuses hybrid cgroups)
   docker-registry apache2-utils  # a local registry (distribution 2.8) and htpasswd for the registry tests
-  python3                    # the lying registry of tests/registry_limits.rs
+  python3                    # the lying registry of tests/it/registry_limits.rs
   qemu-system-x86 qemu-utils # booting images (d2v run); qemu-img for its copy-on-write disks
   linux-image-amd64          # a stock kernel in /boot for d2v run (the fallback)
   xz-utils                   # unpacking xz-compressed kernels for d2v run

@@ -5,7 +5,7 @@
 //! supplementary group), WORKDIR, ENV, ENTRYPOINT and CMD, and `d2v run` exits
 //! with the program's exit code.
 
-mod harness;
+use crate::harness;
 
 use harness::{require_root_and, D2v};
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! never sees them; the entrypoint gets the image's STOPSIGNAL, SIGKILL after
 //! `--stop-timeout` (exit 137), and the root filesystem is cleanly unmounted.
 
-mod run_support;
+use crate::run_support;
 
 use run_support::{assert_fsck_clean, build_image, config, d2v, one_boot, Image};
 use std::io::{BufRead, BufReader, Read, Write};

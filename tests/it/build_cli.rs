@@ -1,7 +1,7 @@
 //! `d2v build` end to end: RUN in the sandbox over the lazy rootfs, users, the
 //! step cache, failures that leave nothing behind, and the built image's content.
 
-mod harness;
+use crate::harness;
 
 use harness::{mount_points, require_root_and, sh, D2v};
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! rootless builds). Each test is a regression test for one way a RUN step or
 //! an image could reach the host, run through `d2v build` as a user would.
 
-mod harness;
+use crate::harness;
 
 use harness::rootless::{self, RootlessD2v};
 use harness::{fixture, require_root_and, D2v};

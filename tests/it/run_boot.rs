@@ -2,7 +2,7 @@
 //! entrypoint sees what the image's runtime config and the `docker run`-style
 //! flags say, and `d2v run` exits with its code.
 
-mod run_support;
+use crate::run_support;
 
 use run_support::{build_image, config, d2v_run, probe_image, probe_lines};
 

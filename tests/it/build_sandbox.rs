@@ -1,7 +1,6 @@
 //! RUN sandbox over a real kernel overlayfs with a busybox lower dir.
 
-#[path = "build_common.rs"]
-mod build_common;
+use crate::build_common;
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;

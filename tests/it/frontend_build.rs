@@ -8,7 +8,7 @@
 //! buildah gives a new directory destination the source directory's
 //! metadata, which Docker does not.
 
-mod harness;
+use crate::harness;
 
 use harness::{context, fixture, require_root_and, D2v};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

@@ -1,7 +1,7 @@
 //! The store and `d2v import`: OCI layouts, docker archives and rootfs sources go in,
 //! other OCI tools read the result, and bad input is refused without leaving anything.
 
-mod harness;
+use crate::harness;
 
 use harness::{require_root_and, sh, D2v};
 use std::path::{Path, PathBuf};

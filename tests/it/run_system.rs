@@ -4,7 +4,7 @@
 //! disk (`--disk-size`), named runs kept between boots, concurrent runs of one
 //! packed image that never modify it, and all of it for an ordinary user.
 
-mod run_support;
+use crate::run_support;
 
 use run_support::{build_image, build_root, config, d2v, d2v_run, finish, one_boot, probe_image};
 use std::io::{BufRead, BufReader, Read, Write};

@@ -2,7 +2,7 @@
 //! accepts, that holds exactly the image's tree plus the init and its config,
 //! and that is the same bytes every time.
 
-mod harness;
+use crate::harness;
 
 use harness::tree::{assert_same, describe, Ignore};
 use harness::{require_root_and, sh, D2v};

@@ -1,7 +1,7 @@
 //! `d2v mount` / `d2v umount`: the lazy FUSE view of an image, as a user and as the
 //! lower dir of a RUN step (chroot, overlayfs).
 
-mod harness;
+use crate::harness;
 
 use harness::tree::{assert_same, describe, Ignore};
 use harness::{is_mounted, require_root_and, sh, D2v, Mounted};

@@ -5,7 +5,7 @@
 //! nesting depth, expanded-word size and exponential ARG/ENV growth give a
 //! located error, never a crash or a hang.
 
-mod harness;
+use crate::harness;
 
 use d2v::dockerfile::{plan, BaseError, BaseImages, ImageConfig, Plan, PlanOptions, StepKind};
 

@@ -5,7 +5,7 @@
 //! stop early with a clear error, never crash, never fill the disk, and leave
 //! nothing named.
 
-mod harness;
+use crate::harness;
 
 use d2v::store::oci::Digest;
 use harness::{fixture, require_root_and, sh, D2v};

@@ -1,8 +1,7 @@
 //! Layer diffs of hand-made overlay upper dirs: whiteouts, opaque dirs,
 //! xattrs, long names, hard links, devices, determinism.
 
-#[path = "build_common.rs"]
-mod build_common;
+use crate::build_common;
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;

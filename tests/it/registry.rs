@@ -3,7 +3,7 @@
 //! image, multi-arch indexes, digests, htpasswd auth, corrupted blobs,
 //! `d2v push` and `d2v pack --push`.
 
-mod harness;
+use crate::harness;
 
 use d2v::store::oci::Digest;
 use harness::registry::TestRegistry;

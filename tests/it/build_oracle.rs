@@ -28,7 +28,7 @@
 //! `CI=true` a missing tool fails the test. `D2V_ORACLE_CASES=a,b` runs only
 //! the named cases.
 
-mod harness;
+use crate::harness;
 
 use harness::rootless::{self, RootlessD2v};
 use harness::tree::{self, Ignore};

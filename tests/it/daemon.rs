@@ -1,7 +1,7 @@
 //! The Docker-API daemon as an image source and stage builder, against a
 //! private Podman API service (`podman system service`).
 
-mod harness;
+use crate::harness;
 
 use harness::podman::{self, Podman};
 use harness::{fixture, require_root_and, D2v, Mounted};

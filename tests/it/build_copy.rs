@@ -1,8 +1,7 @@
 //! COPY/ADD into a real overlayfs merged dir: Docker's source and destination
 //! rules, owners and modes, `.dockerignore`, archives, and symlink escapes.
 
-#[path = "build_common.rs"]
-mod build_common;
+use crate::build_common;
 
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};

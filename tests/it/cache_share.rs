@@ -2,7 +2,7 @@
 //! 127.0.0.1): two stores stand for two build machines. What one pushes with
 //! `--cache-to`, the other reuses with `--cache-from`, running no step.
 
-mod harness;
+use crate::harness;
 
 use harness::registry::TestRegistry;
 use harness::{fixture, require_root_and, D2v, Mounted};

@@ -56,7 +56,7 @@ pub fn facilities_missing(extra: &[&str]) -> Option<String> {
 #[macro_export]
 macro_rules! require_facilities {
     ($($extra:expr),*) => {
-        if let Some(why) = run_support::facilities_missing(&[$($extra),*]) {
+        if let Some(why) = $crate::run_support::facilities_missing(&[$($extra),*]) {
             if std::env::var("CI").as_deref() == Ok("true") {
                 panic!("boot test facility missing under CI: {why}");
             }

@@ -2,7 +2,7 @@
 //! byte-exact, stdin only with `-i` (EOF otherwise), a terminal only with
 //! `-t`, no kernel or init text, and an exit code the app cannot forge.
 
-mod run_support;
+use crate::run_support;
 
 use run_support::{build_image, config, d2v, finish, one_boot, probe_image};
 use std::io::Write;

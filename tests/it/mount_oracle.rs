@@ -18,7 +18,7 @@
 //! Needs root, buildah, umoci, setfattr and setcap (Debian: buildah, umoci, attr,
 //! libcap2-bin), and the overlay filesystem. With `CI=true` their absence fails.
 
-mod harness;
+use crate::harness;
 
 use harness::tree::{assert_same, describe, Ignore};
 use harness::{require, require_root_and, sh, D2v, Mounted};

@@ -3,7 +3,7 @@
 //! it, `d2v check` finds and repairs what is damaged, one damaged image does
 //! not hide the others, and prune gets past the dead mounts of a killed build.
 
-mod harness;
+use crate::harness;
 
 use harness::{fixture, mount_points, require_root_and, sh, D2v};
 use std::os::unix::process::CommandExt;

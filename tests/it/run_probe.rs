@@ -7,7 +7,7 @@
 //! paths), Docker's `/dev/core` (Podman has none), and RLIMIT_NOFILE (the test
 //! must cap Podman's).
 
-mod run_support;
+use crate::run_support;
 
 use run_support::{build_root, config, d2v_run, finish, probe_lines};
 use std::collections::BTreeSet;
