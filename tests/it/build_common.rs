@@ -10,26 +10,16 @@ use std::process::Command;
 /// Whether the test can run; panics when a facility is missing under CI.
 pub fn facilities(need_busybox: bool) -> bool {
     let mut missing = Vec::new();
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !d2v_testkit::is_root() {
         missing.push("root".to_string());
     }
-    let fs = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
-    if !fs.contains("overlay") {
+    if !d2v_testkit::facility::have_filesystem("overlay") {
         missing.push("overlayfs".to_string());
     }
     if need_busybox && !Path::new("/bin/busybox").exists() {
         missing.push("/bin/busybox (Debian package busybox-static)".to_string());
     }
-    if missing.is_empty() {
-        return true;
-    }
-    let msg = format!("missing: {}", missing.join(", "));
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{msg}");
-    }
-    eprintln!("skipping: {msg}");
-    false
+    d2v_testkit::require(missing.is_empty(), &missing.join(", "))
 }
 
 pub const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:App:/home/app:/bin/sh\n";

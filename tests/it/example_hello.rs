@@ -53,6 +53,8 @@ fn hello_builds_packs_and_boots_like_docker_run() {
         serde_json::json!(["/usr/local/bin/hello"])
     );
 
+    // One VM boot at a time in this test binary (TCG is CPU-bound).
+    let _one = crate::run_support::one_boot();
     // CMD as the image says: exit 0.
     let out = d2v.run(&["run", "hello"]);
     let console =

@@ -30,12 +30,9 @@ const FIELDS: &[&str] = &[
     "Shell",
 ];
 
+/// True when the test must stop: see [`d2v_testkit::require`].
 fn facility_missing(why: &str) -> bool {
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true but {why}");
-    }
-    eprintln!("skipping the buildah differential test: {why}");
-    true
+    !d2v_testkit::require(false, why)
 }
 
 /// Empty strings, lists and maps mean "unset" in both tools' JSON. So does
@@ -145,13 +142,12 @@ fn case_options(dir: &Path) -> PlanOptions {
 
 #[test]
 fn image_config_matches_buildah_or_documented_docker_behaviour() {
-    if which("buildah").is_none()
+    if !d2v_testkit::have_tool("buildah")
         && facility_missing("buildah is not installed (apt-get install buildah)")
     {
         return;
     }
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0
+    if !d2v_testkit::is_root()
         && facility_missing("the test needs root for buildah's chroot isolation")
     {
         return;
@@ -210,12 +206,4 @@ fn image_config_matches_buildah_or_documented_docker_behaviour() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-}
-
-fn which(bin: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(bin))
-            .find(|f| f.is_file())
-    })
 }

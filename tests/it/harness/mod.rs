@@ -1,84 +1,18 @@
-//! Shared test harness: the d2v binary, a throwaway store, the base-image fixtures,
-//! and facility checks that fail loudly in CI.
+//! Shared test harness: the d2v binary and a throwaway store; the facility
+//! checks, fixtures and tree comparer of `d2v-testkit`, re-exported.
 #![allow(dead_code)]
 
 pub mod buildah;
 pub mod podman;
 pub mod registry;
 pub mod rootless;
-pub mod tree;
 
-use std::path::{Path, PathBuf};
+pub use d2v_testkit::{
+    fixture, fixtures, have_tool, in_ci, is_mounted, mount_points, require, require_root_and, sh,
+    tree,
+};
+use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::OnceLock;
-
-/// Whether we run in CI, where a missing facility is a failure, not a skip.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
-}
-
-/// Returns false (after saying why) when a facility is missing outside CI;
-/// panics when it is missing in CI.
-pub fn require(ok: bool, what: &str) -> bool {
-    if ok {
-        return true;
-    }
-    if in_ci() {
-        panic!("required test facility missing: {what}");
-    }
-    eprintln!("SKIPPED: {what} is not available here (set CI=true to make this fail)");
-    false
-}
-
-/// Whether we are root.
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// Whether `tool` is on PATH.
-pub fn have_tool(tool: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// Checks root plus the given tools; see [`require`].
-pub fn require_root_and(tools: &[&str]) -> bool {
-    if !require(is_root(), "root") {
-        return false;
-    }
-    tools.iter().all(|t| require(have_tool(t), t))
-}
-
-/// The base-image fixtures directory, built by `testdata/fixtures/make-fixtures.sh`
-/// (once per machine; run it now if it is missing).
-pub fn fixtures() -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = PathBuf::from(
-            std::env::var("D2V_FIXTURES").unwrap_or_else(|_| "/var/tmp/d2v-fixtures".into()),
-        );
-        if !(dir.join("debian.tar").is_file() && dir.join("busybox.tar").is_file()) {
-            let script =
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/fixtures/make-fixtures.sh");
-            let status = Command::new(&script)
-                .arg(&dir)
-                .status()
-                .expect("run make-fixtures.sh");
-            assert!(status.success(), "make-fixtures.sh failed");
-        }
-        dir
-    })
-    .clone()
-}
-
-/// The path of fixture `name` (e.g. `busybox-oci`, `debian.tar`) as a string.
-pub fn fixture(name: &str) -> String {
-    fixtures().join(name).to_string_lossy().into_owned()
-}
 
 /// A throwaway store and a way to run d2v against it.
 pub struct D2v {
@@ -89,13 +23,8 @@ pub struct D2v {
 impl D2v {
     /// A new, empty store.
     pub fn new() -> D2v {
-        let base = std::env::var("D2V_TEST_TMP").unwrap_or_else(|_| "/var/tmp".into());
-        std::fs::create_dir_all(&base).unwrap();
         D2v {
-            home: tempfile::Builder::new()
-                .prefix("d2v-test-home-")
-                .tempdir_in(base)
-                .unwrap(),
+            home: d2v_testkit::scratch("d2v-test-home-"),
         }
     }
 
@@ -195,32 +124,4 @@ pub fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
         std::fs::write(p, body).unwrap();
     }
     dir
-}
-
-/// Runs a shell command, panicking with its output when it fails; returns stdout.
-pub fn sh(script: &str) -> String {
-    let out = Command::new("bash").arg("-c").arg(script).output().unwrap();
-    assert!(
-        out.status.success(),
-        "`{script}` failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Every mount point currently listed in /proc/self/mountinfo.
-pub fn mount_points() -> Vec<String> {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-        .collect()
-}
-
-/// Whether `dir` is a mount point now.
-pub fn is_mounted(dir: &Path) -> bool {
-    let dir = dir.to_string_lossy();
-    mount_points().iter().any(|m| *m == dir)
 }

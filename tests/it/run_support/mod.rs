@@ -3,12 +3,13 @@
 //! the static C probe from `testdata/run/probe.c`) and written by d2v's own
 //! ext4 writer as `d2v pack` does, and `d2v run` wrappers. Needs:
 //! qemu-system-x86_64, qemu-img, a kernel (`d2v kernel build`'s or Debian's
-//! linux-image-amd64 in /boot), gcc, e2fsck, busybox. With `CI=true` a missing
-//! one fails the test; otherwise the test is skipped with a note.
+//! linux-image-amd64 in /boot), gcc, e2fsck, busybox. In CI a missing one
+//! fails the test; otherwise the test is skipped with a note (`d2v_testkit::require`).
 
 #![allow(dead_code)]
 
 use d2v::runtime_config::{RuntimeConfig, RuntimeConfigExt};
+pub use d2v_testkit::assert_fsck_clean;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -21,21 +22,13 @@ pub fn one_boot() -> MutexGuard<'static, ()> {
     BOOTS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn on_path(bin: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
-        .unwrap_or(false)
-        || Path::new("/sbin").join(bin).is_file()
-        || Path::new("/usr/sbin").join(bin).is_file()
-}
-
 /// What is missing for a boot test, if anything.
 pub fn facilities_missing(extra: &[&str]) -> Option<String> {
     for bin in ["qemu-system-x86_64", "qemu-img", "gcc", "e2fsck", "busybox"]
         .iter()
         .chain(extra)
     {
-        if !on_path(bin) {
+        if !d2v_testkit::have_tool(bin) {
             return Some(format!("{bin} not found"));
         }
     }
@@ -52,15 +45,13 @@ pub fn facilities_missing(extra: &[&str]) -> Option<String> {
     None
 }
 
-/// Skips (or, under CI=true, fails) when a facility is missing.
+/// Returns from the test when a facility is missing (see
+/// [`d2v_testkit::require`]: a failure in CI, a skip elsewhere).
 #[macro_export]
 macro_rules! require_facilities {
     ($($extra:expr),*) => {
         if let Some(why) = $crate::run_support::facilities_missing(&[$($extra),*]) {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("boot test facility missing under CI: {why}");
-            }
-            eprintln!("skipping: {why}");
+            d2v_testkit::require(false, &why);
             return;
         }
     };
@@ -243,19 +234,4 @@ pub fn finish(out: Output) -> Run {
 /// The `probe: ` lines of an output.
 pub fn probe_lines(out: &str) -> Vec<&str> {
     out.lines().filter(|l| l.starts_with("probe: ")).collect()
-}
-
-/// `e2fsck -fn` on `image` passes.
-pub fn assert_fsck_clean(image: &Path) {
-    let fsck = Command::new("e2fsck")
-        .arg("-fn")
-        .arg(image)
-        .output()
-        .unwrap();
-    assert!(
-        fsck.status.success(),
-        "e2fsck: {}{}",
-        String::from_utf8_lossy(&fsck.stdout),
-        String::from_utf8_lossy(&fsck.stderr)
-    );
 }

@@ -1,8 +1,6 @@
 //! Property test: random layer stacks composed by `MergedTree` agree with a
 //! tiny model of the OCI rules kept as a map of paths.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 

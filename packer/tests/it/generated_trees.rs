@@ -4,11 +4,9 @@
 //! e2fsck and read back without root: by the `ext4-view` crate, or, for
 //! images with inline data (which ext4-view does not read), by `debugfs rdump`.
 
-mod common;
-
 use std::fs::File;
 
-use common::*;
+use crate::common::*;
 use d2v_packer::*;
 use proptest::prelude::*;
 
@@ -265,7 +263,7 @@ fn check_with_debugfs(img: &std::path::Path, wants: &[Want]) -> Result<(), TestC
                 let c = want.content.as_ref().expect("files have content");
                 // debugfs 1.47 dumps an inline file of under 60 bytes as all
                 // 60 bytes of i_block (mke2fs's images too): the size is
-                // checked through the kernel in tests/inline_data.rs.
+                // checked through the kernel in tests/it/inline_data.rs.
                 let pad = if c.len() < 60 { 60 } else { c.len() };
                 prop_assert!(
                     got.len() >= c.len()
@@ -303,7 +301,7 @@ proptest! {
 
     #[test]
     fn generated_trees_pass_fsck_and_read_back(entries in proptest::collection::vec(entry(), 1..120), journal in any::<bool>(), inline in any::<bool>()) {
-        if !have_tool("e2fsck") || !have_tool("debugfs") {
+        if !require_tool("e2fsck") || !require_tool("debugfs") {
             return Ok(());
         }
         run_case(entries, journal, inline)?;
@@ -312,7 +310,7 @@ proptest! {
 
 #[test]
 fn wide_directory_reads_back_through_the_htree() {
-    if !have_tool("e2fsck") {
+    if !require_tool("e2fsck") {
         return;
     }
     let t = scratch();

@@ -2,12 +2,10 @@
 //! find every name in, files around the 128 MiB extent boundary, an 8 GiB
 //! and a 200 GiB sparse file, and an extent tree two levels deep.
 
-mod common;
-
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 
-use common::*;
+use crate::common::*;
 use d2v_packer::*;
 use sha2::{Digest, Sha256};
 
@@ -17,7 +15,7 @@ fn t0() -> Timestamp {
 
 #[test]
 fn kernel_finds_every_name_in_a_100k_entry_directory() {
-    if !have_root() || !have_tool("e2fsck") {
+    if !require_root() || !require_tool("e2fsck") {
         return;
     }
     let t = scratch();
@@ -66,7 +64,7 @@ fn block_of(f: u64, b: u64) -> Vec<u8> {
 
 #[test]
 fn large_sparse_and_deep_files_round_trip() {
-    if !have_root() || !have_tool("e2fsck") {
+    if !require_root() || !require_tool("e2fsck") {
         return;
     }
     let t = scratch();

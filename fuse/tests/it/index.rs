@@ -1,14 +1,12 @@
 //! Layer index: tar dialects in, typed errors for bad input, and a format
 //! that refuses to be misread.
 
-mod common;
-
 use std::fs;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 use d2v_fuse::{EntryKind, IndexError, LayerIndex, MergedTree};
 use d2v_tar::fixtures::{self, lines, Expect, Spec, Tar, View};
 
@@ -163,7 +161,7 @@ fn sparse_source(dir: &Path) -> (PathBuf, Vec<u8>) {
 
 #[test]
 fn every_gnu_sparse_format_reads_back_with_holes() {
-    if !require(have_bin("tar"), "GNU tar") {
+    if !require(have_tool("tar"), "GNU tar") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -200,7 +198,7 @@ fn every_gnu_sparse_format_reads_back_with_holes() {
 
 #[test]
 fn gnu_long_names_and_non_utf8_names_round_trip() {
-    if !require(have_bin("tar"), "GNU tar") {
+    if !require(have_tool("tar"), "GNU tar") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -2,15 +2,13 @@
 //! as the fixtures say (the same trees `d2v mount` shows), and a POSIX tar of
 //! the edge tree (made by GNU tar with xattrs) packs into the same tree.
 
-mod common;
-
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use d2v_packer::{Ext4Writer, Options};
 use d2v_tar::fixtures::{self, lines, Expect, Tar, View};
 
@@ -88,7 +86,7 @@ fn pack_bytes(bytes: &[u8], img: &Path) -> Result<(), d2v_packer::PackError> {
 
 #[test]
 fn the_shared_tar_fixtures_pack_as_extracted() {
-    if !have_root() || !have_tool("e2fsck") {
+    if !require_root() || !require_tool("e2fsck") {
         return;
     }
     let t = scratch();
@@ -112,7 +110,7 @@ fn the_shared_tar_fixtures_pack_as_extracted() {
 #[test]
 fn legal_duplicates_pack_with_the_later_entry_winning() {
     // Issue 12 items 12 and 13: main said "x: already exists".
-    if !have_tool("e2fsck") {
+    if !require_tool("e2fsck") {
         return;
     }
     let t = scratch();
@@ -156,13 +154,10 @@ fn a_tar_cut_inside_a_header_or_with_bad_pax_values_is_an_error() {
 
 #[test]
 fn gnu_posix_tar_of_the_edge_tree_packs_to_the_same_tree() {
-    if !have_root()
-        || !have_tool("e2fsck")
-        || !have(
-            "GNU tar",
-            Command::new("tar").arg("--version").output().is_ok(),
-        )
-        || !have("setcap", Command::new("setcap").arg("-v").output().is_ok())
+    if !require_root()
+        || !require_tool("e2fsck")
+        || !require(d2v_testkit::have_tool("tar"), "GNU tar")
+        || !require_tool("setcap")
     {
         return;
     }
@@ -221,7 +216,7 @@ fn gnu_posix_tar_of_the_edge_tree_packs_to_the_same_tree() {
 
 #[test]
 fn tar_entries_without_parents_get_implied_directories() {
-    if !have_tool("e2fsck") {
+    if !require_tool("e2fsck") {
         return;
     }
     let t = scratch();

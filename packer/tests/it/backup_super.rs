@@ -3,13 +3,11 @@
 //! is split around them, e2fsck accepts the image from either superblock,
 //! and a single-group image has none.
 
-mod common;
-
 use std::fs::File;
 use std::io::Write;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use d2v_packer::*;
 use sha2::{Digest, Sha256};
 
@@ -26,7 +24,7 @@ fn fsck_from_backup(img: &std::path::Path) -> bool {
 
 #[test]
 fn data_copied_across_group_1_skips_the_backup_and_reads_back() {
-    if !have_tool("e2fsck") || !have_tool("debugfs") {
+    if !require_tool("e2fsck") || !require_tool("debugfs") {
         return;
     }
     let t = scratch();
@@ -76,7 +74,7 @@ fn data_copied_across_group_1_skips_the_backup_and_reads_back() {
 
 #[test]
 fn a_single_group_image_has_no_backup() {
-    if !have_tool("e2fsck") || !have_tool("debugfs") {
+    if !require_tool("e2fsck") || !require_tool("debugfs") {
         return;
     }
     let t = scratch();

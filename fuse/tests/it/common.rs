@@ -14,49 +14,7 @@ use std::process::Command;
 
 use d2v_fuse::{EntryKind, LayerIndex, MergedTree};
 
-/// Returns false (after saying why) when a facility is missing and CI is unset;
-/// panics when it is missing and `CI=true`.
-pub fn require(ok: bool, what: &str) -> bool {
-    if ok {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("required test facility missing: {what}");
-    }
-    eprintln!("SKIP: {what} (set CI=true to make this a failure)");
-    false
-}
-
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-pub fn have_bin(name: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {name}"))
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
-/// Root plus the binaries a test needs.
-pub fn require_root_and(bins: &[&str]) -> bool {
-    if !require(is_root(), "must run as root") {
-        return false;
-    }
-    for b in bins {
-        if !require(have_bin(b), &format!("binary `{b}` not found")) {
-            return false;
-        }
-    }
-    true
-}
-
-pub fn require_fuse() -> bool {
-    require_root_and(&["fusermount3"]) && require(Path::new("/dev/fuse").exists(), "/dev/fuse")
-}
+pub use d2v_testkit::{have_tool, require, require_fuse, require_root_and};
 
 pub fn run(cmd: &mut Command) -> Vec<u8> {
     let out = cmd

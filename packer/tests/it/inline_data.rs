@@ -4,13 +4,11 @@
 //! by the kernel (files grow out of the inode, directories into blocks, 10k
 //! files come and go) and judged again.
 
-mod common;
-
 use std::fs::File;
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use d2v_packer::*;
 
 /// File sizes around the inline boundaries: i_block (60) and i_block plus
@@ -100,7 +98,7 @@ fn build(w: &mut Ext4Writer) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn boundary_sizes_and_small_dirs_are_inline_and_fsck_clean() {
-    if !have_tool("e2fsck") || !have_tool("debugfs") {
+    if !require_tool("e2fsck") || !require_tool("debugfs") {
         return;
     }
     let t = scratch();
@@ -172,7 +170,7 @@ fn boundary_sizes_and_small_dirs_are_inline_and_fsck_clean() {
 
 #[test]
 fn inline_tree_mounts_compares_and_survives_rw_churn() {
-    if !have_root() || !have_tool("e2fsck") {
+    if !require_root() || !require_tool("e2fsck") {
         return;
     }
     let t = scratch();

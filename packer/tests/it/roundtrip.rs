@@ -2,19 +2,14 @@
 //! mount read-only and compare every path, then mount read-write, churn 10k
 //! files, and check again.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use d2v_packer::Options;
 
 #[test]
 fn edge_tree_survives_a_kernel_mount_and_rw_churn() {
-    if !have_root()
-        || !have_tool("e2fsck")
-        || !have("setcap", Command::new("setcap").arg("-v").output().is_ok())
-    {
+    if !require_root() || !require_tool("e2fsck") || !require_tool("setcap") {
         return;
     }
     let t = scratch();
@@ -71,10 +66,7 @@ fn edge_tree_survives_a_kernel_mount_and_rw_churn() {
 
 #[test]
 fn debugfs_shows_the_capability_on_ping() {
-    if !have_root()
-        || !have_tool("e2fsck")
-        || !have("setcap", Command::new("setcap").arg("-v").output().is_ok())
-    {
+    if !require_root() || !require_tool("e2fsck") || !require_tool("setcap") {
         return;
     }
     let t = scratch();

@@ -7,63 +7,13 @@ use std::fs::File;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use d2v_packer::{Ext4Writer, Options, Summary};
 use sha2::{Digest, Sha256};
 
-/// Whether we run in CI (where missing facilities are failures).
-pub fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// Return false (test should skip) when `what` is unavailable; panic in CI.
-pub fn have(what: &str, ok: bool) -> bool {
-    if !ok {
-        if ci() {
-            panic!("CI=true but {what} is not available");
-        }
-        eprintln!("SKIP: {what} is not available");
-    }
-    ok
-}
-
-/// Whether `tool` runs.
-pub fn have_tool(tool: &str) -> bool {
-    have(tool, Command::new(tool).arg("-V").output().is_ok())
-}
-
-/// Whether we are root (needed for loop mounts, devices, chown).
-pub fn have_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    have("root", unsafe { libc::geteuid() } == 0)
-}
-
-/// Assert that `e2fsck -fn` accepts `image` with exit 0 and no complaint.
-pub fn assert_fsck_clean(image: &Path) {
-    let out = Command::new("e2fsck")
-        .arg("-fn")
-        .arg(image)
-        .output()
-        .expect("run e2fsck");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lower = text.to_lowercase();
-    assert!(
-        out.status.code() == Some(0)
-            && !lower.contains("wrong")
-            && !text.contains("Fix?")
-            && !lower.contains("corrupt")
-            && !text.contains("? no"),
-        "e2fsck -fn {} failed ({:?}):\n{text}",
-        image.display(),
-        out.status.code()
-    );
-}
+pub use d2v_testkit::{assert_fsck_clean, require, require_root, require_tool};
 
 /// Extract the whole tree of `image` into the existing directory `out` with
 /// `debugfs rdump` (which reads inline data and needs no root).
@@ -263,11 +213,7 @@ pub fn assert_same_tree(src: &Path, mnt: &Path) {
 
 /// A scratch directory on a real disk (not tmpfs, so holes and xattrs work).
 pub fn scratch() -> tempfile::TempDir {
-    let base = PathBuf::from(std::env::var("D2V_TEST_TMP").unwrap_or_else(|_| "/var/tmp".into()));
-    tempfile::Builder::new()
-        .prefix("d2v-packer-")
-        .tempdir_in(base)
-        .unwrap()
+    d2v_testkit::scratch("d2v-packer-")
 }
 
 /// Deterministic pseudo-random bytes.

@@ -1,8 +1,6 @@
 //! The merged tree against an on-disk OCI reference extraction.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use d2v_fuse::{EntryKind, MergedTree};
 
 #[test]

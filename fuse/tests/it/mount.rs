@@ -1,8 +1,6 @@
 //! The FUSE view: compared path by path with the reference, used as a chroot
 //! root and as an overlayfs lower dir, and taken down cleanly.
 
-mod common;
-
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::MetadataExt;
@@ -11,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use d2v_fuse::{is_mountpoint, mount, unmount, MergedTree, MountError, MountOptions};
 
 fn mounted(dir: &Path) -> bool {
@@ -276,7 +274,12 @@ fn killed_server_leaves_no_stale_mount() {
     let dir = work.path().join("mnt");
     fs::create_dir(&dir).unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "serve_helper", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "mount::serve_helper",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("D2V_FUSE_SERVE", &dir)
         .env("D2V_FUSE_BLOB", &blob)
         .stdout(Stdio::piped())
