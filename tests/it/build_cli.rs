@@ -3,6 +3,7 @@
 
 use crate::harness;
 
+use d2v_testkit::procs;
 use harness::{mount_points, require_root_and, sh, D2v};
 use std::path::Path;
 
@@ -269,23 +270,35 @@ fn ctrl_c_stops_the_build_and_leaves_nothing() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until the step is running.
+    // Drain stderr (so the build never blocks on a full pipe) for the messages.
     let mut err = child.stderr.take().unwrap();
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 256];
-    while !String::from_utf8_lossy(&seen).contains("started") {
-        let n = std::io::Read::read(&mut err, &mut buf).unwrap();
+    let seen = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut err, &mut seen);
+        String::from_utf8_lossy(&seen).into_owned()
+    });
+    // Wait until the step's `sleep 300` runs: a process of this build's own
+    // tree (not of anything else on the machine).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let step = loop {
+        let tree = procs::descendants(child.id());
+        if tree.iter().any(|p| p.cmdline == "sleep 300") {
+            break tree;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("build ended early ({status}): {}", seen.join().unwrap());
+        }
         assert!(
-            n > 0,
-            "build ended early: {}",
-            String::from_utf8_lossy(&seen)
+            std::time::Instant::now() < deadline,
+            "the step never started: {tree:?}"
         );
-        seen.extend_from_slice(&buf[..n]);
-    }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130));
+    let messages = seen.join().unwrap();
+    assert_eq!(status.code(), Some(130), "{messages}");
     assert!(
         !mount_points()
             .iter()
@@ -293,23 +306,17 @@ fn ctrl_c_stops_the_build_and_leaves_nothing() {
         "a mount was left behind"
     );
     // The step's processes die with its PID namespace; allow the kernel a
-    // moment to finish tearing it down, then name any survivor.
+    // moment to finish tearing it down, then name any survivor of the tree
+    // seen while the step ran.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
     let leftover = loop {
-        let found = sh("pgrep -f '[s]leep 300' || true");
-        if found.trim().is_empty() || std::time::Instant::now() > deadline {
-            break found;
+        let alive: Vec<_> = step.iter().filter(|p| p.alive()).collect();
+        if alive.is_empty() || std::time::Instant::now() > deadline {
+            break format!("{alive:?}");
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
-    assert!(
-        leftover.trim().is_empty(),
-        "the step's process survived: {}",
-        sh(&format!(
-            "ps -o pid,ppid,stat,etimes,args -p {} || true",
-            leftover.split_whitespace().collect::<Vec<_>>().join(",")
-        ))
-    );
+    assert_eq!(leftover, "[]", "a process of the build survived");
     assert!(!d2v.ok(&["cache", "ls"]).contains("sleep 300"));
     let tmp: Vec<_> = std::fs::read_dir(d2v.home().join("d2v/tmp"))
         .unwrap()
