@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::CString;
 use std::fs;
-use std::hash::Hasher;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -13,6 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use d2v_fuse::{EntryKind, LayerIndex, MergedTree};
+use d2v_testkit::tree::{
+    self, content_hash, describe_entries, describe_with, xattrs, Compare, Entry, Ignore, Kind,
+};
 
 pub use d2v_testkit::{have_tool, require, require_fuse, require_root_and};
 
@@ -122,151 +124,24 @@ pub fn set_xattr(p: &Path, name: &str, value: &[u8]) {
     );
 }
 
-/// All xattrs of `p` (not following symlinks).
-pub fn xattrs(p: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    let c = cpath(p);
-    let mut out = BTreeMap::new();
-    // SAFETY: size probe with a null buffer.
-    let n = unsafe { libc::llistxattr(c.as_ptr(), std::ptr::null_mut(), 0) };
-    assert!(
-        n >= 0,
-        "llistxattr {}: {}",
-        p.display(),
-        std::io::Error::last_os_error()
-    );
-    if n == 0 {
-        return out;
-    }
-    let mut names = vec![0u8; n as usize];
-    // SAFETY: buffer of the probed size.
-    let n = unsafe { libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
-    assert!(n >= 0);
-    for name in names[..n as usize]
-        .split(|&b| b == 0)
-        .filter(|s| !s.is_empty())
-    {
-        let cn = CString::new(name).unwrap();
-        // SAFETY: size probe with a null buffer.
-        let vn = unsafe { libc::lgetxattr(c.as_ptr(), cn.as_ptr(), std::ptr::null_mut(), 0) };
-        assert!(vn >= 0, "lgetxattr probe {}", p.display());
-        let mut v = vec![0u8; vn as usize];
-        // SAFETY: buffer of the probed size.
-        let vn =
-            unsafe { libc::lgetxattr(c.as_ptr(), cn.as_ptr(), v.as_mut_ptr().cast(), v.len()) };
-        assert!(vn >= 0);
-        v.truncate(vn as usize);
-        out.insert(name.to_vec(), v);
-    }
-    out
-}
+/// How the merged tree, a mount of it and the reference extraction are
+/// compared: every field, every link count; symlink mtimes are skipped (GNU
+/// tar does not restore them on extraction), and so are symlink xattrs and
+/// directory sizes (filesystem-specific).
+pub const COMPARE: Compare = Compare {
+    ignore: Ignore {
+        mtime: false,
+        dir_size: true,
+    },
+    symlink_mtime: false,
+    nlink_all: true,
+    link_groups: false,
+    skip_symlink_xattrs: true,
+};
 
-/// What the comparison looks at for one path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Meta {
-    pub kind: EntryKind,
-    pub mode: u32,
-    pub uid: u32,
-    pub gid: u32,
-    pub size: u64,
-    pub mtime: (i64, u32),
-    pub nlink: u32,
-    pub rdev: (u32, u32),
-    pub link: Vec<u8>,
-    pub xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
-    pub digest: u64,
-}
-
-fn kind_of(ft: fs::FileType) -> EntryKind {
-    use std::os::unix::fs::FileTypeExt;
-    if ft.is_dir() {
-        EntryKind::Dir
-    } else if ft.is_symlink() {
-        EntryKind::Symlink
-    } else if ft.is_char_device() {
-        EntryKind::CharDevice
-    } else if ft.is_block_device() {
-        EntryKind::BlockDevice
-    } else if ft.is_fifo() {
-        EntryKind::Fifo
-    } else {
-        EntryKind::File
-    }
-}
-
-pub fn digest_reader(r: impl Read) -> u64 {
-    digest_sized(r, 1 << 20)
-}
-
-/// Digest with a read buffer of at most `cap` bytes (small files must not pay
-/// for zeroing a large buffer).
-pub fn digest_sized(mut r: impl Read, cap: u64) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    let mut buf = vec![0u8; cap.clamp(1, 1 << 20) as usize];
-    loop {
-        let n = r.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        h.write(&buf[..n]);
-    }
-    h.finish()
-}
-
-/// Metadata of every path under `root` (lstat, xattrs, content digest).
-pub fn scan_dir(root: &Path) -> BTreeMap<Vec<u8>, Meta> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![(root.to_path_buf(), Vec::new())];
-    while let Some((p, rel)) = stack.pop() {
-        let md = fs::symlink_metadata(&p).unwrap();
-        let kind = kind_of(md.file_type());
-        let link = if kind == EntryKind::Symlink {
-            fs::read_link(&p).unwrap().as_os_str().as_bytes().to_vec()
-        } else {
-            Vec::new()
-        };
-        let digest = if kind == EntryKind::File {
-            digest_sized(fs::File::open(&p).unwrap(), md.size())
-        } else {
-            0
-        };
-        let rdev = md.rdev();
-        out.insert(
-            rel.clone(),
-            Meta {
-                kind,
-                mode: md.mode() & 0o7777,
-                uid: md.uid(),
-                gid: md.gid(),
-                size: if matches!(kind, EntryKind::File | EntryKind::Symlink) {
-                    md.size()
-                } else {
-                    0
-                },
-                mtime: (md.mtime(), md.mtime_nsec() as u32),
-                nlink: md.nlink() as u32,
-                rdev: (libc::major(rdev), libc::minor(rdev)),
-                link,
-                xattrs: if kind == EntryKind::Symlink {
-                    BTreeMap::new()
-                } else {
-                    xattrs(&p)
-                },
-                digest,
-            },
-        );
-        if kind == EntryKind::Dir {
-            for e in fs::read_dir(&p).unwrap() {
-                let e = e.unwrap();
-                let mut r = rel.clone();
-                if !r.is_empty() {
-                    r.push(b'/');
-                }
-                r.extend_from_slice(e.file_name().as_bytes());
-                stack.push((e.path(), r));
-            }
-        }
-    }
-    out
+/// The comparable lines of every path under `root`.
+pub fn scan_dir(root: &Path) -> BTreeMap<Vec<u8>, String> {
+    describe_with(root, &COMPARE)
 }
 
 struct TreeReader<'a> {
@@ -283,74 +158,56 @@ impl Read for TreeReader<'_> {
     }
 }
 
-/// The same metadata, read from the merged tree's API.
-pub fn scan_tree(tree: &MergedTree) -> BTreeMap<Vec<u8>, Meta> {
-    let mut out = BTreeMap::new();
-    for w in tree.walk() {
+/// The same lines, read from the merged tree's API.
+pub fn scan_tree(tree: &MergedTree) -> BTreeMap<Vec<u8>, String> {
+    let entries = tree.walk().map(|w| {
         let n = tree.get(w.ino).unwrap();
-        let digest = if n.kind == EntryKind::File {
-            digest_sized(
-                TreeReader {
-                    tree,
-                    ino: w.ino,
-                    off: 0,
-                },
-                n.size,
-            )
-        } else {
-            0
+        let (kind, type_bits) = match n.kind {
+            EntryKind::Dir => (Kind::Dir, libc::S_IFDIR),
+            EntryKind::File => (Kind::File, libc::S_IFREG),
+            EntryKind::Symlink => (Kind::Symlink, libc::S_IFLNK),
+            EntryKind::CharDevice => (Kind::Special, libc::S_IFCHR),
+            EntryKind::BlockDevice => (Kind::Special, libc::S_IFBLK),
+            EntryKind::Fifo => (Kind::Special, libc::S_IFIFO),
         };
-        out.insert(
-            w.path,
-            Meta {
-                kind: n.kind,
-                mode: n.mode,
-                uid: n.uid,
-                gid: n.gid,
-                size: n.size,
-                mtime: (n.mtime, n.mtime_nsec),
-                nlink: n.nlink,
-                rdev: (n.rdev_major, n.rdev_minor),
-                link: tree.symlink_target(w.ino).unwrap_or_default().to_vec(),
-                xattrs: if n.kind == EntryKind::Symlink {
-                    BTreeMap::new()
-                } else {
-                    tree.xattrs(w.ino)
-                        .map(|(k, v)| (k.to_vec(), v.to_vec()))
-                        .collect()
-                },
-                digest,
-            },
-        );
-    }
-    out
+        let sha256 = (n.kind == EntryKind::File).then(|| {
+            content_hash(TreeReader {
+                tree,
+                ino: w.ino,
+                off: 0,
+            })
+        });
+        let path = if w.path.is_empty() {
+            b".".to_vec()
+        } else {
+            w.path
+        };
+        let entry = Entry {
+            kind,
+            mode: type_bits | (n.mode & 0o7777),
+            uid: n.uid,
+            gid: n.gid,
+            size: n.size,
+            mtime: (n.mtime, i64::from(n.mtime_nsec)),
+            nlink: u64::from(n.nlink),
+            rdev: libc::makedev(n.rdev_major, n.rdev_minor),
+            ino: w.ino,
+            target: (n.kind == EntryKind::Symlink)
+                .then(|| tree.symlink_target(w.ino).unwrap_or_default().to_vec()),
+            sha256,
+            xattrs: tree
+                .xattrs(w.ino)
+                .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .collect(),
+        };
+        (path, entry)
+    });
+    describe_entries(entries, &COMPARE)
 }
 
-/// Asserts two scans agree on every path and field. Symlink mtimes are
-/// skipped: GNU tar does not restore them on extraction.
-pub fn assert_same(expected: &BTreeMap<Vec<u8>, Meta>, actual: &BTreeMap<Vec<u8>, Meta>) {
-    let show = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
-    let missing: Vec<String> = expected
-        .keys()
-        .filter(|k| !actual.contains_key(*k))
-        .map(|k| show(k))
-        .collect();
-    let extra: Vec<String> = actual
-        .keys()
-        .filter(|k| !expected.contains_key(*k))
-        .map(|k| show(k))
-        .collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "missing: {missing:?}\nextra: {extra:?}"
-    );
-    for (p, e) in expected {
-        let mut a = actual[p].clone();
-        if e.kind == EntryKind::Symlink {
-            a.mtime = e.mtime;
-        }
-        assert_eq!(e, &a, "path {:?}", show(p));
-    }
+/// Asserts two scans agree on every path and field.
+pub fn assert_same(expected: &BTreeMap<Vec<u8>, String>, actual: &BTreeMap<Vec<u8>, String>) {
+    tree::assert_same("reference", expected, "actual", actual);
 }
 
 /// Entry paths a tar lists explicitly (normalised), via the `tar` crate.
@@ -766,7 +623,7 @@ pub fn crate_layer(out: &Path) {
 pub struct Fixture {
     pub work: PathBuf,
     pub blobs: Vec<PathBuf>,
-    pub expected: BTreeMap<Vec<u8>, Meta>,
+    pub expected: BTreeMap<Vec<u8>, String>,
 }
 
 pub fn fixture() -> &'static Fixture {

@@ -2,16 +2,14 @@
 //! mounts, and a tree comparison.
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 
 use d2v_packer::{Ext4Writer, Options, Summary};
-use sha2::{Digest, Sha256};
+use d2v_testkit::tree::{self, describe_with, Compare, Ignore};
 
 pub use d2v_testkit::{assert_fsck_clean, require, require_root, require_tool};
 
@@ -76,132 +74,32 @@ impl Drop for Mount {
     }
 }
 
-/// Everything we compare about one path.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Facts {
-    pub mode: u32,
-    pub uid: u32,
-    pub gid: u32,
-    pub size: u64,
-    pub mtime: (i64, i64),
-    pub rdev: u64,
-    pub link: Option<Vec<u8>>,
-    pub xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
-    pub sha256: Option<String>,
-}
-
-fn xattrs_of(p: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    let mut m = BTreeMap::new();
-    for n in xattr::list(p).unwrap() {
-        if let Some(v) = xattr::get(p, &n).unwrap() {
-            m.insert(n.as_bytes().to_vec(), v);
-        }
-    }
-    m
-}
-
-fn hash_file(p: &Path) -> String {
-    let mut f = File::open(p).unwrap();
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    hex(&h.finalize())
-}
-
+/// `b` in lowercase hex.
 pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// Facts of every path under `root` (relative, sorted), plus hard-link groups
-/// (sets of paths sharing an inode).
-/// Paths and their facts.
-pub type Tree = BTreeMap<Vec<u8>, Facts>;
-/// Hard-link groups: sets of paths sharing an inode.
-pub type LinkGroups = Vec<Vec<Vec<u8>>>;
-
-pub fn scan(root: &Path, skip_lost_found: bool) -> (Tree, LinkGroups) {
-    let mut out = BTreeMap::new();
-    let mut inodes: HashMap<u64, Vec<Vec<u8>>> = HashMap::new();
-    fn rec(
-        root: &Path,
-        dir: &Path,
-        out: &mut BTreeMap<Vec<u8>, Facts>,
-        inodes: &mut HashMap<u64, Vec<Vec<u8>>>,
-        skip: bool,
-    ) {
-        let mut names: Vec<_> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        names.sort();
-        for n in names {
-            let p = dir.join(&n);
-            let rel = p
-                .strip_prefix(root)
-                .unwrap()
-                .as_os_str()
-                .as_bytes()
-                .to_vec();
-            if skip && rel == b"lost+found" {
-                continue;
-            }
-            let st = std::fs::symlink_metadata(&p).unwrap();
-            let ft = st.file_type();
-            if !ft.is_dir() {
-                inodes.entry(st.ino()).or_default().push(rel.clone());
-            }
-            out.insert(
-                rel,
-                Facts {
-                    mode: st.mode(),
-                    uid: st.uid(),
-                    gid: st.gid(),
-                    size: if ft.is_dir() { 0 } else { st.size() },
-                    mtime: (st.mtime(), st.mtime_nsec()),
-                    rdev: st.rdev(),
-                    link: ft.is_symlink().then(|| {
-                        std::fs::read_link(&p)
-                            .unwrap()
-                            .as_os_str()
-                            .as_bytes()
-                            .to_vec()
-                    }),
-                    xattrs: xattrs_of(&p),
-                    sha256: ft.is_file().then(|| hash_file(&p)),
-                },
-            );
-            if ft.is_dir() {
-                rec(root, &p, out, inodes, skip);
-            }
-        }
-    }
-    rec(root, root, &mut out, &mut inodes, skip_lost_found);
-    let mut groups: Vec<Vec<Vec<u8>>> = inodes.into_values().filter(|g| g.len() > 1).collect();
-    for g in &mut groups {
-        g.sort();
-    }
-    groups.sort();
-    (out, groups)
-}
-
-/// Assert that the mounted image at `mnt` matches the source tree `src`.
+/// Assert that the mounted image at `mnt` matches the source tree `src`:
+/// every path's type, mode, owner, size (but a directory's), mtime (symlinks'
+/// too), device number, link target, xattrs and content, the same hard-link
+/// groups, and the root directory's mode and owner. The mount's lost+found
+/// is left out.
 pub fn assert_same_tree(src: &Path, mnt: &Path) {
-    let (a, ga) = scan(src, false);
-    let (b, gb) = scan(mnt, true);
-    let ka: Vec<_> = a.keys().collect();
-    let kb: Vec<_> = b.keys().collect();
-    assert_eq!(ka.len(), kb.len(), "different path sets");
-    assert_eq!(ka, kb);
-    for (k, fa) in &a {
-        assert_eq!(fa, &b[k], "{}", String::from_utf8_lossy(k));
-    }
-    assert_eq!(ga, gb, "hard link groups differ");
+    let compare = Compare {
+        ignore: Ignore {
+            mtime: false,
+            dir_size: true,
+        },
+        symlink_mtime: true,
+        link_groups: true,
+        ..Compare::default()
+    };
+    let mut a = describe_with(src, &compare);
+    let mut b = describe_with(mnt, &compare);
+    b.remove(b"lost+found".as_slice());
+    a.remove(b".".as_slice());
+    b.remove(b".".as_slice());
+    tree::assert_same("source", &a, "image", &b);
     let ra = std::fs::symlink_metadata(src).unwrap();
     let rb = std::fs::symlink_metadata(mnt).unwrap();
     assert_eq!(
