@@ -4,6 +4,7 @@
 //!   or a kernel feature **panics when `CI` is set** (to anything but empty, `0`
 //!   or `false`) and otherwise returns early after printing why it skipped.
 //! - [`fixtures`]: where the shared base-image fixtures live (`D2V_FIXTURES`).
+//! - [`fsutil`]: making test trees (mtimes, device nodes, owners, xattrs).
 //! - [`procs`]: the processes of one process tree (not the whole machine's).
 //! - [`tree`]: a comparable description of a directory tree and a diff of two.
 //! - [`scratch`], [`sh`], [`mount_points`], [`assert_fsck_clean`]: the small
@@ -11,6 +12,7 @@
 
 pub mod facility;
 pub mod fixtures;
+pub mod fsutil;
 pub mod procs;
 pub mod tree;
 

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use d2v_fuse::{EntryKind, LayerIndex, MergedTree};
+use d2v_testkit::fsutil;
 use d2v_testkit::tree::{
     self, content_hash, describe_entries, describe_with, xattrs, Compare, Entry, Ignore, Kind,
 };
@@ -62,67 +63,13 @@ pub fn cpath(p: &Path) -> CString {
     CString::new(p.as_os_str().as_bytes()).unwrap()
 }
 
+/// Makes a device node or FIFO with exactly permissions `perm` (not the umask's).
 pub fn mknod(p: &Path, kind: libc::mode_t, perm: u32, major: u32, minor: u32) {
-    // SAFETY: valid C string; mknod has no memory preconditions.
-    let r = unsafe { libc::mknod(cpath(p).as_ptr(), kind | perm, libc::makedev(major, minor)) };
-    assert_eq!(
-        r,
-        0,
-        "mknod {}: {}",
-        p.display(),
-        std::io::Error::last_os_error()
-    );
-    // mknod is subject to the umask; set the exact mode asked for.
+    fsutil::mknod(p, kind | perm, major, minor);
     fs::set_permissions(p, fs::Permissions::from_mode(perm)).unwrap();
 }
 
-pub fn lchown(p: &Path, uid: u32, gid: u32) {
-    std::os::unix::fs::lchown(p, Some(uid), Some(gid)).unwrap();
-}
-
-pub fn set_mtime(p: &Path, sec: i64, nsec: i64) {
-    let ts = [
-        libc::timespec {
-            tv_sec: sec,
-            tv_nsec: nsec,
-        },
-        libc::timespec {
-            tv_sec: sec,
-            tv_nsec: nsec,
-        },
-    ];
-    // SAFETY: valid C string and a two-element timespec array.
-    let r = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            cpath(p).as_ptr(),
-            ts.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    assert_eq!(r, 0, "utimensat {}", p.display());
-}
-
-pub fn set_xattr(p: &Path, name: &str, value: &[u8]) {
-    let n = CString::new(name).unwrap();
-    // SAFETY: valid C strings and a value buffer of the given length.
-    let r = unsafe {
-        libc::lsetxattr(
-            cpath(p).as_ptr(),
-            n.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    assert_eq!(
-        r,
-        0,
-        "setxattr {} {name}: {}",
-        p.display(),
-        std::io::Error::last_os_error()
-    );
-}
+pub use fsutil::{lchown, set_mtime, set_xattr};
 
 /// How the merged tree, a mount of it and the reference extraction are
 /// compared: every field, every link count; symlink mtimes are skipped (GNU

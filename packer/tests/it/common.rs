@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 use std::fs::File;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
@@ -127,56 +126,7 @@ pub fn bytes(seed: u64, n: usize) -> Vec<u8> {
         .collect()
 }
 
-/// Set atime and mtime (with ns) of `p` without following symlinks.
-pub fn set_times(p: &Path, sec: i64, nsec: i64) {
-    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
-    let ts = [
-        libc::timespec {
-            tv_sec: sec,
-            tv_nsec: nsec,
-        },
-        libc::timespec {
-            tv_sec: sec,
-            tv_nsec: nsec,
-        },
-    ];
-    // SAFETY: valid NUL-terminated path and a two-element timespec array.
-    let r = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            ts.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    assert_eq!(
-        r,
-        0,
-        "utimensat {}: {}",
-        p.display(),
-        std::io::Error::last_os_error()
-    );
-}
-
-/// Make a device node or fifo.
-pub fn mknod(p: &Path, mode: u32, major: u32, minor: u32) {
-    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
-    let dev = libc::makedev(major, minor);
-    // SAFETY: valid NUL-terminated path.
-    let r = unsafe { libc::mknod(c.as_ptr(), mode, dev) };
-    assert_eq!(
-        r,
-        0,
-        "mknod {}: {}",
-        p.display(),
-        std::io::Error::last_os_error()
-    );
-}
-
-/// lchown.
-pub fn lchown(p: &Path, uid: u32, gid: u32) {
-    std::os::unix::fs::lchown(p, Some(uid), Some(gid)).unwrap();
-}
+pub use d2v_testkit::fsutil::{lchown, mknod, set_mtime};
 
 /// Build a source tree with every edge the packer must keep (needs root for
 /// devices and ownership). Returns the paths whose times were set last.
@@ -264,10 +214,10 @@ pub fn build_edge_tree(src: &Path) {
         .unwrap();
     assert!(st.success(), "setcap failed");
     // Times last: ns, before 1970, after 2038, on files, links and dirs.
-    set_times(&src.join("etc/size-1"), -1_234_567_890, 500_000_000);
-    set_times(&src.join("etc/size-0"), 4_000_000_000, 123_456_789);
-    set_times(&src.join("link60"), 8_000_000_000, 1);
-    set_times(&src.join("etc/size-4097"), 1_700_000_000, 999_999_999);
+    set_mtime(&src.join("etc/size-1"), -1_234_567_890, 500_000_000);
+    set_mtime(&src.join("etc/size-0"), 4_000_000_000, 123_456_789);
+    set_mtime(&src.join("link60"), 8_000_000_000, 1);
+    set_mtime(&src.join("etc/size-4097"), 1_700_000_000, 999_999_999);
     for p in [
         "deep/a/b/c/d/e/f/g",
         "var",
@@ -279,6 +229,6 @@ pub fn build_edge_tree(src: &Path) {
         "tmp",
         "deep",
     ] {
-        set_times(&src.join(p), 1_600_000_000, 42);
+        set_mtime(&src.join(p), 1_600_000_000, 42);
     }
 }

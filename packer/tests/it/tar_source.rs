@@ -167,7 +167,7 @@ fn gnu_posix_tar_of_the_edge_tree_packs_to_the_same_tree() {
     build_edge_tree(&src);
     // tar cannot carry sockets.
     std::fs::remove_file(src.join("var/sock")).unwrap();
-    set_times(&src.join("var"), 1_600_000_000, 42);
+    set_mtime(&src.join("var"), 1_600_000_000, 42);
     let tarball = t.path().join("tree.tar");
     let st = Command::new("tar")
         .args([
