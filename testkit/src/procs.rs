@@ -74,3 +74,29 @@ pub fn descendants(root: u32) -> Vec<Proc> {
     }
     out
 }
+
+/// Waits until a process with command line `cmdline` runs below `child`, and
+/// returns `child`'s whole tree at that moment. Returns `child`'s exit status
+/// if it ends first; panics after `timeout`.
+pub fn wait_for_descendant(
+    child: &mut std::process::Child,
+    cmdline: &str,
+    timeout: std::time::Duration,
+) -> Result<Vec<Proc>, std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let tree = descendants(child.id());
+        if tree.iter().any(|p| p.cmdline == cmdline) {
+            return Ok(tree);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            return Err(status);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "`{cmdline}` never ran below PID {}: {tree:?}",
+            child.id()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

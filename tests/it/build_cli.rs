@@ -6,6 +6,7 @@ use crate::harness;
 use d2v_testkit::procs;
 use harness::{mount_points, require_root_and, sh, D2v};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use harness::fixture;
 
@@ -270,29 +271,12 @@ fn ctrl_c_stops_the_build_and_leaves_nothing() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Drain stderr (so the build never blocks on a full pipe) for the messages.
-    let mut err = child.stderr.take().unwrap();
-    let seen = std::thread::spawn(move || {
-        let mut seen = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut err, &mut seen);
-        String::from_utf8_lossy(&seen).into_owned()
-    });
     // Wait until the step's `sleep 300` runs: a process of this build's own
     // tree (not of anything else on the machine).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    let step = loop {
-        let tree = procs::descendants(child.id());
-        if tree.iter().any(|p| p.cmdline == "sleep 300") {
-            break tree;
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("build ended early ({status}): {}", seen.join().unwrap());
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the step never started: {tree:?}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
+    let seen = harness::drain(child.stderr.take().unwrap());
+    let step = match procs::wait_for_descendant(&mut child, "sleep 300", Duration::from_secs(120)) {
+        Ok(tree) => tree,
+        Err(status) => panic!("build ended early ({status}): {}", seen.join().unwrap()),
     };
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
@@ -308,13 +292,13 @@ fn ctrl_c_stops_the_build_and_leaves_nothing() {
     // The step's processes die with its PID namespace; allow the kernel a
     // moment to finish tearing it down, then name any survivor of the tree
     // seen while the step ran.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let deadline = Instant::now() + Duration::from_secs(3);
     let leftover = loop {
         let alive: Vec<_> = step.iter().filter(|p| p.alive()).collect();
-        if alive.is_empty() || std::time::Instant::now() > deadline {
+        if alive.is_empty() || Instant::now() > deadline {
             break format!("{alive:?}");
         }
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(leftover, "[]", "a process of the build survived");
     assert!(!d2v.ok(&["cache", "ls"]).contains("sleep 300"));

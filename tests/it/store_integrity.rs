@@ -5,12 +5,14 @@
 
 use crate::harness;
 
+use d2v_testkit::procs;
 use harness::{fixture, mount_points, require_root_and, sh, D2v};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 fn with_busybox() -> D2v {
     let d2v = D2v::new();
@@ -279,26 +281,23 @@ fn prune_gets_past_the_dead_mounts_of_a_killed_build() {
         .process_group(0)
         .spawn()
         .unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 256];
-    while !String::from_utf8_lossy(&seen).contains("started") {
-        let n = std::io::Read::read(&mut err, &mut buf).unwrap();
-        assert!(
-            n > 0,
-            "build ended early: {}",
-            String::from_utf8_lossy(&seen)
-        );
-        seen.extend_from_slice(&buf[..n]);
-    }
+    // Wait until the step's `sleep 297` runs below this build (not anywhere
+    // else on the machine).
+    let seen = harness::drain(child.stderr.take().unwrap());
+    let tree = match procs::wait_for_descendant(&mut child, "sleep 297", Duration::from_secs(120)) {
+        Ok(tree) => tree,
+        Err(status) => panic!("build ended early ({status}): {}", seen.join().unwrap()),
+    };
     // kill -9 the build's whole process group.
     // SAFETY: signalling the process group of a child this test started.
     unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
     child.wait().unwrap();
     let home = d2v.home().to_str().unwrap().to_string();
-    for pid in sh("pgrep -f '[s]leep 297' || true").split_whitespace() {
-        // SAFETY: signalling the step process of the build this test started.
-        unsafe { libc::kill(pid.parse().unwrap(), libc::SIGKILL) };
+    // And whatever of its tree is in other groups (the step is in its own
+    // session), so that only dead mounts are left for prune.
+    for p in tree.iter().filter(|p| p.alive()) {
+        // SAFETY: signalling a process of the build this test started.
+        unsafe { libc::kill(p.pid as i32, libc::SIGKILL) };
     }
 
     let out = d2v.run(&["prune"]);

@@ -115,6 +115,16 @@ impl Drop for Mounted<'_> {
     }
 }
 
+/// Reads `r` to its end on another thread (so a child never blocks on a full
+/// pipe); the thread returns what it read, as text.
+pub fn drain(mut r: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let _ = r.read_to_end(&mut seen);
+        String::from_utf8_lossy(&seen).into_owned()
+    })
+}
+
 /// A temporary build context holding `files` (path, content).
 pub fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
