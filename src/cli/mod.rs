@@ -1,7 +1,6 @@
 //! Subcommand definitions and dispatch. Each subcommand lives in its own module.
 
 mod build;
-mod cache_share;
 mod check;
 mod images;
 mod kernel;
