@@ -48,7 +48,7 @@ pub struct RunArgs {
     #[arg(short = 'P', long = "publish-all")]
     pub publish_all: bool,
     /// Network: default (outbound access, like Docker's bridge) or none
-    #[arg(long, default_value = "default", value_parser = run::parse_network)]
+    #[arg(long, default_value = "default", value_parser = run::parse_network, action = clap::ArgAction::Set)]
     pub network: bool,
     /// Share a host directory: HOST:GUEST[:ro]
     #[arg(short = 'v', long = "volume")]
