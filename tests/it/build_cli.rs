@@ -141,10 +141,12 @@ fn a_failing_run_names_the_step_and_leaves_nothing_behind() {
         return;
     }
     let d2v = with_busybox();
-    let ctx = context(&[(
-        "Dockerfile",
-        "FROM busybox\nRUN echo before > /before\nRUN echo some output; sleep 2.345 & exit 7\n",
-    )]);
+    // A sleep no other process on the machine runs (2 to 3 s long).
+    let sleep = format!("sleep 2.{:07}", std::process::id());
+    let dockerfile = format!(
+        "FROM busybox\nRUN echo before > /before\nRUN echo some output; {sleep} & exit 7\n"
+    );
+    let ctx = context(&[("Dockerfile", &dockerfile)]);
     let out = build(&d2v, "broken", ctx.path(), &[]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
@@ -175,7 +177,7 @@ fn a_failing_run_names_the_step_and_leaves_nothing_behind() {
         .collect();
     assert!(tmp.is_empty(), "scratch left behind: {tmp:?}");
     // No process of the step survives (the PID namespace was torn down).
-    let leftover = sh("pgrep -f '[s]leep 2.345' || true");
+    let leftover = sh(&format!("pgrep -f '[s]{}' || true", &sleep[1..]));
     assert!(
         leftover.trim().is_empty(),
         "a step process survived: {leftover}"

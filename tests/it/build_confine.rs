@@ -4,6 +4,7 @@
 
 use crate::harness;
 
+use d2v_testkit::procs;
 use harness::rootless::{self, RootlessD2v};
 use harness::{fixture, require_root_and, D2v};
 use std::io::{Read, Write};
@@ -502,33 +503,22 @@ fn killing_a_rootless_build_leaves_nothing_its_prune_cannot_clear() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Wait for the long step, then kill d2v itself (not runuser).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Command::new("pgrep")
-        .args(["-f", "sleep 4392"])
-        .output()
-        .unwrap()
-        .stdout
-        .is_empty()
-    {
-        assert!(Instant::now() < deadline, "the step never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let killed = Command::new("pkill")
-        .args(["-9", "-u", rootless::USER, "-f", "d2v build -t k"])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    // Wait for the long step (below this build, not anywhere on the
+    // machine), then kill d2v itself (not runuser).
+    let tree = match procs::wait_for_descendant(&mut child, "sleep 4392", Duration::from_secs(60)) {
+        Ok(tree) => tree,
+        Err(status) => panic!("the build ended before its step started ({status})"),
+    };
+    let d2v = tree
+        .iter()
+        .find(|p| p.cmdline.contains(" build -t k "))
+        .unwrap_or_else(|| panic!("no d2v in {tree:?}"));
+    // SAFETY: signalling a process of the build this test started.
+    assert_eq!(unsafe { libc::kill(d2v.pid as i32, libc::SIGKILL) }, 0);
     child.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !Command::new("pgrep")
-        .args(["-f", "sleep 4392"])
-        .output()
-        .unwrap()
-        .stdout
-        .is_empty()
-    {
-        assert!(Instant::now() < deadline, "the step survived d2v");
+    while let Some(p) = tree.iter().find(|p| p.cmdline == "sleep 4392" && p.alive()) {
+        assert!(Instant::now() < deadline, "the step survived d2v: {p:?}");
         std::thread::sleep(Duration::from_millis(50));
     }
     let home = user.home().to_string_lossy().into_owned();
