@@ -83,8 +83,11 @@ fn version_key(v: &str) -> Vec<u64> {
 /// Compression formats a bzImage payload can use that we can undo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
+    /// gzip (`1f 8b`).
     Gzip,
+    /// xz (`fd 37 7a 58 5a 00`).
     Xz,
+    /// zstd (`28 b5 2f fd`).
     Zstd,
 }
 

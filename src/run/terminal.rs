@@ -4,7 +4,11 @@
 use nix::sys::termios::{self, SetArg, Termios};
 use std::os::fd::{AsFd, BorrowedFd};
 
-nix::ioctl_read_bad!(tiocgwinsz, libc::TIOCGWINSZ, libc::winsize);
+nix::ioctl_read_bad!(
+    /// `TIOCGWINSZ`: the terminal's window size.
+    tiocgwinsz, libc::TIOCGWINSZ,
+    libc::winsize
+);
 
 /// Rows and columns of the terminal on `fd`, if it is one.
 pub fn size(fd: BorrowedFd<'_>) -> Option<(u16, u16)> {
