@@ -3,6 +3,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use d2v::store::Store;
+use nix::sys::signal::{SigSet, Signal};
 use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -101,8 +102,8 @@ pub fn merged_tree(store: &Store, name: &str) -> Result<d2v_fuse::MergedTree> {
 
 fn serve(args: &MountArgs) -> Result<ExitCode> {
     if args.daemon {
-        // SAFETY: setsid has no preconditions; we are not a process group leader after exec.
-        unsafe { libc::setsid() };
+        // We are not a process group leader after exec, so this cannot fail.
+        let _ = nix::unistd::setsid();
     }
     let store = Store::open_default()?;
     let tree = Arc::new(merged_tree(&store, &args.name)?);
@@ -142,35 +143,24 @@ fn serve(args: &MountArgs) -> Result<ExitCode> {
 }
 
 /// Blocks SIGINT, SIGTERM and SIGHUP in this thread and every thread it starts later.
-fn block_stop_signals() -> libc::sigset_t {
-    // SAFETY: the sigset is initialised by sigemptyset before use; pthread_sigmask only
-    // changes this thread's mask.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-            libc::sigaddset(&mut set, sig);
-        }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
+fn block_stop_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        set.add(sig);
     }
+    let _ = set.thread_block();
+    set
 }
 
-fn wait_for(set: libc::sigset_t) {
-    let mut sig = 0;
-    // SAFETY: `set` is a valid, initialised signal set; sigwait writes one int.
-    unsafe { libc::sigwait(&set, &mut sig) };
+fn wait_for(set: SigSet) {
+    let _ = set.wait();
 }
 
 /// Points stdout and stderr at /dev/null so the parent's pipes can close.
 fn detach_stdio() {
-    use std::os::fd::AsRawFd;
     if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
-        // SAFETY: dup2 onto the standard descriptors with a valid open fd.
-        unsafe {
-            libc::dup2(null.as_raw_fd(), 1);
-            libc::dup2(null.as_raw_fd(), 2);
-        }
+        let _ = nix::unistd::dup2_stdout(&null);
+        let _ = nix::unistd::dup2_stderr(&null);
     }
 }
 

@@ -18,6 +18,12 @@
 //!    profile (while CAP_SYS_ADMIN is still held), switch to the USER and its
 //!    groups, set the capabilities, and exec.
 
+// Each step here is a short run of raw syscalls that are sound for one reason
+// (data the parent prepared, a fresh clone with no other threads); one SAFETY
+// comment per step says it better than one per call (docs/architecture.md,
+// "Syscall policy").
+#![allow(clippy::multiple_unsafe_ops_per_block)]
+
 use std::ffi::{c_void, CStr};
 use std::ptr;
 

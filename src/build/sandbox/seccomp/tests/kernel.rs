@@ -1,5 +1,9 @@
 //! The kernel accepts the program and enforces it, in forked children.
 
+// The children run raw syscalls only (the test harness is multi-threaded), as
+// the sandbox's clone child does; one SAFETY comment covers each such run.
+#![allow(clippy::multiple_unsafe_ops_per_block)]
+
 use super::DOCKER_CAPS;
 use crate::build::sandbox::seccomp::{install, SeccompProgram};
 
