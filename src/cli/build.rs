@@ -9,6 +9,7 @@ use d2v::daemon::stage::BuildRequest;
 use d2v::daemon::DockerStageBuilder;
 use d2v::dockerfile;
 use d2v::store::Store;
+use nix::sys::signal::{SigHandler, Signal};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -180,9 +181,9 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     }
     super::plan::report_checks(&plan, |line| progress.note(line))?;
 
-    for sig in [libc::SIGINT, libc::SIGTERM] {
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe { libc::signal(sig, on_interrupt as *const () as libc::sighandler_t) };
+        let _ = unsafe { nix::sys::signal::signal(sig, SigHandler::Handler(on_interrupt)) };
     }
     let build_opts = BuildOptions {
         context,
