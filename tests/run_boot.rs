@@ -202,18 +202,26 @@ fn unknown_user_missing_command_and_broken_config_exit_like_docker() {
 fn missing_kernel_and_unreadable_image_are_clear_errors() {
     require_facilities!();
     let img = probe_image();
+    // As `docker run`: 125 when the failure is d2v's own, not the app's.
     let b = d2v_run(&img.path, &["--kernel", "/nonexistent/vmlinuz"]);
-    assert_eq!(b.code, Some(1));
+    assert_eq!(b.code, Some(125));
     assert!(
         b.stderr.contains("kernel /nonexistent/vmlinuz not found"),
         "{}",
         b.stderr
     );
     let b = d2v_run(std::path::Path::new("/nonexistent/rootfs.ext4"), &[]);
-    assert_eq!(b.code, Some(1));
+    assert_eq!(b.code, Some(125));
     assert!(
         b.stderr
             .contains("couldn't open image /nonexistent/rootfs.ext4"),
+        "{}",
+        b.stderr
+    );
+    let b = d2v_run(&img.path, &["--vmm", "bogus"]);
+    assert_eq!(b.code, Some(125));
+    assert!(
+        b.stderr.contains("expected qemu or firecracker"),
         "{}",
         b.stderr
     );

@@ -10,11 +10,14 @@
 //!   resolved inside the rootfs (`openat2(RESOLVE_IN_ROOT)`).
 //! * [`dockerignore`]: Docker's `.dockerignore` rules.
 //! * [`checksum`]: content checksums of COPY sources for the step cache.
+//! * [`cache_share`]: the step cache shared through a registry (`--cache-to/--cache-from`).
+//! * [`secret`]: `--secret` values; [`interrupt`]: Ctrl-C cancels a build.
 //!
 //! Each piece takes plain directory paths for the read-only lower layer, so it
 //! works the same over a d2v-fuse mount and over a directory in a test.
 
 pub mod archive;
+pub mod cache_share;
 pub mod checksum;
 pub mod copy;
 pub mod dest;
@@ -24,10 +27,12 @@ pub mod executor;
 pub mod git;
 pub mod glob;
 pub mod inroot;
+pub mod interrupt;
 pub mod layer;
 pub mod overlay;
 pub mod progress;
 pub mod sandbox;
+pub mod secret;
 pub mod url;
 pub mod user;
 pub mod view;

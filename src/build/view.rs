@@ -11,11 +11,13 @@
 //! the server unmounts and exits; and a killed server aborts the connection,
 //! so waiting requests fail instead of hanging.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 
+use crate::store::oci::Digest;
 use crate::store::{Layer, Store};
+use std::sync::Arc;
 
 /// The view could not be mounted.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +39,21 @@ pub enum ViewError {
     /// The server failed before the view was ready: its own message.
     #[error("{0}")]
     Server(String),
+    /// The server could not compose the layers.
+    #[error("couldn't compose the layers")]
+    Compose(#[source] crate::store::StoreError),
+    /// The server could not mount or unmount the view.
+    #[error("couldn't mount the layers on {}", dir.display())]
+    Fuse {
+        /// The mount point.
+        dir: PathBuf,
+        /// FUSE's error.
+        #[source]
+        source: d2v_fuse::MountError,
+    },
+    /// The server could not tell its parent the view is ready.
+    #[error("telling the build the view is ready: {0}")]
+    Ready(#[source] std::io::Error),
 }
 
 /// A read-only FUSE view of a layer stack, unmounted when dropped.
@@ -121,4 +138,33 @@ pub fn mount_layers(
     } else {
         err
     }))
+}
+
+/// The server's side (`d2v __serve-layers`): mounts the merged tree of
+/// `layers` (bottom first) on `dir` with ids shifted by `id_shift`, prints
+/// [`READY`] on stdout, and serves until stdin closes (the build is done, or
+/// dead); then unmounts.
+pub fn serve(store: &Store, dir: &Path, id_shift: u32, layers: &[Digest]) -> Result<(), ViewError> {
+    let tree = store.merged_tree(layers).map_err(ViewError::Compose)?;
+    let opts = d2v_fuse::MountOptions {
+        threads: 2,
+        auto_unmount: false,
+        allow_other: true,
+        id_shift,
+        suid_dev: true,
+        ..Default::default()
+    };
+    let fuse = |source| ViewError::Fuse {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let mount = d2v_fuse::mount(Arc::new(tree), dir, &opts).map_err(fuse)?;
+    let mut out = std::io::stdout();
+    writeln!(out, "{READY}")
+        .and_then(|()| out.flush())
+        .map_err(ViewError::Ready)?;
+    let mut buf = [0u8; 64];
+    let mut stdin = std::io::stdin();
+    while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
+    mount.unmount().map_err(fuse)
 }

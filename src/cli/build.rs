@@ -9,14 +9,14 @@ use d2v::daemon::stage::BuildRequest;
 use d2v::daemon::DockerStageBuilder;
 use d2v::dockerfile;
 use d2v::store::Store;
-use nix::sys::signal::{SigHandler, Signal};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use super::cache_share::{self, CacheSpec};
+use d2v::build::cache_share::{self, CacheSpec};
+use d2v::build::interrupt;
+use d2v::build::secret::SecretSpec;
 
 /// Arguments of `d2v build`.
 #[derive(Args, Debug)]
@@ -31,7 +31,7 @@ pub struct BuildArgs {
     pub no_cache: bool,
     /// A secret for RUN --mount=type=secret: id=ID,src=PATH
     #[arg(long, value_name = "id=ID,src=PATH")]
-    pub secret: Vec<String>,
+    pub secret: Vec<SecretSpec>,
     /// Progress output
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
@@ -71,35 +71,6 @@ pub enum StageBuilderKind {
     Docker,
 }
 
-static CANCEL: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_interrupt(_: libc::c_int) {
-    CANCEL.store(true, Ordering::SeqCst);
-}
-
-fn parse_secret(raw: &str) -> Result<(String, PathBuf)> {
-    let mut id = None;
-    let mut src = None;
-    for part in raw.split(',') {
-        match part.split_once('=') {
-            Some(("id", v)) => id = Some(v.to_string()),
-            Some(("src" | "source", v)) => src = Some(PathBuf::from(v)),
-            Some(("type", "file")) => {}
-            _ => bail!("invalid --secret {raw:?}: expected id=ID,src=PATH"),
-        }
-    }
-    match (id, src) {
-        (Some(id), Some(src)) => {
-            if !src.is_file() {
-                bail!("--secret {id}: {} is not a readable file", src.display());
-            }
-            Ok((id, src))
-        }
-        _ => bail!("invalid --secret {raw:?}: expected id=ID,src=PATH"),
-    }
-}
-
-/// `d2v build --check`: plan (bases missing from the store are planned
 /// without their config, as `d2v plan` does) and report the checks only.
 fn check_only(
     text: &str,
@@ -141,11 +112,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
             .ok()
             .map(|r| r.to_string_lossy().into_owned())
     });
-    let secrets: HashMap<_, _> = args
-        .secret
-        .iter()
-        .map(|s| parse_secret(s))
-        .collect::<Result<_>>()?;
+    let secrets: HashMap<_, _> = args.secret.into_iter().map(|s| (s.id, s.src)).collect();
     d2v::store::validate_name(&args.tag)?;
     let allow = Entitlements::parse(&args.allow)?;
 
@@ -181,10 +148,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     }
     super::plan::report_checks(&plan, |line| progress.note(line))?;
 
-    for sig in [Signal::SIGINT, Signal::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        let _ = unsafe { nix::sys::signal::signal(sig, SigHandler::Handler(on_interrupt)) };
-    }
+    let cancel = interrupt::cancel_on_signals();
     let build_opts = BuildOptions {
         context,
         dockerfile_in_context,
@@ -202,7 +166,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     if let Some(registry) = &registry {
         cache_share::import(&store, registry, &args.cache_from, &progress)?;
     }
-    match executor::build(&resolver, &plan, &build_opts, &progress, &CANCEL) {
+    match executor::build(&resolver, &plan, &build_opts, &progress, cancel) {
         Ok(report) => {
             if let Some(registry) = &registry {
                 cache_share::export(

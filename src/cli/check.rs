@@ -38,7 +38,7 @@ pub fn check(args: CheckArgs) -> Result<ExitCode> {
         eprintln!(
             "checked {} blobs ({}, {:.0} MB/s), {} layer indexes, {} images, {} cache entries in {secs:.1}s: {}",
             report.blobs,
-            super::images::human_size(report.bytes),
+            d2v::units::human_size(report.bytes),
             report.bytes as f64 / 1e6 / secs.max(1e-9),
             report.indexes,
             report.images,

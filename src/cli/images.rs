@@ -4,6 +4,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use d2v::import::Source;
 use d2v::store::Store;
+use d2v::units::human_size;
 use std::process::ExitCode;
 
 /// Arguments of `d2v import`.
@@ -142,7 +143,7 @@ pub fn rm(args: RmArgs) -> Result<ExitCode> {
 pub struct PruneArgs {
     /// Keep at most this much layer data that only the step cache holds (e.g. 2G),
     /// evicting the least recently used cache entries first
-    #[arg(long, value_name = "SIZE", value_parser = super::pack::parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = d2v::units::parse_size)]
     pub cache_budget: Option<u64>,
     /// Drop the whole step cache too
     #[arg(long)]
@@ -225,20 +226,4 @@ pub fn cache(args: CacheArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Formats a byte count like `12.3 MiB`.
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit + 1 < UNITS.len() {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
 }

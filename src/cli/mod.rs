@@ -1,7 +1,6 @@
 //! Subcommand definitions and dispatch. Each subcommand lives in its own module.
 
 mod build;
-mod cache_share;
 mod check;
 mod images;
 mod kernel;
@@ -66,7 +65,19 @@ enum Command {
 
 /// Parse the command line, run the subcommand and turn errors into an exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // A bad `d2v run` flag is d2v's failure too: 125, as `docker run`.
+            let run = std::env::args().nth(1).as_deref() == Some("run");
+            return match e.exit_code() {
+                0 => ExitCode::SUCCESS,
+                _ if run => ExitCode::from(125),
+                code => ExitCode::from(code.clamp(1, 255) as u8),
+            };
+        }
+    };
     // Commands that mount (build) or remove what RUN steps wrote (prune) run
     // in the build namespace; this must happen while single-threaded.
     if matches!(cli.command, Command::Build(_) | Command::Prune(_)) {
@@ -75,6 +86,12 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    // `docker run` exits 125 when the failure is its own, not the app's.
+    let own_failure = if matches!(cli.command, Command::Run(_)) {
+        ExitCode::from(125)
+    } else {
+        ExitCode::FAILURE
+    };
     let result: anyhow::Result<ExitCode> = match cli.command {
         Command::Build(a) => build::run(a),
         Command::Import(a) => images::import(a),
@@ -98,7 +115,7 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             eprintln!("d2v: error: {}", error_chain(&err));
-            ExitCode::FAILURE
+            own_failure
         }
     }
 }

@@ -29,10 +29,10 @@ pub struct PackArgs {
     pub output: PathBuf,
     /// Free space to leave in the image (e.g. 256M, 1G).
     /// Default: max(64 MiB, 25% of the data); 0 with --read-only.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = d2v::units::parse_size)]
     pub free: Option<u64>,
     /// Exact image size (e.g. 2G); fails if the tree does not fit.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = d2v::units::parse_size)]
     pub size: Option<u64>,
     /// Leave out the jbd2 journal.
     #[arg(long)]
@@ -54,35 +54,6 @@ pub struct PackArgs {
     pub push: Option<String>,
     #[command(flatten)]
     pub sources: super::sources::SourceArgs,
-}
-
-/// Parse a size like `4096`, `512K`, `256M`, `1G`, `2T` (binary units; an
-/// optional trailing `B` or `iB` is accepted).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let t = t
-        .strip_suffix("iB")
-        .or_else(|| t.strip_suffix('B'))
-        .unwrap_or(t);
-    let (num, mult) = match t.chars().last() {
-        Some(c @ ('k' | 'K' | 'm' | 'M' | 'g' | 'G' | 't' | 'T')) => {
-            let shift = match c.to_ascii_uppercase() {
-                'K' => 10,
-                'M' => 20,
-                'G' => 30,
-                _ => 40,
-            };
-            (&t[..t.len() - 1], 1u64 << shift)
-        }
-        _ => (t, 1),
-    };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("not a size: {s:?} (try 256M or 1G)"))?;
-    if n.is_nan() || n < 0.0 {
-        return Err(format!("not a size: {s:?}"));
-    }
-    Ok((n * mult as f64) as u64)
 }
 
 /// Progress on stderr, only when it is a terminal, at most ten times a second.
@@ -246,19 +217,4 @@ fn pack_store_image(
         ),
     }
     push_artifact(args, &vm_json)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_size;
-
-    #[test]
-    fn sizes_parse_with_binary_units() {
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert_eq!(parse_size("256M"), Ok(256 << 20));
-        assert_eq!(parse_size("1G"), Ok(1 << 30));
-        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
-        assert_eq!(parse_size("1.5K"), Ok(1536));
-        assert!(parse_size("lots").is_err());
-    }
 }

@@ -2,7 +2,7 @@
 //! its entrypoint's exit code.
 
 use anyhow::{bail, Context};
-use d2v::run::{self, disk::parse_size, InitrdChoice, PortMapping, RunOptions, Vmm, Volume};
+use d2v::run::{self, InitrdChoice, PortMapping, RunOptions, Vmm, Volume};
 use d2v::runtime_config::docker_run_overrides;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -43,16 +43,16 @@ pub struct RunArgs {
     pub entrypoint: Option<String>,
     /// Publish a guest port: [IP:][HOST:]GUEST[/tcp|/udp] (no HOST: a free one)
     #[arg(short = 'p', long = "publish")]
-    pub publish: Vec<String>,
+    pub publish: Vec<PortMapping>,
     /// Publish every EXPOSEd port on a free host port
     #[arg(short = 'P', long = "publish-all")]
     pub publish_all: bool,
     /// Network: default (outbound access, like Docker's bridge) or none
-    #[arg(long, default_value = "default")]
-    pub network: String,
+    #[arg(long, default_value = "default", value_parser = run::parse_network, action = clap::ArgAction::Set)]
+    pub network: bool,
     /// Share a host directory: HOST:GUEST[:ro]
     #[arg(short = 'v', long = "volume")]
-    pub volume: Vec<String>,
+    pub volume: Vec<Volume>,
     /// Keep the run's disk under this name; `d2v run --name N` again boots it
     #[arg(long = "name")]
     pub container: Option<String>,
@@ -63,11 +63,11 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 10)]
     pub stop_timeout: u64,
     /// Size of the run's disk (the root filesystem grows to it): 2G, 512M
-    #[arg(long)]
-    pub disk_size: Option<String>,
+    #[arg(long, value_parser = d2v::units::parse_size)]
+    pub disk_size: Option<u64>,
     /// Guest memory (256M, 1G)
-    #[arg(long, short = 'm', alias = "memory", default_value = "1G")]
-    pub mem: String,
+    #[arg(long, short = 'm', alias = "memory", default_value = "1G", value_parser = d2v::units::parse_mem_mib)]
+    pub mem: u32,
     /// vCPUs (default: the host's, at most 4)
     #[arg(long)]
     pub cpus: Option<u32>,
@@ -76,11 +76,11 @@ pub struct RunArgs {
     pub kernel: Option<PathBuf>,
     /// auto (module initramfs when the kernel needs one), none, or a file
     #[arg(long, default_value = "auto")]
-    pub initrd: String,
+    pub initrd: InitrdChoice,
     /// qemu or firecracker; default: firecracker when it and KVM work and the
     /// run needs nothing only QEMU offers, else qemu
     #[arg(long)]
-    pub vmm: Option<String>,
+    pub vmm: Option<Vmm>,
     /// Kernel and init messages on stderr
     #[arg(long)]
     pub debug: bool,
@@ -131,95 +131,37 @@ fn pack_for_run(name: &str, sources: &super::sources::SourceArgs) -> anyhow::Res
 }
 
 /// `-e K=V`, `-e K` (the host's value, dropped when unset, as Docker does)
-/// and `--env-file` lines, in Docker's order (files first).
-fn environment(env: &[String], files: &[PathBuf]) -> anyhow::Result<Vec<String>> {
-    let mut out = Vec::new();
-    let mut add = |entry: &str| {
-        if entry.contains('=') {
-            out.push(entry.to_string());
-        } else if let Ok(v) = std::env::var(entry) {
-            out.push(format!("{entry}={v}"));
-        }
-    };
-    for f in files {
-        let text = std::fs::read_to_string(f)
-            .with_context(|| format!("reading --env-file {}", f.display()))?;
-        for line in text.lines() {
-            let line = line.trim_start();
-            if !line.is_empty() && !line.starts_with('#') {
-                add(line);
-            }
-        }
-    }
-    for e in env {
-        if e.is_empty() || e.starts_with('=') {
-            bail!("bad -e {e:?}: expected K=V or K");
-        }
-        add(e);
-    }
-    Ok(out)
-}
-
+/// The run's options from its flags and the image's exposed ports (`-P`).
 fn options(a: RunArgs, exposed: &[String]) -> anyhow::Result<RunOptions> {
-    let initrd = match a.initrd.as_str() {
-        "auto" => InitrdChoice::Auto,
-        "none" => InitrdChoice::None,
-        p => InitrdChoice::Path(PathBuf::from(p)),
-    };
-    let vmm = match a.vmm.as_deref() {
-        None => None,
-        Some("qemu") => Some(Vmm::Qemu),
-        Some("firecracker") => Some(Vmm::Firecracker),
-        Some(v) => bail!("unknown --vmm {v:?}: expected qemu or firecracker"),
-    };
-    let network = match a.network.as_str() {
-        "default" | "bridge" => true,
-        "none" => false,
-        n => bail!("unknown --network {n:?}: expected default or none"),
-    };
-    let mem_mib = run::parse_mem(&a.mem).with_context(|| format!("bad --mem {:?}", a.mem))?;
-    let mut publish = a
-        .publish
-        .iter()
-        .map(|p| p.parse::<PortMapping>())
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut publish = a.publish;
     if a.publish_all {
         publish.extend(exposed.iter().filter_map(|e| PortMapping::for_exposed(e)));
     }
-    if !network && !publish.is_empty() {
+    if !a.network && !publish.is_empty() {
         bail!("-p and -P need a network: drop --network none");
     }
-    let volumes = a
-        .volume
-        .iter()
-        .map(|v| v.parse::<Volume>())
-        .collect::<Result<Vec<_>, _>>()?;
-    let disk_size = match &a.disk_size {
-        Some(s) => Some(parse_size(s).with_context(|| format!("bad --disk-size {s:?}"))?),
-        None => None,
-    };
     let mut overrides = docker_run_overrides(
         a.entrypoint,
         a.args,
-        environment(&a.env, &a.env_file)?,
+        run::environment(&a.env, &a.env_file)?,
         a.user,
     );
     overrides.workdir = a.workdir;
     overrides.hostname = a.hostname;
     Ok(RunOptions {
         kernel: a.kernel,
-        initrd,
-        vmm,
-        mem_mib,
+        initrd: a.initrd,
+        vmm: a.vmm,
+        mem_mib: a.mem,
         cpus: a.cpus.unwrap_or_else(run::default_cpus),
-        network,
+        network: a.network,
         publish,
-        volumes,
+        volumes: a.volume,
         overrides,
         stdin: a.interactive,
         tty: a.tty,
         stop_timeout: Duration::from_secs(a.stop_timeout),
-        disk_size,
+        disk_size: a.disk_size,
         name: a.container,
         remove: a.rm,
         debug: a.debug,

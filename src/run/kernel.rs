@@ -4,6 +4,7 @@
 //! PVH, much faster than the bzImage under TCG), and cached.
 
 use super::RunError;
+use crate::compression::Format;
 use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -80,20 +81,11 @@ fn version_key(v: &str) -> Vec<u64> {
         .collect()
 }
 
-/// Compression formats a bzImage payload can use that we can undo.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    /// gzip (`1f 8b`).
-    Gzip,
-    /// xz (`fd 37 7a 58 5a 00`).
-    Xz,
-    /// zstd (`28 b5 2f fd`).
-    Zstd,
-}
-
 /// Finds the compressed vmlinux inside a bzImage via the setup header's
 /// `payload_offset`/`payload_length` (boot protocol ≥ 2.08).
-pub fn bzimage_payload(image: &[u8]) -> Option<(Compression, &[u8])> {
+/// The payload's compression is told by [`Format::sniff`]; gzip, xz and zstd
+/// are the ones this unpacks.
+pub fn bzimage_payload(image: &[u8]) -> Option<(Format, &[u8])> {
     if image.len() < 0x250 || &image[0x202..0x206] != b"HdrS" {
         return None;
     }
@@ -105,16 +97,10 @@ pub fn bzimage_payload(image: &[u8]) -> Option<(Compression, &[u8])> {
     let len = u32::from_le_bytes(image[0x24c..0x250].try_into().ok()?) as usize;
     let start = (setup_sects + 1) * 512 + off;
     let payload = image.get(start..start.checked_add(len)?)?;
-    let kind = if payload.starts_with(&[0x1f, 0x8b]) {
-        Compression::Gzip
-    } else if payload.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        Compression::Xz
-    } else if payload.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Compression::Zstd
-    } else {
-        return None;
-    };
-    Some((kind, payload))
+    match Format::sniff(payload) {
+        kind @ (Format::Gzip | Format::Xz | Format::Zstd) => Some((kind, payload)),
+        Format::Plain | Format::Bzip2 => None,
+    }
 }
 
 /// Unpacks the ELF vmlinux from a bzImage; `None` when the payload is not one
@@ -122,13 +108,13 @@ pub fn bzimage_payload(image: &[u8]) -> Option<(Compression, &[u8])> {
 pub fn extract_vmlinux(image: &[u8]) -> Option<Vec<u8>> {
     let (kind, payload) = bzimage_payload(image)?;
     let out = match kind {
-        Compression::Gzip => {
+        Format::Gzip => {
             let mut out = Vec::new();
             let mut d = flate2::read::GzDecoder::new(payload);
             std::io::Read::read_to_end(&mut d, &mut out).ok()?;
             out
         }
-        Compression::Zstd => {
+        Format::Zstd => {
             let mut out = Vec::new();
             let mut d = zstd::stream::read::Decoder::new(payload)
                 .ok()?
@@ -136,9 +122,9 @@ pub fn extract_vmlinux(image: &[u8]) -> Option<Vec<u8>> {
             std::io::Read::read_to_end(&mut d, &mut out).ok()?;
             out
         }
-        // No xz crate in the tree: xz-utils does it (the kernel appends a size
-        // word after the stream, hence --single-stream).
-        Compression::Xz => {
+        // xz-utils with --single-stream: the kernel appends a size word
+        // after the stream, which a whole-file decoder takes for garbage.
+        Format::Xz => {
             let mut child = Command::new("xz")
                 .args(["-dc", "--single-stream"])
                 .stdin(Stdio::piped())
@@ -153,6 +139,7 @@ pub fn extract_vmlinux(image: &[u8]) -> Option<Vec<u8>> {
             let _ = writer.join();
             out.stdout
         }
+        Format::Plain | Format::Bzip2 => return None,
     };
     out.starts_with(b"\x7fELF").then_some(out)
 }
@@ -214,7 +201,7 @@ mod tests {
         // payload_offset 0, length 4 → at 1024: gzip magic then junk.
         fake[0x24c..0x250].copy_from_slice(&4u32.to_le_bytes());
         fake[1024..1028].copy_from_slice(&[0x1f, 0x8b, 8, 0]);
-        assert_eq!(bzimage_payload(&fake).map(|p| p.0), Some(Compression::Gzip));
+        assert_eq!(bzimage_payload(&fake).map(|p| p.0), Some(Format::Gzip));
         assert!(extract_vmlinux(&fake).is_none());
     }
 

@@ -32,7 +32,9 @@ use crate::runtime_config::{NetworkConfig, RunRequest, VolumeMount};
 use channel::{ChannelListener, Transport};
 use disk::{Container, DiskFormat};
 pub use kernel::KernelKind;
-pub use options::{default_cpus, parse_mem, InitrdChoice, RunOptions, Vmm, Volume};
+pub use options::{
+    default_cpus, environment, parse_network, InitrdChoice, RunOptions, Vmm, Volume,
+};
 pub use ports::PortMapping;
 use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
@@ -91,6 +93,16 @@ pub enum RunError {
     /// A `-v` value that is not `HOST:GUEST[:ro]`.
     #[error("bad volume {0:?}: expected HOST:GUEST[:ro|:rw] with an existing host directory and an absolute guest path")]
     BadVolume(String),
+    /// Any other flag value d2v run cannot use.
+    #[error("bad {flag} {value:?}: {expected}")]
+    BadFlag {
+        /// The flag (`--vmm`, `-e`, …).
+        flag: &'static str,
+        /// The value given.
+        value: String,
+        /// What it should look like.
+        expected: &'static str,
+    },
     /// The run's disk could not be made.
     #[error("{0}")]
     Disk(String),
@@ -404,10 +416,6 @@ mod tests {
 
     #[test]
     fn parses_flags_values() {
-        assert_eq!(parse_mem("256M"), Some(256));
-        assert_eq!(parse_mem("1G"), Some(1024));
-        assert_eq!(parse_mem("64"), Some(64));
-        assert_eq!(parse_mem("x"), None);
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display();
         let v: Volume = format!("{d}:/data:ro").parse().unwrap();

@@ -15,6 +15,21 @@ pub enum Vmm {
     Firecracker,
 }
 
+impl std::str::FromStr for Vmm {
+    type Err = RunError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "qemu" => Ok(Vmm::Qemu),
+            "firecracker" => Ok(Vmm::Firecracker),
+            _ => Err(RunError::BadFlag {
+                flag: "--vmm",
+                value: s.to_string(),
+                expected: "expected qemu or firecracker",
+            }),
+        }
+    }
+}
+
 /// `--initrd auto|PATH|none`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum InitrdChoice {
@@ -25,6 +40,65 @@ pub enum InitrdChoice {
     None,
     /// This file.
     Path(PathBuf),
+}
+
+impl std::str::FromStr for InitrdChoice {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "auto" => InitrdChoice::Auto,
+            "none" => InitrdChoice::None,
+            p => InitrdChoice::Path(PathBuf::from(p)),
+        })
+    }
+}
+
+/// `--network default|bridge|none`: whether the VM gets a network.
+pub fn parse_network(s: &str) -> Result<bool, RunError> {
+    match s {
+        "default" | "bridge" => Ok(true),
+        "none" => Ok(false),
+        _ => Err(RunError::BadFlag {
+            flag: "--network",
+            value: s.to_string(),
+            expected: "expected default or none",
+        }),
+    }
+}
+
+/// The environment `-e` and `--env-file` give, as `docker run` reads them:
+/// files first, then `-e` in order; `K=V` as is, a bare `K` takes d2v's own
+/// value and is dropped when d2v has none; `#` lines and blank lines in a
+/// file are skipped.
+pub fn environment(env: &[String], files: &[PathBuf]) -> Result<Vec<String>, RunError> {
+    let mut out = Vec::new();
+    let mut add = |entry: &str| {
+        if entry.contains('=') {
+            out.push(entry.to_string());
+        } else if let Ok(v) = std::env::var(entry) {
+            out.push(format!("{entry}={v}"));
+        }
+    };
+    for f in files {
+        let text = std::fs::read_to_string(f).map_err(|e| RunError::io(f, e))?;
+        for line in text.lines() {
+            let line = line.trim_start();
+            if !line.is_empty() && !line.starts_with('#') {
+                add(line);
+            }
+        }
+    }
+    for e in env {
+        if e.is_empty() || e.starts_with('=') {
+            return Err(RunError::BadFlag {
+                flag: "-e",
+                value: e.clone(),
+                expected: "expected K=V or K",
+            });
+        }
+        add(e);
+    }
+    Ok(out)
 }
 
 /// `-v HOST:GUEST[:ro]`.
@@ -134,15 +208,4 @@ pub fn default_cpus() -> u32 {
     std::thread::available_parallelism()
         .map(|n| n.get().min(4) as u32)
         .unwrap_or(1)
-}
-
-/// Parses `256M`, `1G`, `512` (MiB) into MiB.
-pub fn parse_mem(s: &str) -> Option<u32> {
-    let s = s.trim();
-    let (num, mult) = match s.chars().last()? {
-        'G' | 'g' => (&s[..s.len() - 1], 1024),
-        'M' | 'm' => (&s[..s.len() - 1], 1),
-        _ => (s, 1),
-    };
-    num.parse::<u32>().ok()?.checked_mul(mult)
 }

@@ -5,10 +5,44 @@
 //! (a layer the registry already has, e.g. from pushing the image, is not sent
 //! again).
 
-use anyhow::{bail, Context, Result};
-use d2v::build::progress::Progress;
-use d2v::registry::{Registry, RegistryError};
-use d2v::store::{CacheKey, Store, MEDIA_TYPE_CACHE_CONFIG};
+use crate::build::progress::Progress;
+use crate::registry::{Registry, RegistryError};
+use crate::store::{CacheKey, Store, StoreError, MEDIA_TYPE_CACHE_CONFIG};
+
+/// Why a cache could not be shared.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheShareError {
+    /// The registry failed (a missing `--cache-from` cache is not an error).
+    #[error("{flag} {reference}")]
+    Registry {
+        /// `--cache-from` or `--cache-to`.
+        flag: &'static str,
+        /// The cache's reference.
+        reference: String,
+        /// The registry's error.
+        #[source]
+        source: Box<RegistryError>,
+    },
+    /// The reference holds something else than a d2v build cache.
+    #[error("--cache-from {reference}: not a d2v build cache (its config is {media_type})")]
+    NotACache {
+        /// The reference.
+        reference: String,
+        /// The media type of its config.
+        media_type: String,
+    },
+    /// The store could not take or give the entries.
+    #[error("{flag} {reference}")]
+    Store {
+        /// `--cache-from` or `--cache-to`.
+        flag: &'static str,
+        /// The cache's reference.
+        reference: String,
+        /// The store's error.
+        #[source]
+        source: Box<StoreError>,
+    },
+}
 
 /// How much of the cache `--cache-to` exports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,7 +107,7 @@ pub fn import(
     registry: &Registry,
     specs: &[CacheSpec],
     progress: &Progress,
-) -> Result<()> {
+) -> Result<(), CacheShareError> {
     for spec in specs {
         let pulled = match registry.pull_manifest(store, &spec.reference) {
             Ok(p) => p,
@@ -84,18 +118,28 @@ pub fn import(
                 ));
                 continue;
             }
-            Err(e) => return Err(e).with_context(|| format!("--cache-from {}", spec.reference)),
+            Err(source) => {
+                return Err(CacheShareError::Registry {
+                    flag: "--cache-from",
+                    reference: spec.reference.clone(),
+                    source: Box::new(source),
+                })
+            }
         };
         if pulled.manifest.config.media_type != MEDIA_TYPE_CACHE_CONFIG {
-            bail!(
-                "--cache-from {}: not a d2v build cache (its config is {})",
-                spec.reference,
-                pulled.manifest.config.media_type
-            );
+            return Err(CacheShareError::NotACache {
+                reference: spec.reference.clone(),
+                media_type: pulled.manifest.config.media_type.clone(),
+            });
         }
-        let added = store
-            .cache_import(&pulled.config)
-            .with_context(|| format!("--cache-from {}", spec.reference))?;
+        let added =
+            store
+                .cache_import(&pulled.config)
+                .map_err(|source| CacheShareError::Store {
+                    flag: "--cache-from",
+                    reference: spec.reference.clone(),
+                    source: Box::new(source),
+                })?;
         progress.note(&format!(
             "imported {added} cache entries from {} ({})",
             spec.reference,
@@ -113,16 +157,27 @@ pub fn export(
     target_steps: &[CacheKey],
     all_steps: &[CacheKey],
     progress: &Progress,
-) -> Result<()> {
+) -> Result<(), CacheShareError> {
     for spec in specs {
         let keys = match spec.mode {
             CacheMode::Min => target_steps,
             CacheMode::Max => all_steps,
         };
-        let (manifest, entries) = store.cache_manifest(keys)?;
+        let (manifest, entries) =
+            store
+                .cache_manifest(keys)
+                .map_err(|source| CacheShareError::Store {
+                    flag: "--cache-to",
+                    reference: spec.reference.clone(),
+                    source: Box::new(source),
+                })?;
         let report = registry
             .push_gzipped(store, &manifest, &spec.reference)
-            .with_context(|| format!("--cache-to {}", spec.reference))?;
+            .map_err(|source| CacheShareError::Registry {
+                flag: "--cache-to",
+                reference: spec.reference.clone(),
+                source: Box::new(source),
+            })?;
         progress.note(&format!(
             "exported {entries} cache entries to {} ({}, {} blobs uploaded, {} already there)",
             spec.reference,
