@@ -1,5 +1,7 @@
 //! Mount handles: mounting a [`MergedTree`] with FUSE and taking it down.
 
+use rustix::mount::UnmountFlags;
+use rustix::process::WaitOptions;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -202,15 +204,13 @@ pub fn unmount(dir: &Path) -> Result<(), MountError> {
     }
     let c = std::ffi::CString::new(canon.as_os_str().as_bytes())
         .map_err(|_| MountError::NotFound(canon.clone()))?;
-    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
-    if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
+    if rustix::mount::unmount(c.as_c_str(), UnmountFlags::empty()).is_ok() {
         return Ok(());
     }
-    // SAFETY: as above.
-    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
-        return Ok(());
-    }
-    let err = io::Error::last_os_error();
+    let err = match rustix::mount::unmount(c.as_c_str(), UnmountFlags::DETACH) {
+        Ok(()) => return Ok(()),
+        Err(e) => io::Error::from(e),
+    };
     if err.raw_os_error() == Some(libc::EPERM) {
         // Non-root: the setuid helper may unmount mounts this user owns.
         let st = std::process::Command::new("fusermount3")
@@ -254,10 +254,11 @@ fn reap_fusermount() {
                 continue;
             };
             if comm.ends_with("(fusermount3") && rest.starts_with('Z') {
-                let mut status = 0;
-                // SAFETY: waitpid on a specific exited child we spawned (via
-                // fuser); WNOHANG never blocks; `status` is a valid out pointer.
-                unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+                // A specific exited child we spawned (via fuser); WNOHANG
+                // never blocks.
+                if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                    let _ = rustix::process::waitpid(Some(pid), WaitOptions::NOHANG);
+                }
             }
         }
     }

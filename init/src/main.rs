@@ -50,10 +50,13 @@ fn run(args: Vec<Vec<u8>>) -> i32 {
 #[cfg(d2v_init_static)]
 #[no_mangle]
 extern "C" fn main(argc: i32, argv: *const *const libc::c_char) -> i32 {
+    // SAFETY: glibc's startup passes an array of argc pointers in argv.
+    let argv = unsafe { core::slice::from_raw_parts(argv, argc.max(0) as usize) };
     let mut args = Vec::new();
-    for i in 0..argc.max(0) as usize {
-        // SAFETY: glibc's startup passes argc valid NUL-terminated strings in argv.
-        let arg = unsafe { core::ffi::CStr::from_ptr(*argv.add(i)) };
+    for &ptr in argv {
+        // SAFETY: each of those pointers is a valid NUL-terminated string that
+        // lives as long as the process.
+        let arg = unsafe { core::ffi::CStr::from_ptr(ptr) };
         args.push(arg.to_bytes().to_vec());
     }
     run(args)

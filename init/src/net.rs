@@ -98,10 +98,13 @@ impl Netlink {
 
     fn call(&mut self, msg: Msg) -> SysResult<()> {
         let buf = msg.finish();
-        // SAFETY: a zeroed sockaddr_nl with nl_family set addresses the kernel.
+        // Port id 0 and no groups: addressed to the kernel.
+        // SAFETY: sockaddr_nl is plain old data; all-zero is a valid value.
+        let mut sa: libc::sockaddr_nl = unsafe { core::mem::zeroed() };
+        sa.nl_family = libc::AF_NETLINK as u16;
+        // SAFETY: buf is readable for buf.len() bytes and sa is a sockaddr_nl
+        // whose size is passed with it; both outlive the call.
         let ret = unsafe {
-            let mut sa: libc::sockaddr_nl = core::mem::zeroed();
-            sa.nl_family = libc::AF_NETLINK as u16;
             libc::sendto(
                 self.fd,
                 buf.as_ptr() as *const libc::c_void,

@@ -28,10 +28,14 @@ mod static_rt {
     // memory aligned to at least `align` or NULL, which GlobalAlloc allows.
     unsafe impl GlobalAlloc for LibcAlloc {
         unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            libc::memalign(layout.align().max(16), layout.size().max(1)) as *mut u8
+            // SAFETY: memalign has no preconditions beyond a power-of-two
+            // alignment, which Layout guarantees (raised to malloc's 16).
+            unsafe { libc::memalign(layout.align().max(16), layout.size().max(1)) as *mut u8 }
         }
         unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
-            libc::free(ptr as *mut libc::c_void)
+            // SAFETY: GlobalAlloc's contract: `ptr` came from `alloc` above,
+            // i.e. from memalign, and is freed once.
+            unsafe { libc::free(ptr as *mut libc::c_void) }
         }
     }
 

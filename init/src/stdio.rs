@@ -85,11 +85,10 @@ impl Stdio {
             .map_err(|e| format!("couldn't name the terminal: {e}"))?;
         let path = format!("/dev/pts/{n}");
         let p = cstr(path.as_bytes());
-        // SAFETY: p is a valid C string.
-        unsafe {
-            libc::chown(p.as_ptr(), uid, 5);
-            libc::chmod(p.as_ptr(), 0o620);
-        }
+        // SAFETY: p is a NUL-terminated path that outlives the call.
+        unsafe { libc::chown(p.as_ptr(), uid, 5) };
+        // SAFETY: as above.
+        unsafe { libc::chmod(p.as_ptr(), 0o620) };
         let s = sys::open(path.as_bytes(), libc::O_RDWR | libc::O_NOCTTY, 0)
             .map_err(|e| format!("couldn't open {path}: {e}"))?;
         set_winsize(m, rows, cols);

@@ -41,26 +41,24 @@ const FORWARDED: [i32; 6] = [
 ];
 
 fn sigset(signals: &[i32]) -> libc::sigset_t {
-    // SAFETY: sigemptyset/sigaddset initialise and fill a plain sigset_t.
-    unsafe {
-        let mut set: libc::sigset_t = core::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for &s in signals {
-            libc::sigaddset(&mut set, s);
-        }
-        set
+    // SAFETY: sigset_t is a plain bit array; all-zero is a valid value.
+    let mut set: libc::sigset_t = unsafe { core::mem::zeroed() };
+    // SAFETY: set is a valid, writable sigset_t.
+    unsafe { libc::sigemptyset(&mut set) };
+    for &s in signals {
+        // SAFETY: as above; an unknown signal number only returns EINVAL.
+        unsafe { libc::sigaddset(&mut set, s) };
     }
+    set
 }
 
 fn is_executable(path: &[u8]) -> bool {
     let p = cstr(path);
-    // SAFETY: p is a valid C string; st is an out-parameter.
-    unsafe {
-        let mut st: libc::stat = core::mem::zeroed();
-        libc::stat(p.as_ptr(), &mut st) == 0
-            && st.st_mode & libc::S_IFMT == libc::S_IFREG
-            && st.st_mode & 0o111 != 0
-    }
+    // SAFETY: stat is plain old data; all-zero is a valid value.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: p is a NUL-terminated path and st a writable stat for the kernel to fill.
+    let found = unsafe { libc::stat(p.as_ptr(), &mut st) } == 0;
+    found && st.st_mode & libc::S_IFMT == libc::S_IFREG && st.st_mode & 0o111 != 0
 }
 
 /// Finds `name` like execvp does, in `path` (the child's PATH, not init's).
@@ -86,12 +84,11 @@ pub fn block_signals() -> i32 {
     let mut all = Vec::from(FORWARDED);
     all.push(libc::SIGCHLD);
     let set = sigset(&all);
-    // SAFETY: blocking signals for this (single-threaded) process, then a
-    // signalfd reading the same set.
-    unsafe {
-        libc::sigprocmask(libc::SIG_BLOCK, &set, ptr::null_mut());
-        libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK)
-    }
+    // SAFETY: blocking signals for this (single-threaded) process; set is
+    // initialised and the old mask is not asked for.
+    unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, ptr::null_mut()) };
+    // SAFETY: a new signalfd (-1) reading the same, initialised set.
+    unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) }
 }
 
 /// Forks and execs the entrypoint on `io`; returns its pid, or the exit code
@@ -124,40 +121,50 @@ pub fn spawn(l: &Launch, io: &Stdio) -> Result<i32, i32> {
         return Err(crate::pid1::code::SPAWN);
     }
     if pid == 0 {
-        // SAFETY: see above; each call's failure ends the child with a message
-        // on its own stderr.
-        unsafe {
-            let empty = sigset(&[]);
-            libc::sigprocmask(libc::SIG_SETMASK, &empty, ptr::null_mut());
-            libc::setsid();
-            if tty {
-                libc::ioctl(child[0], libc::TIOCSCTTY, 0);
-            }
-            for (target, &fd) in child.iter().enumerate() {
-                libc::dup2(fd, target as i32);
-            }
-            libc::umask(0o022);
-            if libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
-                child_fail(b"couldn't set supplementary groups", Errno::last(), 126);
-            }
-            if libc::setgid(l.user.gid) != 0 {
-                child_fail(b"couldn't set gid", Errno::last(), 126);
-            }
-            if libc::setuid(l.user.uid) != 0 {
-                child_fail(b"couldn't set uid", Errno::last(), 126);
-            }
-            if libc::chdir(workdir_c.as_ptr()) != 0 {
-                child_fail(b"couldn't chdir to workdir", Errno::last(), 126);
-            }
-            libc::execve(exe_c.as_ptr(), argv_p.as_ptr(), env_p.as_ptr());
-            let e = Errno::last();
-            let msg = alloc::format!("couldn't exec {exe}");
-            child_fail(
-                msg.as_bytes(),
-                e,
-                if e.0 == libc::ENOENT { 127 } else { 126 },
-            );
+        // In the forked child: each call only touches memory prepared before
+        // the fork; a failure that matters ends the child with a message on
+        // its own stderr.
+        let empty = sigset(&[]);
+        // SAFETY: empty is an initialised sigset; the old mask is not asked for.
+        unsafe { libc::sigprocmask(libc::SIG_SETMASK, &empty, ptr::null_mut()) };
+        // SAFETY: setsid has no preconditions (a fresh child is no group leader).
+        unsafe { libc::setsid() };
+        if tty {
+            // SAFETY: TIOCSCTTY takes an int argument; child[0] is the pty slave.
+            unsafe { libc::ioctl(child[0], libc::TIOCSCTTY, 0) };
         }
+        for (target, &fd) in child.iter().enumerate() {
+            // SAFETY: fd is one of the child's open stdio descriptors.
+            unsafe { libc::dup2(fd, target as i32) };
+        }
+        // SAFETY: umask has no preconditions.
+        unsafe { libc::umask(0o022) };
+        // SAFETY: groups is a live array of groups.len() gids.
+        if unsafe { libc::setgroups(groups.len(), groups.as_ptr()) } != 0 {
+            child_fail(b"couldn't set supplementary groups", Errno::last(), 126);
+        }
+        // SAFETY: setgid has no memory preconditions.
+        if unsafe { libc::setgid(l.user.gid) } != 0 {
+            child_fail(b"couldn't set gid", Errno::last(), 126);
+        }
+        // SAFETY: setuid has no memory preconditions.
+        if unsafe { libc::setuid(l.user.uid) } != 0 {
+            child_fail(b"couldn't set uid", Errno::last(), 126);
+        }
+        // SAFETY: workdir_c is a NUL-terminated path that outlives the call.
+        if unsafe { libc::chdir(workdir_c.as_ptr()) } != 0 {
+            child_fail(b"couldn't chdir to workdir", Errno::last(), 126);
+        }
+        // SAFETY: exe_c is NUL-terminated and argv_p/env_p are NULL-terminated
+        // arrays of pointers into strings that live until the exec.
+        unsafe { libc::execve(exe_c.as_ptr(), argv_p.as_ptr(), env_p.as_ptr()) };
+        let e = Errno::last();
+        let msg = alloc::format!("couldn't exec {exe}");
+        child_fail(
+            msg.as_bytes(),
+            e,
+            if e.0 == libc::ENOENT { 127 } else { 126 },
+        );
     }
     Ok(pid)
 }
@@ -494,12 +501,13 @@ pub fn power_off(exit_port: Option<u16>, code: i32) -> ! {
 
 #[cfg(target_arch = "x86_64")]
 fn write_exit_port(port: u16, code: i32) {
-    // SAFETY: ioperm grants this process access to the two port bytes; the
-    // `out` then writes to QEMU's isa-debug-exit, which ends the VM.
+    // SAFETY: ioperm only grants this process access to the two port bytes.
+    if unsafe { libc::ioperm(port as libc::c_ulong, 2, 1) } != 0 {
+        return;
+    }
+    // SAFETY: access to the port was just granted; the `out` writes to QEMU's
+    // isa-debug-exit, which ends the VM, and touches no memory or stack.
     unsafe {
-        if libc::ioperm(port as libc::c_ulong, 2, 1) != 0 {
-            return;
-        }
         core::arch::asm!("out dx, ax", in("dx") port, in("ax") code as u16, options(nomem, nostack));
     }
 }

@@ -13,8 +13,10 @@ pub struct Errno(pub i32);
 impl Errno {
     /// The calling thread's current errno.
     pub fn last() -> Errno {
-        // SAFETY: __errno_location returns a valid pointer to this thread's errno.
-        Errno(unsafe { *libc::__errno_location() })
+        // SAFETY: __errno_location has no preconditions.
+        let errno = unsafe { libc::__errno_location() };
+        // SAFETY: it points at this thread's errno, valid for the thread's life.
+        Errno(unsafe { *errno })
     }
 }
 
@@ -139,11 +141,10 @@ pub fn write_file(path: &[u8], data: &[u8], mode: u32) -> SysResult<()> {
 /// Whether `path` exists (without following a final symlink).
 pub fn exists(path: &[u8]) -> bool {
     let p = cstr(path);
-    // SAFETY: p is a valid C string; st is a plain out-parameter.
-    unsafe {
-        let mut st: libc::stat = core::mem::zeroed();
-        libc::lstat(p.as_ptr(), &mut st) == 0
-    }
+    // SAFETY: stat is plain old data; all-zero is a valid value.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: p is a NUL-terminated path and st a writable stat for the kernel to fill.
+    unsafe { libc::lstat(p.as_ptr(), &mut st) == 0 }
 }
 
 /// `mkdir(path, mode)`; an existing path is fine.
@@ -244,18 +245,18 @@ pub fn ensure_console_stdio() {
         return;
     }
     let p = cstr(b"/dev/console");
-    // SAFETY: p is a valid C string; dup2 onto 0..2 is what we want here.
-    unsafe {
-        let fd = libc::open(p.as_ptr(), libc::O_RDWR | libc::O_NOCTTY);
-        if fd >= 0 {
-            for target in 0..3 {
-                if fd != target {
-                    libc::dup2(fd, target);
-                }
+    // SAFETY: p is a NUL-terminated path that outlives the call.
+    let fd = unsafe { libc::open(p.as_ptr(), libc::O_RDWR | libc::O_NOCTTY) };
+    if fd >= 0 {
+        for target in 0..3 {
+            if fd != target {
+                // SAFETY: fd is open; replacing 0..2 is the point (they are missing).
+                unsafe { libc::dup2(fd, target) };
             }
-            if fd > 2 {
-                libc::close(fd);
-            }
+        }
+        if fd > 2 {
+            // SAFETY: fd was opened above and is not used again.
+            unsafe { libc::close(fd) };
         }
     }
 }
@@ -290,8 +291,12 @@ pub fn read_dir_names(path: &[u8]) -> SysResult<Vec<Vec<u8>>> {
         if ent.is_null() {
             break;
         }
-        // SAFETY: d_name is a NUL-terminated name inside the entry.
-        let name = unsafe { core::ffi::CStr::from_ptr((*ent).d_name.as_ptr()) }.to_bytes();
+        // SAFETY: ent is the non-null entry readdir just returned, valid until
+        // the next readdir on this stream.
+        let d_name = unsafe { (*ent).d_name.as_ptr() };
+        // SAFETY: d_name is a NUL-terminated name inside that entry; it is
+        // copied before the next readdir.
+        let name = unsafe { core::ffi::CStr::from_ptr(d_name) }.to_bytes();
         if name != b"." && name != b".." {
             out.push(name.to_vec());
         }
@@ -311,11 +316,10 @@ pub fn pipe() -> SysResult<(i32, i32)> {
 
 /// Adds O_NONBLOCK to `fd`.
 pub fn set_nonblocking(fd: i32) {
-    // SAFETY: F_GETFL/F_SETFL on an fd we own.
-    unsafe {
-        let fl = libc::fcntl(fd, libc::F_GETFL);
-        libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
-    }
+    // SAFETY: F_GETFL only reads the flags of an fd we own.
+    let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    // SAFETY: F_SETFL with an int argument on the same fd.
+    unsafe { libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK) };
 }
 
 /// `mknod(path, mode, makedev(major, minor))`; an existing node is fine.

@@ -6,8 +6,9 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
+
+use rustix::io::Errno;
 
 use crate::format::BLOCK_SIZE;
 
@@ -193,36 +194,26 @@ impl BlockStream {
     /// Copy with `copy_file_range`, returning how much was copied; stops
     /// early (without error) when the kernel cannot do it for these files.
     fn copy_file_range(&mut self, src: &File, offset: u64, out: u64, len: u64) -> io::Result<u64> {
-        let mut off_in = offset as i64;
-        let mut off_out = out as i64;
+        let mut off_in = offset;
+        let mut off_out = out;
         let mut done = 0u64;
         while done < len {
             let want = (len - done).min(1 << 30) as usize;
-            // SAFETY: both descriptors are open files we borrow for the call;
-            // the offset pointers are valid, exclusive locals.
-            let n = unsafe {
-                libc::copy_file_range(
-                    src.as_raw_fd(),
-                    &mut off_in,
-                    self.file.as_raw_fd(),
-                    &mut off_out,
-                    want,
-                    0,
-                )
-            };
-            if n < 0 {
-                let err = io::Error::last_os_error();
-                match err.raw_os_error() {
-                    Some(
-                        libc::EXDEV | libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP | libc::EBADF,
-                    ) => {
-                        self.no_cfr = true;
-                        return Ok(done);
-                    }
-                    Some(libc::EINTR) => continue,
-                    _ => return Err(err),
+            let n = match rustix::fs::copy_file_range(
+                src,
+                Some(&mut off_in),
+                &self.file,
+                Some(&mut off_out),
+                want,
+            ) {
+                Ok(n) => n,
+                Err(Errno::XDEV | Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP | Errno::BADF) => {
+                    self.no_cfr = true;
+                    return Ok(done);
                 }
-            }
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            };
             if n == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,

@@ -53,11 +53,8 @@ fn errno(e: rustix::io::Errno) -> io::Error {
 
 /// `openat2` below the root fd: `..` and absolute symlinks stay inside.
 fn open_in_root(root: &Root, rel: &str, flags: OFlags) -> io::Result<OwnedFd> {
-    // SAFETY: the root's fd stays open for the lifetime of `root`, which
-    // outlives this call.
-    let dir = unsafe { std::os::fd::BorrowedFd::borrow_raw(root.fd()) };
     rustix::fs::openat2(
-        dir,
+        root,
         rel,
         flags | OFlags::CLOEXEC,
         Mode::empty(),

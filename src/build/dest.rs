@@ -6,11 +6,14 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use super::inroot::{check, cpath, fstat, owned, Root};
+use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags};
+use rustix::io::Errno;
+
+use super::inroot::{cpath, fstat, Root};
 
 /// Metadata for an entry written into the rootfs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,22 +82,14 @@ impl<'a> DestWriter<'a> {
 
     /// Remove a non-directory at `name` in `dir` (so it can be replaced).
     fn clear(dir: &OwnedFd, name: &CString) -> io::Result<()> {
-        // SAFETY: dir is an open directory and name a NUL-terminated entry name.
-        let rc = unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::ENOENT) => {}
-                Some(libc::EISDIR) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::AlreadyExists,
-                        "cannot replace a directory with a non-directory",
-                    ))
-                }
-                _ => return Err(e),
-            }
+        match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(Errno::ISDIR) => Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "cannot replace a directory with a non-directory",
+            )),
+            Err(e) => Err(e.into()),
         }
-        Ok(())
     }
 
     /// Create (or reuse, following in-root symlinks) the directory `path`;
@@ -105,8 +100,7 @@ impl<'a> DestWriter<'a> {
         }
         let (parent, name) = self.parent(path)?;
         Self::clear(&parent, &name)?;
-        // SAFETY: parent is an open directory, name a NUL-terminated name.
-        check(unsafe { libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), 0o700) })?;
+        rustix::fs::mkdirat(&parent, &name, Mode::from_raw_mode(0o700))?;
         set_meta(&parent, &name, meta, true)?;
         if let Some(t) = meta.mtime {
             self.dir_times.push((path.to_path_buf(), t));
@@ -124,31 +118,19 @@ impl<'a> DestWriter<'a> {
     ) -> io::Result<()> {
         let (parent, name) = self.parent(path)?;
         Self::clear(&parent, &name)?;
-        // SAFETY: as above; O_EXCL|O_NOFOLLOW create a fresh file, never a link target.
-        let fd = owned(unsafe {
-            libc::openat(
-                parent.as_raw_fd(),
-                name.as_ptr(),
-                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                0o600,
-            )
-        })?;
+        // O_EXCL|O_NOFOLLOW create a fresh file, never a link target.
+        let fd = rustix::fs::openat(
+            &parent,
+            &name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )?;
         let mut file = File::from(fd);
         io::copy(data, &mut file)?;
         for (k, v) in xattrs {
             let key = CString::new(k.as_str())?;
-            // SAFETY: a valid fd, NUL-terminated key and a value buffer of v.len() bytes.
-            let rc = unsafe {
-                libc::fsetxattr(
-                    file.as_raw_fd(),
-                    key.as_ptr(),
-                    v.as_ptr().cast(),
-                    v.len(),
-                    0,
-                )
-            };
             // xattrs the target filesystem refuses are skipped, as BuildKit does.
-            let _ = rc;
+            let _ = rustix::fs::fsetxattr(&file, &key, v, XattrFlags::empty());
         }
         drop(file);
         set_meta(&parent, &name, meta, true)
@@ -159,8 +141,7 @@ impl<'a> DestWriter<'a> {
         let (parent, name) = self.parent(path)?;
         Self::clear(&parent, &name)?;
         let t = cpath(target.as_os_str())?;
-        // SAFETY: NUL-terminated strings and an open directory fd.
-        check(unsafe { libc::symlinkat(t.as_ptr(), parent.as_raw_fd(), name.as_ptr()) })?;
+        rustix::fs::symlinkat(&t, &parent, &name)?;
         set_meta(&parent, &name, meta, false)
     }
 
@@ -174,17 +155,14 @@ impl<'a> DestWriter<'a> {
             let n = cpath(target.file_name().unwrap_or_default())?;
             (fd, n)
         };
-        // SAFETY: both dir fds are open and both names NUL-terminated; no flags,
-        // so a symlink target is linked itself, not followed.
-        check(unsafe {
-            libc::linkat(
-                tparent.as_raw_fd(),
-                tname.as_ptr(),
-                parent.as_raw_fd(),
-                name.as_ptr(),
-                0,
-            )
-        })
+        // No flags, so a symlink target is linked itself, not followed.
+        Ok(rustix::fs::linkat(
+            &tparent,
+            &tname,
+            &parent,
+            &name,
+            AtFlags::empty(),
+        )?)
     }
 
     /// Create a device node or fifo (`kind` is `S_IFCHR`, `S_IFBLK` or `S_IFIFO`).
@@ -197,8 +175,8 @@ impl<'a> DestWriter<'a> {
     ) -> io::Result<()> {
         let (parent, name) = self.parent(path)?;
         Self::clear(&parent, &name)?;
-        // SAFETY: NUL-terminated name in an open directory.
-        check(unsafe { libc::mknodat(parent.as_raw_fd(), name.as_ptr(), kind | 0o600, rdev) })?;
+        let kind = FileType::from_raw_mode(kind);
+        rustix::fs::mknodat(&parent, &name, kind, Mode::from_raw_mode(0o600), rdev)?;
         set_meta(&parent, &name, meta, true)
     }
 
@@ -208,11 +186,9 @@ impl<'a> DestWriter<'a> {
             return Ok(());
         }
         let fd = self.root.open_at(path, DIR_FLAGS, 0)?;
-        // SAFETY: fd is an open directory owned here.
-        unsafe {
-            check(libc::fchown(fd.as_raw_fd(), meta.uid, meta.gid))?;
-            check(libc::fchmod(fd.as_raw_fd(), meta.mode & 0o7777))?;
-        }
+        let (uid, gid) = (Uid::from_raw(meta.uid), Gid::from_raw(meta.gid));
+        rustix::fs::fchown(&fd, Some(uid), Some(gid))?;
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(meta.mode & 0o7777))?;
         if let Some(t) = meta.mtime {
             self.dir_times.push((path.to_path_buf(), t));
         }
@@ -225,52 +201,37 @@ impl<'a> DestWriter<'a> {
         times.sort_by_key(|(p, _)| std::cmp::Reverse(p.as_os_str().as_bytes().len()));
         for (path, (s, ns)) in times {
             if let Ok(fd) = self.root.open_at(&path, DIR_FLAGS, 0) {
-                let ts = [timespec(s, ns), timespec(s, ns)];
-                // SAFETY: an open fd and a 2-element timespec array; NULL path
-                // with fd means "this file" for utimensat.
-                unsafe { libc::futimens(fd.as_raw_fd(), ts.as_ptr()) };
+                let _ = rustix::fs::futimens(&fd, &timestamps(s, ns));
             }
         }
         Ok(())
     }
 }
 
-fn timespec(s: i64, ns: i64) -> libc::timespec {
-    libc::timespec {
+/// Access and modification time both `s.ns`.
+fn timestamps(s: i64, ns: i64) -> Timestamps {
+    let t = Timespec {
         tv_sec: s,
         tv_nsec: ns,
+    };
+    Timestamps {
+        last_access: t,
+        last_modification: t,
     }
 }
 
 /// chown, chmod (not for symlinks) and mtime of `name` in `dir`, never following it.
 fn set_meta(dir: &OwnedFd, name: &CString, meta: EntryMeta, chmod: bool) -> io::Result<()> {
-    // SAFETY: open directory fd, NUL-terminated name, AT_SYMLINK_NOFOLLOW throughout.
-    unsafe {
-        check(libc::fchownat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            meta.uid,
-            meta.gid,
-            libc::AT_SYMLINK_NOFOLLOW,
-        ))?;
-        if chmod {
-            // chown clears setuid bits, so the mode goes on afterwards.
-            check(libc::fchmodat(
-                dir.as_raw_fd(),
-                name.as_ptr(),
-                meta.mode & 0o7777,
-                0,
-            ))?;
-        }
-        if let Some((s, ns)) = meta.mtime {
-            let ts = [timespec(s, ns), timespec(s, ns)];
-            check(libc::utimensat(
-                dir.as_raw_fd(),
-                name.as_ptr(),
-                ts.as_ptr(),
-                libc::AT_SYMLINK_NOFOLLOW,
-            ))?;
-        }
+    let (uid, gid) = (Uid::from_raw(meta.uid), Gid::from_raw(meta.gid));
+    rustix::fs::chownat(dir, name, Some(uid), Some(gid), AtFlags::SYMLINK_NOFOLLOW)?;
+    if chmod {
+        // chown clears setuid bits, so the mode goes on afterwards.
+        let mode = Mode::from_raw_mode(meta.mode & 0o7777);
+        rustix::fs::chmodat(dir, name, mode, AtFlags::empty())?;
+    }
+    if let Some((s, ns)) = meta.mtime {
+        let times = timestamps(s, ns);
+        rustix::fs::utimensat(dir, name, &times, AtFlags::SYMLINK_NOFOLLOW)?;
     }
     Ok(())
 }
@@ -278,5 +239,5 @@ fn set_meta(dir: &OwnedFd, name: &CString, meta: EntryMeta, chmod: bool) -> io::
 /// `fstat` of a path resolved inside `root` without following the last link.
 pub fn lstat_in(root: &Root, path: &Path) -> io::Result<libc::stat> {
     let fd = root.open_at(path, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
-    fstat(fd.as_raw_fd())
+    fstat(&fd)
 }

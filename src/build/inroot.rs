@@ -6,9 +6,12 @@
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
+
+use rustix::fs::{AtFlags, Gid, Mode, OFlags, ResolveFlags, Uid};
+use rustix::io::Errno;
 
 /// An open directory that paths are resolved inside of.
 #[derive(Debug)]
@@ -20,16 +23,13 @@ pub struct Root {
 impl Root {
     /// Open `path` as a root.
     pub fn open(path: &Path) -> io::Result<Self> {
-        let c = cpath(path.as_os_str())?;
-        // SAFETY: c is NUL-terminated; the returned fd is checked and owned.
-        let fd = unsafe {
-            libc::open(
-                c.as_ptr(),
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
+        let fd = rustix::fs::open(
+            path,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         Ok(Self {
-            fd: owned(fd)?,
+            fd,
             path: path.to_path_buf(),
         })
     }
@@ -43,11 +43,19 @@ impl Root {
     pub fn fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
+}
 
+impl AsFd for Root {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl Root {
     /// `openat2` of `rel` (absolute or relative, both taken from the root)
     /// with `flags`/`mode`, symlinks followed only inside the root.
     pub fn open_at(&self, rel: &Path, flags: i32, mode: u32) -> io::Result<OwnedFd> {
-        openat2(self.fd(), &relative(rel), flags, mode)
+        openat2(&self.fd, &relative(rel), flags, mode)
     }
 
     /// Read a whole regular file inside the root.
@@ -63,7 +71,7 @@ impl Root {
     pub fn stat(&self, rel: &Path, follow: bool) -> io::Result<libc::stat> {
         let flags = libc::O_PATH | libc::O_CLOEXEC | if follow { 0 } else { libc::O_NOFOLLOW };
         let fd = self.open_at(rel, flags, 0)?;
-        fstat(fd.as_raw_fd())
+        fstat(&fd)
     }
 
     /// Whether `rel` exists (without following a final symlink).
@@ -90,63 +98,57 @@ impl Root {
         }
         let rel = relative(rel);
         let dir_flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
-        let mut parent = openat2(self.fd(), Path::new("."), dir_flags, 0)?;
+        let mut parent = openat2(&self.fd, Path::new("."), dir_flags, 0)?;
         let mut sofar = PathBuf::new();
         for comp in rel.components() {
             let Component::Normal(name) = comp else {
                 continue;
             };
             sofar.push(name);
-            match openat2(self.fd(), &sofar, dir_flags, 0) {
+            match openat2(&self.fd, &sofar, dir_flags, 0) {
                 Ok(fd) => parent = fd,
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                    let c = cpath(name)?;
-                    // SAFETY: parent is an open directory fd and c a NUL-terminated name.
-                    let rc = unsafe { libc::mkdirat(parent.as_raw_fd(), c.as_ptr(), mode) };
-                    if rc != 0 {
-                        let err = io::Error::last_os_error();
-                        if err.raw_os_error() != Some(libc::EEXIST) {
-                            return Err(err);
+                    match rustix::fs::mkdirat(&parent, name, Mode::from_raw_mode(mode)) {
+                        Ok(()) => {
+                            // Not following links: chown the just-created entry.
+                            let (uid, gid) = (Uid::from_raw(uid), Gid::from_raw(gid));
+                            rustix::fs::chownat(
+                                &parent,
+                                name,
+                                Some(uid),
+                                Some(gid),
+                                AtFlags::SYMLINK_NOFOLLOW,
+                            )?;
+                            // mkdir's mode is filtered by the umask; set it exactly.
+                            let m = Mode::from_raw_mode(mode);
+                            rustix::fs::chmodat(&parent, name, m, AtFlags::empty())?;
                         }
-                        // A dangling symlink: create where it points (inside
-                        // the root), then carry on below it, as Docker's
-                        // root-scoped MkdirAll does.
-                        if let Some(target) = readlinkat(parent.as_raw_fd(), name) {
-                            let rest: PathBuf =
-                                rel.components().skip(sofar.components().count()).collect();
-                            let base = if target.is_absolute() {
-                                PathBuf::from("/")
-                            } else {
-                                Path::new("/").join(sofar.parent().unwrap_or(Path::new("")))
-                            };
-                            let joined = base.join(target).join(rest);
-                            let cleaned = super::glob::clean(&joined.to_string_lossy());
-                            return self.mkdir_all_depth(
-                                Path::new(&cleaned),
-                                mode,
-                                uid,
-                                gid,
-                                depth + 1,
-                            );
+                        Err(e) if e != Errno::EXIST => return Err(e.into()),
+                        Err(_) => {
+                            // A dangling symlink: create where it points (inside
+                            // the root), then carry on below it, as Docker's
+                            // root-scoped MkdirAll does.
+                            if let Some(target) = readlinkat(&parent, name) {
+                                let rest: PathBuf =
+                                    rel.components().skip(sofar.components().count()).collect();
+                                let base = if target.is_absolute() {
+                                    PathBuf::from("/")
+                                } else {
+                                    Path::new("/").join(sofar.parent().unwrap_or(Path::new("")))
+                                };
+                                let joined = base.join(target).join(rest);
+                                let cleaned = super::glob::clean(&joined.to_string_lossy());
+                                return self.mkdir_all_depth(
+                                    Path::new(&cleaned),
+                                    mode,
+                                    uid,
+                                    gid,
+                                    depth + 1,
+                                );
+                            }
                         }
-                    } else {
-                        // SAFETY: as above; chown of the just-created entry, not following links.
-                        let rc = unsafe {
-                            libc::fchownat(
-                                parent.as_raw_fd(),
-                                c.as_ptr(),
-                                uid,
-                                gid,
-                                libc::AT_SYMLINK_NOFOLLOW,
-                            )
-                        };
-                        check(rc)?;
-                        // mkdir's mode is filtered by the umask; set it exactly.
-                        // SAFETY: as above.
-                        let rc = unsafe { libc::fchmodat(parent.as_raw_fd(), c.as_ptr(), mode, 0) };
-                        check(rc)?;
                     }
-                    parent = openat2(self.fd(), &sofar, dir_flags, 0)?;
+                    parent = openat2(&self.fd, &sofar, dir_flags, 0)?;
                 }
                 Err(e) => return Err(e),
             }
@@ -156,16 +158,9 @@ impl Root {
 }
 
 /// The target of the symlink `name` in `dir`, if it is one.
-fn readlinkat(dir: RawFd, name: &OsStr) -> Option<PathBuf> {
-    let c = cpath(name).ok()?;
-    let mut buf = vec![0u8; libc::PATH_MAX as usize];
-    // SAFETY: dir is an open directory, c NUL-terminated, buf valid for its length.
-    let n = unsafe { libc::readlinkat(dir, c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if n < 0 {
-        return None;
-    }
-    buf.truncate(n as usize);
-    Some(PathBuf::from(OsStr::from_bytes(&buf)))
+fn readlinkat(dir: impl AsFd, name: &OsStr) -> Option<PathBuf> {
+    let target = rustix::fs::readlinkat(dir, name, Vec::new()).ok()?;
+    Some(PathBuf::from(OsString::from_vec(target.into_bytes())))
 }
 
 /// Turn any path into one relative to the root (`/a/b` → `a/b`, `` → `.`).
@@ -183,48 +178,29 @@ pub fn relative(p: &Path) -> PathBuf {
     out
 }
 
-/// Raw `openat2(dirfd, path, {flags, mode, RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS})`.
-pub fn openat2(dirfd: RawFd, path: &Path, flags: i32, mode: u32) -> io::Result<OwnedFd> {
-    let c = cpath(path.as_os_str())?;
-    // SAFETY: open_how is plain old data; all-zero is a valid value.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (flags | libc::O_CLOEXEC) as u64;
-    how.mode = if flags & (libc::O_CREAT | libc::O_TMPFILE) != 0 {
-        mode as u64
+/// `openat2(dirfd, path, {flags | O_CLOEXEC, mode, RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS})`.
+pub fn openat2(dirfd: impl AsFd, path: &Path, flags: i32, mode: u32) -> io::Result<OwnedFd> {
+    let dirfd = dirfd.as_fd();
+    let oflags = OFlags::from_bits_retain((flags | libc::O_CLOEXEC) as u32);
+    // The kernel rejects a mode unless the open may create a file.
+    let mode = if flags & (libc::O_CREAT | libc::O_TMPFILE) != 0 {
+        Mode::from_raw_mode(mode)
     } else {
-        0
+        Mode::empty()
     };
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
     loop {
-        // SAFETY: c is NUL-terminated, how is a valid open_how and its size is passed.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                dirfd,
-                c.as_ptr(),
-                &how as *const libc::open_how,
-                std::mem::size_of::<libc::open_how>(),
-            )
-        };
-        if fd < 0 {
-            let err = io::Error::last_os_error();
+        match rustix::fs::openat2(dirfd, path, oflags, mode, resolve) {
             // The kernel asks for a retry when a rename raced the lookup.
-            if err.raw_os_error() == Some(libc::EAGAIN) {
-                continue;
-            }
-            return Err(err);
+            Err(Errno::AGAIN) => continue,
+            other => return Ok(other?),
         }
-        return owned(fd as RawFd);
     }
 }
 
 /// `fstat` of an fd.
-pub fn fstat(fd: RawFd) -> io::Result<libc::stat> {
-    // SAFETY: stat is plain old data, filled by the kernel.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: fd is a caller-owned descriptor and st a valid out pointer.
-    check(unsafe { libc::fstat(fd, &mut st) })?;
-    Ok(st)
+pub fn fstat(fd: impl AsFd) -> io::Result<libc::stat> {
+    Ok(nix::sys::stat::fstat(fd)?)
 }
 
 /// Path → C string (fails on interior NUL).
@@ -236,22 +212,6 @@ pub fn cpath(p: &OsStr) -> io::Result<CString> {
 /// The final component of `p` as an owned name.
 pub fn file_name(p: &Path) -> Option<OsString> {
     p.file_name().map(|n| n.to_os_string())
-}
-
-pub(crate) fn owned(fd: RawFd) -> io::Result<OwnedFd> {
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd was just returned by the kernel and is owned by no one else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-pub(crate) fn check(rc: libc::c_int) -> io::Result<()> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -9,13 +9,13 @@
 //! layer as tar hard links, so the same upper dir always gives the same bytes.
 
 use std::collections::HashMap;
-use std::ffi::{CString, OsStr};
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use rustix::io::Errno;
 use sha2::{Digest, Sha256};
 use tar::{EntryType, Header};
 use thiserror::Error;
@@ -398,20 +398,13 @@ fn is_overlay_xattr(key: &str) -> bool {
 
 /// All xattrs of `path` (not following symlinks), sorted by name.
 pub(crate) fn read_xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
-    let cpath = cstring(path.as_os_str())?;
     let mut buf = vec![0u8; 1024];
     let len = loop {
-        // SAFETY: buf is a valid writable buffer of buf.len() bytes and cpath a
-        // NUL-terminated string that outlives the call.
-        let n = unsafe { libc::llistxattr(cpath.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n >= 0 {
-            break n as usize;
-        }
-        let err = io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::ERANGE) => buf.resize(buf.len() * 4, 0),
-            Some(libc::ENOTSUP) => return Ok(Vec::new()),
-            _ => return Err(err),
+        match rustix::fs::llistxattr(path, &mut buf[..]) {
+            Ok(n) => break n,
+            Err(Errno::RANGE) => buf.resize(buf.len() * 4, 0),
+            Err(Errno::NOTSUP) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
         }
     };
     let mut out = Vec::new();
@@ -427,33 +420,17 @@ pub(crate) fn read_xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
 
 /// One xattr of `path` (not following symlinks), `None` if absent.
 pub(crate) fn read_xattr(path: &Path, key: &str) -> Option<Vec<u8>> {
-    let cpath = cstring(path.as_os_str()).ok()?;
-    let ckey = CString::new(key).ok()?;
     let mut buf = vec![0u8; 256];
     loop {
-        // SAFETY: buf is valid for buf.len() bytes; both strings are NUL-terminated.
-        let n = unsafe {
-            libc::lgetxattr(
-                cpath.as_ptr(),
-                ckey.as_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-            )
-        };
-        if n >= 0 {
-            buf.truncate(n as usize);
-            return Some(buf);
+        match rustix::fs::lgetxattr(path, key, &mut buf[..]) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Some(buf);
+            }
+            Err(Errno::RANGE) if buf.len() < 1 << 20 => buf.resize(buf.len() * 8, 0),
+            Err(_) => return None,
         }
-        if io::Error::last_os_error().raw_os_error() == Some(libc::ERANGE) && buf.len() < 1 << 20 {
-            buf.resize(buf.len() * 8, 0);
-            continue;
-        }
-        return None;
     }
-}
-
-pub(crate) fn cstring(s: &OsStr) -> io::Result<CString> {
-    CString::new(s.as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
 }
 
 #[cfg(test)]

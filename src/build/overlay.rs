@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use super::inroot::{check, cpath};
+use nix::sched::CloneFlags;
+use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
 
 /// Mounting or using an overlay failed.
 #[derive(Debug, Error)]
@@ -105,19 +106,9 @@ impl Overlay {
     /// Mount the overlay at `merged` in the calling thread's mount namespace.
     pub fn mount(&self) -> Result<(), OverlayError> {
         let opts = self.options()?;
-        let target =
-            cpath(self.merged.as_os_str()).map_err(|source| self.io("mounting", source))?;
-        // SAFETY: all pointers are NUL-terminated strings that outlive the call.
-        let rc = unsafe {
-            libc::mount(
-                c"overlay".as_ptr(),
-                target.as_ptr(),
-                c"overlay".as_ptr(),
-                0,
-                opts.as_ptr().cast(),
-            )
-        };
-        check(rc).map_err(|source| self.io("mounting overlay at", source))
+        let flags = MountFlags::empty();
+        rustix::mount::mount("overlay", &self.merged, "overlay", flags, opts.as_c_str())
+            .map_err(|e| self.io("mounting overlay at", e.into()))
     }
 
     fn io(&self, what: &'static str, source: io::Error) -> OverlayError {
@@ -141,11 +132,8 @@ impl Overlay {
                     .map_err(|source| self.io("unsharing mount ns for", source))?;
                 self.mount()?;
                 let out = f(&self.merged);
-                let target = cpath(self.merged.as_os_str())
-                    .map_err(|source| self.io("unmounting", source))?;
-                // SAFETY: target is a valid NUL-terminated path.
-                let rc = unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
-                check(rc).map_err(|source| self.io("unmounting", source))?;
+                rustix::mount::unmount(&self.merged, UnmountFlags::DETACH)
+                    .map_err(|e| self.io("unmounting", e.into()))?;
                 Ok(out)
             })
             .join()
@@ -157,16 +145,8 @@ impl Overlay {
 /// Give the calling thread its own mount namespace with private propagation.
 /// Only for a thread that exits when done: the namespace dies with it.
 pub(crate) fn enter_private_mount_ns() -> io::Result<()> {
-    // SAFETY: unshare only changes this thread's namespace membership.
-    check(unsafe { libc::unshare(libc::CLONE_NEWNS) })?;
-    // SAFETY: a NULL source/fstype with MS_REC|MS_PRIVATE only changes propagation.
-    check(unsafe {
-        libc::mount(
-            std::ptr::null(),
-            c"/".as_ptr(),
-            std::ptr::null(),
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null(),
-        )
-    })
+    nix::sched::unshare(CloneFlags::CLONE_NEWNS)?;
+    // mount(NULL, "/", NULL, MS_REC|MS_PRIVATE, NULL): only changes propagation.
+    let private = MountPropagationFlags::REC | MountPropagationFlags::PRIVATE;
+    Ok(rustix::mount::mount_change("/", private)?)
 }

@@ -73,15 +73,7 @@ pub fn sparse_copy(base: &Path, out: &Path, size: Option<u64>) -> Result<(), Run
     let src = File::open(base).map_err(|e| RunError::io(base, e))?;
     let dst = File::create(out).map_err(|e| RunError::io(out, e))?;
     let len = src.metadata().map_err(|e| RunError::io(base, e))?.len();
-    nix::ioctl_write_int_bad!(ficlone, 0x4004_9409);
-    // SAFETY: FICLONE takes the source fd as its argument; both fds are open.
-    let cloned = unsafe {
-        ficlone(
-            std::os::fd::AsRawFd::as_raw_fd(&dst),
-            std::os::fd::AsRawFd::as_raw_fd(&src),
-        )
-    }
-    .is_ok();
+    let cloned = rustix::fs::ioctl_ficlone(&dst, &src).is_ok();
     if !cloned {
         dst.set_len(len).map_err(|e| RunError::io(out, e))?;
         let mut pos: i64 = 0;

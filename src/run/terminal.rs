@@ -4,18 +4,9 @@
 use nix::sys::termios::{self, SetArg, Termios};
 use std::os::fd::{AsFd, BorrowedFd};
 
-nix::ioctl_read_bad!(tiocgwinsz, libc::TIOCGWINSZ, libc::winsize);
-
 /// Rows and columns of the terminal on `fd`, if it is one.
 pub fn size(fd: BorrowedFd<'_>) -> Option<(u16, u16)> {
-    let mut ws = libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCGWINSZ fills a winsize; fd is a valid borrowed descriptor.
-    unsafe { tiocgwinsz(std::os::fd::AsRawFd::as_raw_fd(&fd), &mut ws) }.ok()?;
+    let ws = rustix::termios::tcgetwinsize(fd).ok()?;
     Some((ws.ws_row, ws.ws_col))
 }
 

@@ -183,8 +183,7 @@ impl Store {
         if let Some(home) = std::env::var_os("D2V_HOME").filter(|v| !v.is_empty()) {
             return PathBuf::from(home);
         }
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        if unsafe { libc::geteuid() } == 0 {
+        if rustix::process::geteuid().is_root() {
             return PathBuf::from("/var/lib/d2v");
         }
         if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {

@@ -22,7 +22,9 @@ pub fn facilities(need_busybox: bool) -> bool {
     d2v_testkit::require(missing.is_empty(), &missing.join(", "))
 }
 
+/// The /etc/passwd of [`busybox_rootfs`]: root and `app` (1000:1000).
 pub const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:App:/home/app:/bin/sh\n";
+/// The /etc/group of [`busybox_rootfs`]: `app` is in wheel and audio.
 pub const GROUP: &str =
     "root:x:0:\nwheel:x:10:app\naudio:x:29:app,other\napp:x:1000:\nstaff:x:50:\n";
 
@@ -116,13 +118,21 @@ pub fn read_tar(path: &Path) -> Vec<TarEntry> {
 /// One entry read back from a layer.
 #[derive(Debug, Clone)]
 pub struct TarEntry {
+    /// The entry's path as stored (no leading `/`).
     pub path: String,
+    /// The tar type flag (`b'0'` file, `b'5'` directory, ...).
     pub kind: u8,
+    /// The link target of a symlink or hard link.
     pub link: Option<String>,
+    /// Permission bits.
     pub mode: u32,
+    /// Owner uid.
     pub uid: u64,
+    /// Owner gid.
     pub gid: u64,
+    /// A regular file's bytes.
     pub content: Vec<u8>,
+    /// Extended attributes, in archive order.
     pub xattrs: Vec<(String, Vec<u8>)>,
 }
 

@@ -138,17 +138,19 @@ fn ctrl_c_on_a_terminal_stops_the_app_not_the_vm() {
         .stdin(Stdio::from(slave.try_clone().unwrap()))
         .stdout(Stdio::from(slave.try_clone().unwrap()))
         .stderr(Stdio::from(slave.try_clone().unwrap()));
-    // SAFETY: setsid and TIOCSCTTY in the child before exec: d2v becomes the
-    // session leader with the pty as its controlling terminal, as in a shell.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::unistd::setsid()?;
-            if libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    // In the child before exec: d2v becomes the session leader with the pty as
+    // its controlling terminal, as in a shell.
+    let become_session_leader = || {
+        nix::unistd::setsid()?;
+        // SAFETY: TIOCSCTTY takes an int argument; fd 0 is the pty slave.
+        if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    // SAFETY: the hook only makes two async-signal-safe syscalls and touches
+    // no memory shared with the parent.
+    unsafe { cmd.pre_exec(become_session_leader) };
     let mut child = cmd.spawn().unwrap();
     drop(slave);
     let mut master = std::fs::File::from(pty.master);

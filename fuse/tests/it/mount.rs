@@ -93,11 +93,11 @@ fn view_is_read_only_and_xattr_probes_follow_the_protocol() {
     // statfs reports our filesystem.
     // SAFETY: statvfs is plain data; all-zero is a valid value.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: valid path and an out struct.
-    assert_eq!(
-        unsafe { libc::statvfs(cpath(dir.path()).as_ptr(), &mut st) },
-        0
-    );
+    let path = cpath(dir.path());
+    // SAFETY: `path` is a NUL-terminated string that outlives the call and `st`
+    // is a writable statvfs the kernel fills.
+    let rc = unsafe { libc::statvfs(path.as_ptr(), &mut st) };
+    assert_eq!(rc, 0);
     assert!(st.f_files as usize >= 10_000);
     assert_eq!(st.f_flag & libc::ST_RDONLY, libc::ST_RDONLY);
 }

@@ -4,10 +4,12 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
+
+use rustix::fs::{Mode, OFlags, SeekFrom};
+use rustix::io::Errno;
 
 use super::{storable_xattr, SMALL_FILE};
 use crate::error::PackError;
@@ -80,48 +82,31 @@ fn metadata_with(st: &std::fs::Metadata, xattrs: Vec<(Vec<u8>, Vec<u8>)>) -> Met
 /// Open `name` in the directory `dir` without following a symlink, so the
 /// kernel looks up one component instead of the whole path.
 fn open_in(dir: &File, name: &OsStr) -> std::io::Result<File> {
-    use std::os::fd::FromRawFd;
-    let c = std::ffi::CString::new(name.as_bytes())
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-    // SAFETY: a valid directory descriptor we borrow and a NUL-terminated name.
-    let fd = unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just opened and is owned by nobody else.
-    Ok(unsafe { File::from_raw_fd(fd) })
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    Ok(File::from(rustix::fs::openat(
+        dir,
+        name,
+        flags,
+        Mode::empty(),
+    )?))
 }
 
 /// Data segments `(offset, len)` of a file, from `SEEK_DATA`/`SEEK_HOLE`.
 fn data_segments(f: &File, size: u64) -> Vec<(u64, u64)> {
-    let fd = f.as_raw_fd();
     let mut segs = Vec::new();
-    let mut pos: i64 = 0;
-    while (pos as u64) < size {
-        // SAFETY: lseek on a descriptor we own has no memory effects.
-        let data = unsafe { libc::lseek(fd, pos, libc::SEEK_DATA) };
-        if data < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::ENXIO) {
-                break; // only a hole remains
-            }
-            return vec![(0, size)]; // no hole support: all data
-        }
-        // SAFETY: as above.
-        let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
-        let end = if hole < 0 {
-            size as i64
-        } else {
-            hole.min(size as i64)
+    let mut pos = 0u64;
+    while pos < size {
+        let data = match rustix::fs::seek(f, SeekFrom::Data(pos)) {
+            Ok(data) => data,
+            Err(Errno::NXIO) => break,        // only a hole remains
+            Err(_) => return vec![(0, size)], // no hole support: all data
+        };
+        let end = match rustix::fs::seek(f, SeekFrom::Hole(data)) {
+            Ok(hole) => hole.min(size),
+            Err(_) => size,
         };
         if end > data {
-            segs.push((data as u64, (end - data) as u64));
+            segs.push((data, end - data));
         }
         pos = end;
     }

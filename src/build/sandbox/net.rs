@@ -12,9 +12,18 @@
 //! between versions. A step sees `tap0` with 10.0.2.100/24, gateway 10.0.2.2
 //! (refused: host loopback is off) and slirp's DNS forwarder at 10.0.2.3.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::spawn::{posix_spawnp, PosixSpawnAttr, PosixSpawnFileActions};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::stat::Mode;
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
 use std::time::{Duration, Instant};
 
 /// The address slirp4netns answers DNS on.
@@ -77,19 +86,14 @@ impl StepNetwork {
 
     fn wait_ready(&mut self, ready: OwnedFd) -> Result<(), NetError> {
         let deadline = Instant::now() + READY_TIMEOUT;
-        let mut pfd = libc::pollfd {
-            fd: ready.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(NetError::Failed("not ready after 10 s".into()));
             }
-            // SAFETY: one valid pollfd.
-            let rc = unsafe { libc::poll(&mut pfd, 1, left.as_millis() as i32) };
-            if rc < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            let mut pfd = [PollFd::new(ready.as_fd(), PollFlags::POLLIN)];
+            let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+            if poll(&mut pfd, timeout) == Err(Errno::EINTR) {
                 continue;
             }
             break;
@@ -118,11 +122,12 @@ impl StepNetwork {
     fn stop(&mut self) {
         let pid = std::mem::take(&mut self.pid);
         if pid > 0 {
-            // SAFETY: our own unreaped child.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            // Our own unreaped child, so the pid cannot have been reused.
+            let pid = Pid::from_raw(pid);
+            let _ = kill(pid, Signal::SIGKILL);
             let reap = move || {
-                // SAFETY: waiting for our own child; the status is not needed.
-                unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+                // The status is not needed.
+                let _ = waitpid(pid, None);
             };
             if std::thread::Builder::new()
                 .name("slirp-reaper".into())
@@ -147,55 +152,27 @@ impl Drop for StepNetwork {
 /// process for every step (what a pre-exec hook would need) costs far more
 /// than slirp4netns takes to start.
 fn spawn(args: &[String], ready: RawFd, err: RawFd) -> Result<libc::pid_t, NetError> {
-    let fail = |what: &str, rc: i32| {
-        NetError::Failed(format!("{what}: {}", io::Error::from_raw_os_error(rc)))
-    };
+    let fail = |what: &str, e: Errno| NetError::Failed(format!("{what}: {}", io::Error::from(e)));
     let cargs: Vec<CString> = args
         .iter()
         .map(|a| CString::new(a.as_str()).expect("no NUL in slirp4netns arguments"))
         .collect();
-    let mut argv: Vec<*mut libc::c_char> = cargs.iter().map(|a| a.as_ptr() as *mut _).collect();
-    argv.push(std::ptr::null_mut());
-    let envp: [*mut libc::c_char; 1] = [std::ptr::null_mut()];
-    let mut pid: libc::pid_t = 0;
-    // SAFETY: the file actions are initialised before use and destroyed after;
-    // every pointer handed to posix_spawnp (program, argv, envp) is a
-    // NUL-terminated string or NULL-terminated array that outlives the call.
-    let rc = unsafe {
-        let mut actions: libc::posix_spawn_file_actions_t = std::mem::zeroed();
-        libc::posix_spawn_file_actions_init(&mut actions);
-        libc::posix_spawn_file_actions_addopen(
-            &mut actions,
-            0,
-            c"/dev/null".as_ptr(),
-            libc::O_RDONLY,
-            0,
-        );
-        libc::posix_spawn_file_actions_addopen(
-            &mut actions,
-            1,
-            c"/dev/null".as_ptr(),
-            libc::O_WRONLY,
-            0,
-        );
+    let mut actions = PosixSpawnFileActions::init().map_err(|e| fail("spawn actions", e))?;
+    let dev_null = c"/dev/null";
+    let none = Mode::empty();
+    actions
+        .add_open(0, dev_null, OFlag::O_RDONLY, none)
+        .and_then(|()| actions.add_open(1, dev_null, OFlag::O_WRONLY, none))
         // dup2 clears close-on-exec on the new descriptor.
-        libc::posix_spawn_file_actions_adddup2(&mut actions, err, 2);
-        libc::posix_spawn_file_actions_adddup2(&mut actions, ready, READY_FD);
-        let rc = libc::posix_spawnp(
-            &mut pid,
-            cargs[0].as_ptr(),
-            &actions,
-            std::ptr::null(),
-            argv.as_ptr(),
-            envp.as_ptr(),
-        );
-        libc::posix_spawn_file_actions_destroy(&mut actions);
-        rc
-    };
-    match rc {
-        0 => Ok(pid),
-        libc::ENOENT => Err(NetError::Missing),
-        rc => Err(fail("spawning slirp4netns", rc)),
+        .and_then(|()| actions.add_dup2(err, 2))
+        .and_then(|()| actions.add_dup2(ready, READY_FD))
+        .map_err(|e| fail("spawn actions", e))?;
+    let attr = PosixSpawnAttr::init().map_err(|e| fail("spawn attributes", e))?;
+    let envp: [&CStr; 0] = [];
+    match posix_spawnp(&cargs[0], &actions, &attr, &cargs, &envp) {
+        Ok(pid) => Ok(pid.as_raw()),
+        Err(Errno::ENOENT) => Err(NetError::Missing),
+        Err(e) => Err(fail("spawning slirp4netns", e)),
     }
 }
 

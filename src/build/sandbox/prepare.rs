@@ -298,7 +298,7 @@ impl Prepared {
             source.display(),
             src_root.display()
         )))?;
-        let st = crate::build::inroot::fstat(src.as_raw_fd()).map_err(what("stat"))?;
+        let st = crate::build::inroot::fstat(&src).map_err(what("stat"))?;
         let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
         let kind = if is_dir {
             PointKind::Dir

@@ -157,12 +157,14 @@ pub(super) fn spawn_and_wait(
         flags |= libc::CLONE_NEWNET;
     }
     let mut stack = vec![0u8; 256 * 1024];
-    // SAFETY: the stack buffer outlives the clone call; the child runs on its
-    // own copy of it (no CLONE_VM) and only reads `plan`, which stays alive in
-    // the parent until the child is reaped. SIGCHLD makes it waitable.
+    // The stack grows down: the child starts at the buffer's end, 16-aligned.
+    let top = stack.as_mut_ptr_range().end;
+    let top = (top as usize & !15) as *mut libc::c_void;
+    // SAFETY: `top` is the 16-aligned end of a live 256 KiB buffer that
+    // outlives the clone call; the child runs on its own copy of it (no
+    // CLONE_VM) and only reads `plan`, which stays alive in the parent until
+    // the child is reaped. SIGCHLD makes it waitable.
     let raw_pid = unsafe {
-        let top = stack.as_mut_ptr().add(stack.len());
-        let top = (top as usize & !15) as *mut libc::c_void;
         libc::clone(
             child_main,
             top,

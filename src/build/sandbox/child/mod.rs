@@ -42,8 +42,17 @@ struct CapData {
 }
 
 fn errno() -> i32 {
-    // SAFETY: __errno_location is always valid for the calling thread.
-    unsafe { *libc::__errno_location() }
+    // SAFETY: __errno_location has no preconditions.
+    let errno = unsafe { libc::__errno_location() };
+    // SAFETY: it points at this thread's errno, valid for the thread's life.
+    unsafe { *errno }
+}
+
+fn set_errno(value: i32) {
+    // SAFETY: __errno_location has no preconditions.
+    let errno = unsafe { libc::__errno_location() };
+    // SAFETY: it points at this thread's errno, writable for the thread's life.
+    unsafe { *errno = value };
 }
 
 /// Report a failed step with errno to the parent and exit.
@@ -59,12 +68,11 @@ fn fail_at(plan: &ChildPlan, step: SetupStep, index: u32) -> ! {
     msg[..4].copy_from_slice(&(step as u32).to_ne_bytes());
     msg[4..8].copy_from_slice(&e.to_ne_bytes());
     msg[8..].copy_from_slice(&index.to_ne_bytes());
-    // SAFETY: writing 8 bytes from a stack buffer to our error pipe, then exiting
-    // without running any destructors or atexit handlers (this is a clone child).
-    unsafe {
-        libc::write(plan.err_fd, msg.as_ptr().cast(), msg.len());
-        libc::_exit(125)
-    }
+    // SAFETY: writing msg.len() bytes from a stack buffer to our error pipe.
+    unsafe { libc::write(plan.err_fd, msg.as_ptr().cast(), msg.len()) };
+    // SAFETY: exiting without running any destructors or atexit handlers, as a
+    // clone child of a multi-threaded parent must.
+    unsafe { libc::_exit(125) }
 }
 
 fn ok(plan: &ChildPlan, rc: libc::c_long, step: SetupStep) {
@@ -111,18 +119,19 @@ pub(super) extern "C" fn child_main(arg: *mut c_void) -> libc::c_int {
     // SAFETY: arg points at the ChildPlan the parent keeps alive across clone;
     // without CLONE_VM the child has its own copy of that memory.
     let plan = unsafe { &*(arg as *const ChildPlan) };
-    // SAFETY: closing inherited fds and asking to die with the parent.
-    unsafe {
-        for fd in plan.close_fds {
-            libc::close(fd);
-        }
-        let rc = libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-        ok(plan, rc.into(), SetupStep::Parent);
-        let mut byte = 0u8;
-        if libc::read(plan.sync_fd, (&mut byte as *mut u8).cast(), 1) != 1 {
-            // The parent gave up before releasing us (it reports why).
-            libc::_exit(125);
-        }
+    for fd in plan.close_fds {
+        // SAFETY: the parent's ends of our pipes, inherited and unused here.
+        unsafe { libc::close(fd) };
+    }
+    // SAFETY: asking to die with the parent takes no pointers.
+    let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    ok(plan, rc.into(), SetupStep::Parent);
+    let mut byte = 0u8;
+    // SAFETY: reading one byte into a stack variable.
+    if unsafe { libc::read(plan.sync_fd, (&mut byte as *mut u8).cast(), 1) } != 1 {
+        // The parent gave up before releasing us (it reports why).
+        // SAFETY: exiting without destructors or atexit handlers (clone child).
+        unsafe { libc::_exit(125) };
     }
     enter_rootfs(plan);
     become_namespace_root(plan);
@@ -206,42 +215,36 @@ fn enter_rootfs(plan: &ChildPlan) {
             None,
         );
     }
-    // SAFETY: chdir/pivot_root/umount2 on NUL-terminated paths; pivot_root(".", ".")
-    // stacks the old root on the new one, and the detach removes it.
-    unsafe {
-        ok(
-            plan,
-            libc::chdir(plan.rootfs.as_ptr()).into(),
-            SetupStep::PivotRoot,
-        );
-        let rc = libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr());
-        ok(plan, rc, SetupStep::PivotRoot);
-        ok(
-            plan,
-            libc::umount2(c".".as_ptr(), libc::MNT_DETACH).into(),
-            SetupStep::PivotRoot,
-        );
-        ok(
-            plan,
-            libc::chdir(c"/".as_ptr()).into(),
-            SetupStep::PivotRoot,
-        );
-    }
+    // pivot_root(".", ".") stacks the old root on the new one, and the detach
+    // removes it.
+    // SAFETY: chdir to the plan's NUL-terminated rootfs path.
+    let rc = unsafe { libc::chdir(plan.rootfs.as_ptr()) };
+    ok(plan, rc.into(), SetupStep::PivotRoot);
+    // SAFETY: pivot_root with two NUL-terminated static paths.
+    let rc = unsafe { libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) };
+    ok(plan, rc, SetupStep::PivotRoot);
+    // SAFETY: umount2 of a NUL-terminated static path.
+    let rc = unsafe { libc::umount2(c".".as_ptr(), libc::MNT_DETACH) };
+    ok(plan, rc.into(), SetupStep::PivotRoot);
+    // SAFETY: chdir to a NUL-terminated static path.
+    let rc = unsafe { libc::chdir(c"/".as_ptr()) };
+    ok(plan, rc.into(), SetupStep::PivotRoot);
 }
 
 /// Step 3: root of the user namespace, with no supplementary groups.
 fn become_namespace_root(plan: &ChildPlan) {
-    // SAFETY: raw identity syscalls (glibc's wrappers would try to signal the
-    // parent's other threads, which do not exist in this clone).
-    unsafe {
-        let rc = libc::syscall(libc::SYS_setresgid, 0, 0, 0);
+    // Raw identity syscalls: glibc's wrappers would try to signal the
+    // parent's other threads, which do not exist in this clone.
+    // SAFETY: setresgid takes integers only.
+    let rc = unsafe { libc::syscall(libc::SYS_setresgid, 0, 0, 0) };
+    ok(plan, rc, SetupStep::Identity);
+    // SAFETY: setresuid takes integers only.
+    let rc = unsafe { libc::syscall(libc::SYS_setresuid, 0, 0, 0) };
+    ok(plan, rc, SetupStep::Identity);
+    if plan.may_setgroups {
+        // SAFETY: an empty group list: count 0, so the NULL array is never read.
+        let rc = unsafe { libc::syscall(libc::SYS_setgroups, 0, ptr::null::<libc::gid_t>()) };
         ok(plan, rc, SetupStep::Identity);
-        let rc = libc::syscall(libc::SYS_setresuid, 0, 0, 0);
-        ok(plan, rc, SetupStep::Identity);
-        if plan.may_setgroups {
-            let rc = libc::syscall(libc::SYS_setgroups, 0, ptr::null::<libc::gid_t>());
-            ok(plan, rc, SetupStep::Identity);
-        }
     }
 }
 
@@ -284,103 +287,126 @@ fn mask_paths(plan: &ChildPlan) {
     }
 }
 
-/// Step 6: bounding set, seccomp, USER, capabilities, stdio, exec.
+/// Step 6: bounding set, seccomp, USER, capabilities, stdio, exec. The order
+/// keeps CAP_SYS_ADMIN until seccomp is installed and drops root last.
 fn drop_to_user_and_exec(plan: &ChildPlan) -> ! {
-    // SAFETY: identity and capability syscalls with values and arrays from the
-    // plan; the order keeps CAP_SYS_ADMIN until seccomp is installed and drops
-    // root last.
-    unsafe {
-        if plan.confine {
-            for cap in 0..=CAP_LAST {
-                if DEFAULT_CAPS & (1u64 << cap) == 0 {
-                    let rc = libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0);
-                    // Caps newer than the running kernel do not exist: EINVAL.
-                    if rc < 0 && errno() != libc::EINVAL {
-                        fail(plan, SetupStep::Caps);
-                    }
+    if plan.confine {
+        for cap in 0..=CAP_LAST {
+            if DEFAULT_CAPS & (1u64 << cap) == 0 {
+                // SAFETY: PR_CAPBSET_DROP takes a capability number, no pointers.
+                let rc =
+                    unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+                // Caps newer than the running kernel do not exist: EINVAL.
+                if rc < 0 && errno() != libc::EINVAL {
+                    fail(plan, SetupStep::Caps);
                 }
             }
         }
-        if let Some(prog) = &plan.seccomp {
-            ok(
-                plan,
-                super::seccomp::install(prog).into(),
-                SetupStep::Seccomp,
-            );
-        }
-        if plan.may_setgroups {
-            let gids = plan.groups.as_ptr();
-            let rc = libc::syscall(libc::SYS_setgroups, plan.groups.len(), gids);
-            ok(plan, rc, SetupStep::Groups);
-        }
-        let rc = libc::syscall(libc::SYS_setresgid, plan.gid, plan.gid, plan.gid);
-        ok(plan, rc, SetupStep::Gid);
-        let rc = libc::syscall(libc::SYS_setresuid, plan.uid, plan.uid, plan.uid);
-        ok(plan, rc, SetupStep::Uid);
-        // Changing ids cleared the parent-death signal: set it again, then make
-        // sure the parent did not die in between (it holds the sync pipe's
-        // write end open until the step is reaped).
-        let rc = libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-        ok(plan, rc.into(), SetupStep::Parent);
-        let mut pfd = libc::pollfd {
-            fd: plan.sync_fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        if libc::poll(&mut pfd, 1, 0) != 0 && pfd.revents & libc::POLLHUP != 0 {
-            libc::_exit(125);
-        }
-        if plan.confine && plan.uid == 0 {
-            // A non-root uid has lost its capabilities in setresuid already.
-            let header = CapHeader {
-                version: LINUX_CAPABILITY_VERSION_3,
-                pid: 0,
-            };
-            let low = DEFAULT_CAPS as u32;
-            let high = (DEFAULT_CAPS >> 32) as u32;
-            let data = [
-                CapData {
-                    effective: low,
-                    permitted: low,
-                    inheritable: low,
-                },
-                CapData {
-                    effective: high,
-                    permitted: high,
-                    inheritable: high,
-                },
-            ];
-            let rc = libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr());
-            ok(plan, rc, SetupStep::Caps);
-        }
+    }
+    if let Some(prog) = &plan.seccomp {
         ok(
             plan,
-            libc::chdir(plan.workdir.as_ptr()).into(),
-            SetupStep::Workdir,
+            super::seccomp::install(prog).into(),
+            SetupStep::Seccomp,
         );
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
-        ok(plan, null.into(), SetupStep::Stdio);
-        ok(plan, libc::dup2(null, 0).into(), SetupStep::Stdio);
-        ok(plan, libc::dup2(plan.out_fd, 1).into(), SetupStep::Stdio);
-        ok(plan, libc::dup2(plan.out_fd, 2).into(), SetupStep::Stdio);
-        // Nothing else the parent had open may reach the command.
+    }
+    if plan.may_setgroups {
+        let gids = plan.groups.as_ptr();
+        // SAFETY: gids points at the plan's plan.groups.len() group ids.
+        let rc = unsafe { libc::syscall(libc::SYS_setgroups, plan.groups.len(), gids) };
+        ok(plan, rc, SetupStep::Groups);
+    }
+    // SAFETY: setresgid takes integers only (raw: see become_namespace_root).
+    let rc = unsafe { libc::syscall(libc::SYS_setresgid, plan.gid, plan.gid, plan.gid) };
+    ok(plan, rc, SetupStep::Gid);
+    // SAFETY: setresuid takes integers only.
+    let rc = unsafe { libc::syscall(libc::SYS_setresuid, plan.uid, plan.uid, plan.uid) };
+    ok(plan, rc, SetupStep::Uid);
+    // Changing ids cleared the parent-death signal: set it again, then make
+    // sure the parent did not die in between (it holds the sync pipe's
+    // write end open until the step is reaped).
+    // SAFETY: PR_SET_PDEATHSIG takes a signal number, no pointers.
+    let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    ok(plan, rc.into(), SetupStep::Parent);
+    let mut pfd = libc::pollfd {
+        fd: plan.sync_fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one pollfd on the stack, with a zero timeout.
+    if unsafe { libc::poll(&mut pfd, 1, 0) } != 0 && pfd.revents & libc::POLLHUP != 0 {
+        // SAFETY: exiting without destructors or atexit handlers (clone child).
+        unsafe { libc::_exit(125) };
+    }
+    if plan.confine && plan.uid == 0 {
+        // A non-root uid has lost its capabilities in setresuid already.
+        set_default_caps(plan);
+    }
+    // SAFETY: chdir to the plan's NUL-terminated working directory.
+    let rc = unsafe { libc::chdir(plan.workdir.as_ptr()) };
+    ok(plan, rc.into(), SetupStep::Workdir);
+    connect_stdio(plan);
+    let mut last_errno = libc::ENOENT;
+    for cand in &plan.exec_candidates {
+        // SAFETY: cand is NUL-terminated and argv/envp are the plan's
+        // NULL-terminated arrays of pointers into strings it owns.
+        unsafe { libc::execve(cand.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr()) };
+        let e = errno();
+        // Like execvp: keep looking past missing or inaccessible entries.
+        if e != libc::ENOENT && e != libc::ENOTDIR {
+            last_errno = e;
+        }
+    }
+    set_errno(last_errno);
+    fail(plan, SetupStep::Exec)
+}
+
+/// Docker's default capabilities, effective, permitted and inheritable.
+fn set_default_caps(plan: &ChildPlan) {
+    let header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let low = DEFAULT_CAPS as u32;
+    let high = (DEFAULT_CAPS >> 32) as u32;
+    let data = [
+        CapData {
+            effective: low,
+            permitted: low,
+            inheritable: low,
+        },
+        CapData {
+            effective: high,
+            permitted: high,
+            inheritable: high,
+        },
+    ];
+    // SAFETY: a version-3 header and the two CapData words that version reads,
+    // both on the stack for the call.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) };
+    ok(plan, rc, SetupStep::Caps);
+}
+
+/// stdin from /dev/null, stdout and stderr to the step's output pipe, and
+/// close-on-exec on everything else.
+fn connect_stdio(plan: &ChildPlan) {
+    // SAFETY: open of a NUL-terminated static path.
+    let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY) };
+    ok(plan, null.into(), SetupStep::Stdio);
+    for (from, to) in [(null, 0), (plan.out_fd, 1), (plan.out_fd, 2)] {
+        // SAFETY: dup2 between descriptors, no pointers.
+        let rc = unsafe { libc::dup2(from, to) };
+        ok(plan, rc.into(), SetupStep::Stdio);
+    }
+    // Nothing else the parent had open may reach the command.
+    // SAFETY: close_range takes integers only.
+    unsafe {
         libc::close_range(
             3,
             libc::c_uint::MAX,
             libc::CLOSE_RANGE_CLOEXEC as libc::c_int,
-        );
-        let mut last_errno = libc::ENOENT;
-        for cand in &plan.exec_candidates {
-            libc::execve(cand.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr());
-            let e = errno();
-            // Like execvp: keep looking past missing or inaccessible entries.
-            if e != libc::ENOENT && e != libc::ENOTDIR {
-                last_errno = e;
-            }
-        }
-        *libc::__errno_location() = last_errno;
-    }
-    fail(plan, SetupStep::Exec)
+        )
+    };
 }
 
 #[repr(C)]
@@ -391,27 +417,22 @@ struct IfreqFlags {
 }
 
 fn loopback_up(plan: &ChildPlan) {
-    // SAFETY: a datagram socket and two ioctls on a correctly sized ifreq.
-    unsafe {
-        let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-        ok(plan, sock.into(), SetupStep::Network);
-        let mut req = IfreqFlags {
-            name: [0; libc::IFNAMSIZ],
-            flags: 0,
-            _pad: [0; 22],
-        };
-        req.name[..2].copy_from_slice(b"lo");
-        ok(
-            plan,
-            libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req).into(),
-            SetupStep::Network,
-        );
-        req.flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-        ok(
-            plan,
-            libc::ioctl(sock, libc::SIOCSIFFLAGS, &req).into(),
-            SetupStep::Network,
-        );
-        libc::close(sock);
-    }
+    // SAFETY: socket takes integers only.
+    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    ok(plan, sock.into(), SetupStep::Network);
+    let mut req = IfreqFlags {
+        name: [0; libc::IFNAMSIZ],
+        flags: 0,
+        _pad: [0; 22],
+    };
+    req.name[..2].copy_from_slice(b"lo");
+    // SAFETY: SIOCGIFFLAGS fills the flags of a correctly sized ifreq.
+    let rc = unsafe { libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req) };
+    ok(plan, rc.into(), SetupStep::Network);
+    req.flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    // SAFETY: SIOCSIFFLAGS reads the same ifreq.
+    let rc = unsafe { libc::ioctl(sock, libc::SIOCSIFFLAGS, &req) };
+    ok(plan, rc.into(), SetupStep::Network);
+    // SAFETY: closing the socket opened above.
+    unsafe { libc::close(sock) };
 }

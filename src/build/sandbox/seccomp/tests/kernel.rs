@@ -8,70 +8,95 @@ use crate::build::sandbox::seccomp::{install, SeccompProgram};
 fn in_child(child: impl FnOnce() -> i32) -> libc::c_int {
     // SAFETY: the child only makes raw syscalls on memory prepared before
     // the fork, then exits or execs; the parent only waits for it.
-    unsafe {
-        let pid = libc::fork();
-        assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
-        if pid == 0 {
-            libc::_exit(child());
-        }
-        let mut status = 0;
-        assert_eq!(libc::waitpid(pid, &mut status, 0), pid);
-        status
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        let code = child();
+        // SAFETY: leave the forked child without running the harness's
+        // destructors or atexit handlers.
+        unsafe { libc::_exit(code) };
     }
+    let mut status = 0;
+    // SAFETY: waiting for our own child into a stack int.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    status
 }
 
 fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
+/// A raw `clone(SIGCHLD | extra)` like fork (no new stack: the child runs on a
+/// copy of ours) whose child exits at once; the parent's return value.
+fn clone_and_exit(extra: libc::c_long) -> libc::c_long {
+    // SAFETY: no pointers are passed; the child only calls _exit below.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            libc::SIGCHLD as libc::c_long | extra,
+            0,
+            0,
+            0,
+            0,
+        )
+    };
+    if pid == 0 {
+        // SAFETY: leave the new process at once, running nothing of ours.
+        unsafe { libc::_exit(0) };
+    }
+    pid
+}
+
 /// In the child, under the installed filter: what a RUN step would see.
 /// Returns 0, or the number of the first check that failed.
 fn confined_checks(argv: &[*const libc::c_char; 2], envp: &[*const libc::c_char; 1]) -> i32 {
-    // SAFETY: raw syscalls with valid or null pointers; a clone that
-    // unexpectedly succeeds exits at once in the new process.
-    unsafe {
-        if libc::prctl(libc::PR_GET_SECCOMP) != 2 {
-            return 12;
-        }
-        if libc::unshare(libc::CLONE_NEWUSER) != -1 || errno() != libc::EPERM {
-            return 13;
-        }
-        let (src, dst) = (c"none".as_ptr(), c"/mnt".as_ptr());
-        if libc::syscall(libc::SYS_mount, src, dst, c"tmpfs".as_ptr(), 0, 0) != -1
-            || errno() != libc::EPERM
-        {
-            return 14;
-        }
-        if libc::syscall(libc::SYS_getpid) <= 0 {
-            return 15;
-        }
-        if libc::syscall(libc::SYS_clone3, std::ptr::null::<u8>(), 0) != -1
-            || errno() != libc::ENOSYS
-        {
-            return 16;
-        }
-        if libc::socket(libc::AF_VSOCK, libc::SOCK_STREAM, 0) != -1 || errno() != libc::EPERM {
-            return 17;
-        }
-        let fork = libc::syscall(libc::SYS_clone, libc::SIGCHLD, 0, 0, 0, 0);
-        if fork == 0 {
-            libc::_exit(0);
-        }
-        let mut status = 0;
-        if fork < 0 || libc::waitpid(fork as i32, &mut status, 0) != fork as i32 || status != 0 {
-            return 18;
-        }
-        let newuser = (libc::CLONE_NEWUSER | libc::SIGCHLD) as libc::c_long;
-        let ns = libc::syscall(libc::SYS_clone, newuser, 0, 0, 0, 0);
-        if ns == 0 {
-            libc::_exit(0);
-        }
-        if ns != -1 || errno() != libc::EPERM {
-            return 19;
-        }
-        libc::execve(argv[0], argv.as_ptr(), envp.as_ptr());
-        20
+    // SAFETY: PR_GET_SECCOMP takes no arguments.
+    if unsafe { libc::prctl(libc::PR_GET_SECCOMP) } != 2 {
+        return 12;
     }
+    // SAFETY: unshare takes flags only.
+    if unsafe { libc::unshare(libc::CLONE_NEWUSER) } != -1 || errno() != libc::EPERM {
+        return 13;
+    }
+    let (src, dst) = (c"none".as_ptr(), c"/mnt".as_ptr());
+    // SAFETY: NUL-terminated static strings and no data.
+    let rc = unsafe { libc::syscall(libc::SYS_mount, src, dst, c"tmpfs".as_ptr(), 0, 0) };
+    if rc != -1 || errno() != libc::EPERM {
+        return 14;
+    }
+    // SAFETY: getpid takes no arguments.
+    if unsafe { libc::syscall(libc::SYS_getpid) } <= 0 {
+        return 15;
+    }
+    // SAFETY: a NULL clone_args of size 0, which the kernel rejects before
+    // reading; the filter answers ENOSYS first anyway.
+    let rc = unsafe { libc::syscall(libc::SYS_clone3, std::ptr::null::<u8>(), 0) };
+    if rc != -1 || errno() != libc::ENOSYS {
+        return 16;
+    }
+    // SAFETY: socket takes integers only.
+    let sock = unsafe { libc::socket(libc::AF_VSOCK, libc::SOCK_STREAM, 0) };
+    if sock != -1 || errno() != libc::EPERM {
+        return 17;
+    }
+    let fork = clone_and_exit(0);
+    if fork < 0 {
+        return 18;
+    }
+    let mut status = 0;
+    // SAFETY: waiting for the child just cloned, into a stack int.
+    let reaped = unsafe { libc::waitpid(fork as i32, &mut status, 0) };
+    if reaped != fork as i32 || status != 0 {
+        return 18;
+    }
+    let ns = clone_and_exit(libc::CLONE_NEWUSER as libc::c_long);
+    if ns != -1 || errno() != libc::EPERM {
+        return 19;
+    }
+    // SAFETY: argv and envp are NULL-terminated arrays of NUL-terminated
+    // static strings.
+    unsafe { libc::execve(argv[0], argv.as_ptr(), envp.as_ptr()) };
+    20
 }
 
 /// The kernel accepts the program and enforces it: installed as root (and
