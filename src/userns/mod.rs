@@ -10,7 +10,10 @@
 //!
 //! * **root** stays in the host's user namespace and uses its own range: the
 //!   `root` entry of `/etc/subuid` and `/etc/subgid` when there is one, else
-//!   [`ROOT_RANGE_START`]` + 0..65536`.
+//!   [`ROOT_RANGE_START`]` + 0..`[`ROOT_RANGE_COUNT`]: steps get ids
+//!   `0..2^31`, not only `0..65536`, because tarballs made elsewhere carry
+//!   owners such as 197609 or 1000000, and a root `tar -x` in a step chowns to
+//!   them (as it does under Docker, which maps no ids at all).
 //! * **an ordinary user** first enters a user namespace of its own, as rootless
 //!   podman and BuildKit do: outer id 0 is the user, outer ids `1..=count` are
 //!   the user's `/etc/subuid` range (written by the setuid `newuidmap` and
@@ -42,8 +45,13 @@ pub use subid::{SubIdRange, SubIds};
 /// above every range `useradd` hands out (`SUB_UID_MAX` is 600,100,000).
 pub const ROOT_RANGE_START: u32 = 1_000_000_000;
 
-/// How many ids a step gets: uids and gids `0..=65535`, as Docker's and
-/// podman's default mappings.
+/// How many ids root's steps get from the default range: `0..2^31` (host ids
+/// `ROOT_RANGE_START..ROOT_RANGE_START + 2^31`, below `u32::MAX`).
+pub const ROOT_RANGE_COUNT: u32 = 1 << 31;
+
+/// The fewest ids a subordinate range must hold to be used for steps: uids
+/// and gids `0..=65535`, as Docker's and podman's default mappings. A larger
+/// range is used whole.
 pub const STEP_ID_COUNT: u32 = 65536;
 
 /// Entering the build namespace failed.
@@ -146,15 +154,17 @@ pub fn current() -> &'static BuildNamespace {
 fn root_layout(uid: u32, subids: &SubIds) -> BuildNamespace {
     // One shift for uids and gids (d2v-fuse shifts both by the same amount), so
     // root's own entries are used only when they start at the same id.
-    let base = match (subids.uid_range("root", 0), subids.gid_range("root", 0)) {
+    let range = match (subids.uid_range("root", 0), subids.gid_range("root", 0)) {
         (Some(u), Some(g)) if u.start == g.start && u.count.min(g.count) >= STEP_ID_COUNT => {
-            u.start
+            IdRange {
+                base: u.start,
+                count: u.count.min(g.count),
+            }
         }
-        _ => ROOT_RANGE_START,
-    };
-    let range = IdRange {
-        base,
-        count: STEP_ID_COUNT,
+        _ => IdRange {
+            base: ROOT_RANGE_START,
+            count: ROOT_RANGE_COUNT,
+        },
     };
     BuildNamespace {
         host_uid: uid,
@@ -199,7 +209,9 @@ pub fn enter(store_root: PathBuf) -> Result<EnterReport, UsernsError> {
         unsafe { std::env::set_var("D2V_HOME", &store_root) };
         match (uids, gids) {
             (Some(u), Some(g)) => {
-                let count = u.count.min(g.count).min(STEP_ID_COUNT);
+                // Outer ids 1..=count, so the whole range bar the id that would
+                // overflow.
+                let count = u.count.min(g.count).min(u32::MAX - 1);
                 enter_mapped(uid, gid, u, g, count)?;
                 BuildNamespace {
                     host_uid: uid,
@@ -379,13 +391,14 @@ mod tests {
         let none = SubIds::parse("", "");
         let ns = root_layout(0, &none);
         assert_eq!(ns.step_uids.base, ROOT_RANGE_START);
-        assert_eq!(ns.step_uids.count, STEP_ID_COUNT);
+        assert_eq!(ns.step_uids.count, ROOT_RANGE_COUNT);
+        assert!(u64::from(ROOT_RANGE_START) + u64::from(ROOT_RANGE_COUNT) < u64::from(u32::MAX));
         assert!(!ns.rootless);
         let some = SubIds::parse("root:200000:65536\n", "root:200000:70000\n");
         let ns = root_layout(0, &some);
         assert_eq!(ns.step_uids.base, 200000);
         assert_eq!(ns.step_gids.base, 200000);
-        assert_eq!(ns.step_gids.count, STEP_ID_COUNT);
+        assert_eq!(ns.step_gids.count, 65536, "the smaller of the two ranges");
         // Different starts for uids and gids: one shift cannot serve both.
         let apart = SubIds::parse("root:200000:65536\n", "root:300000:65536\n");
         assert_eq!(root_layout(0, &apart).step_uids.base, ROOT_RANGE_START);

@@ -232,6 +232,57 @@ fn mount_point_clean_up_never_follows_a_steps_symlink_to_the_host() {
     assert!(host.path().join("emptyfile").is_file(), "host file deleted");
 }
 
+/// The owner `path` has in the layers of `tag` (the topmost layer holding it).
+fn layer_owner(home: &Path, tag: &str, path: &str) -> Option<(u64, u64)> {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(home.join("index.json")).unwrap()).unwrap();
+    let blob = |d: &serde_json::Value| {
+        home.join("blobs/sha256")
+            .join(d.as_str().unwrap().trim_start_matches("sha256:"))
+    };
+    let manifest = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .unwrap_or_else(|| panic!("no image {tag}"));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blob(&manifest["digest"])).unwrap()).unwrap();
+    let mut owner = None;
+    for layer in manifest["layers"].as_array().unwrap() {
+        let mut ar = tar::Archive::new(std::fs::File::open(blob(&layer["digest"])).unwrap());
+        for e in ar.entries().unwrap() {
+            let e = e.unwrap();
+            if e.path().unwrap().to_string_lossy() == path {
+                owner = Some((e.header().uid().unwrap(), e.header().gid().unwrap()));
+            }
+        }
+    }
+    owner
+}
+
+#[test]
+fn a_step_chowns_to_ids_above_65535_as_under_docker() {
+    if !require_root_and(&[]) {
+        return;
+    }
+    let d2v = with_busybox();
+    // A root `tar -x` of a tarball made elsewhere chowns to ids like these;
+    // Docker maps no ids, so it works there.
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM busybox\nRUN touch /f && chown 197609:1000000 /f\n\
+         RUN stat -c %u:%g /f > /seen && cat /seen\n",
+    )]);
+    let out = build(&d2v, "bigids", ctx.path(), &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("197609:1000000"), "{}", text(&out));
+    assert_eq!(
+        layer_owner(d2v.home(), "bigids", "f"),
+        Some((197609, 1000000))
+    );
+}
+
 #[test]
 fn a_run_layer_holds_only_what_the_step_changed() {
     if !require_root_and(&[]) {
