@@ -179,10 +179,11 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
                 )?;
             }
             progress.finish(&format!(
-                "built {} ({}): {} steps run, {} cached{}",
+                "built {} ({}): {} step{} run, {} cached{}",
                 args.tag,
                 report.image.id().short(),
                 report.executed,
+                if report.executed == 1 { "" } else { "s" },
                 report.cached,
                 if report.unchanged {
                     ", image unchanged"

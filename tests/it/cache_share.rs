@@ -119,7 +119,7 @@ fn a_second_store_reuses_the_first_ones_steps_through_the_registry() {
     let c = D2v::new();
     let log = build(&c, ctx.path(), &["--cache-from", &min_ref]);
     assert!(log.contains("imported 3 cache entries"), "{log}");
-    assert!(log.contains("1 steps run, 3 cached"), "{log}");
+    assert!(log.contains("1 step run, 3 cached"), "{log}");
 }
 
 #[test]
@@ -140,7 +140,7 @@ fn cache_from_a_missing_ref_warns_and_a_non_cache_ref_fails() {
         &["--cache-from", &format!("{host}/nothing:here")],
     );
     assert!(log.contains("no cache there yet"), "{log}");
-    assert!(log.contains("1 steps run"), "{log}");
+    assert!(log.contains("1 step run"), "{log}");
 
     let out = d2v.run(&[
         "build",
