@@ -13,7 +13,8 @@
 //!
 //! Two places where we are stricter than `docker run`: only the native ABI
 //! is allowed (Docker's profile also lets i386 and x32 binaries run on
-//! x86_64, and 32-bit ARM on aarch64), and `socket`'s `int` family is
+//! x86_64, and 32-bit ARM on aarch64: i386's `socketcall` multiplexer
+//! would carry `socket` past the family check below), and `socket`'s `int` family is
 //! compared on its low 32 bits, so a high half the kernel ignores cannot
 //! smuggle `AF_VSOCK` past the check.
 //!
