@@ -349,6 +349,33 @@ fn killing_a_build_leaves_no_mount_process_or_scratch_prune_cannot_clear() {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+    // The step's slirp4netns is reparented to init when d2v dies; it must
+    // end too (its exit pipe, whose write end only d2v held, closes).
+    let mut child = d2v
+        .cmd()
+        .args(["build", "-t", "k", "--no-cache", "--progress", "plain"])
+        .arg(ctx.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let tree = procs::wait_for_descendant(&mut child, "sleep 4391", Duration::from_secs(60))
+        .unwrap_or_else(|status| panic!("the build ended early: {status}"));
+    let slirps: Vec<_> = tree
+        .into_iter()
+        .filter(|p| p.cmdline.starts_with("slirp4netns"))
+        .collect();
+    assert!(!slirps.is_empty(), "no slirp4netns below the build");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while slirps.iter().any(|p| p.alive()) {
+        assert!(
+            Instant::now() < deadline,
+            "slirp4netns outlived the killed build: {slirps:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     d2v.ok(&["prune"]);
     let tmp = d2v.home().join("d2v/tmp");
     let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();

@@ -49,11 +49,20 @@ pub enum NetError {
 /// The fd slirp4netns reports readiness on.
 const READY_FD: i32 = 3;
 
+/// The fd slirp4netns exits on when it closes: the read end of a pipe whose
+/// only write end d2v holds, so that a d2v killed with SIGKILL (which runs
+/// no clean-up) takes its slirp4netns processes with it instead of leaving
+/// them to init.
+const EXIT_FD: i32 = 4;
+
 /// A running slirp4netns for one step; stops when dropped.
 pub struct StepNetwork {
     pid: libc::pid_t,
     /// Its stderr, for the reason when it fails.
     err: OwnedFd,
+    /// The write end of its exit pipe (close-on-exec, so no other child of
+    /// d2v holds it).
+    _exit: OwnedFd,
 }
 
 impl StepNetwork {
@@ -62,6 +71,10 @@ impl StepNetwork {
     pub fn start(pid: libc::pid_t) -> Result<StepNetwork, NetError> {
         let (ready_r, ready_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
+        let (exit_r, exit_w) = pipe()?;
+        // Above the fds they are dup'ed onto, so no dup2 overwrites another
+        // end before it is copied.
+        let (ready_w, exit_r, err_w) = (above_4(ready_w)?, above_4(exit_r)?, above_4(err_w)?);
         let args = [
             "slirp4netns".to_string(),
             "--configure".into(),
@@ -70,15 +83,23 @@ impl StepNetwork {
             "--enable-sandbox".into(),
             "--enable-seccomp".into(),
             format!("--ready-fd={READY_FD}"),
+            format!("--exit-fd={EXIT_FD}"),
             pid.to_string(),
             "tap0".into(),
         ];
-        let child = spawn(&args, ready_w.as_raw_fd(), err_w.as_raw_fd())?;
+        let child = spawn(
+            &args,
+            ready_w.as_raw_fd(),
+            exit_r.as_raw_fd(),
+            err_w.as_raw_fd(),
+        )?;
         drop(ready_w);
+        drop(exit_r);
         drop(err_w);
         let mut net = StepNetwork {
             pid: child,
             err: err_r,
+            _exit: exit_w,
         };
         net.wait_ready(ready_r)?;
         Ok(net)
@@ -147,11 +168,11 @@ impl Drop for StepNetwork {
     }
 }
 
-/// Starts `args` with `ready` as its fd 3 and `err` as its stderr, stdin and
-/// stdout on /dev/null, through posix_spawn: forking this large, threaded
+/// Starts `args` with `ready` as its fd 3, `exit` as its fd 4 and `err` as
+/// its stderr, stdin and stdout on /dev/null, through posix_spawn: forking this large, threaded
 /// process for every step (what a pre-exec hook would need) costs far more
 /// than slirp4netns takes to start.
-fn spawn(args: &[String], ready: RawFd, err: RawFd) -> Result<libc::pid_t, NetError> {
+fn spawn(args: &[String], ready: RawFd, exit: RawFd, err: RawFd) -> Result<libc::pid_t, NetError> {
     let fail = |what: &str, e: Errno| NetError::Failed(format!("{what}: {}", io::Error::from(e)));
     let cargs: Vec<CString> = args
         .iter()
@@ -166,6 +187,7 @@ fn spawn(args: &[String], ready: RawFd, err: RawFd) -> Result<libc::pid_t, NetEr
         // dup2 clears close-on-exec on the new descriptor.
         .and_then(|()| actions.add_dup2(err, 2))
         .and_then(|()| actions.add_dup2(ready, READY_FD))
+        .and_then(|()| actions.add_dup2(exit, EXIT_FD))
         .map_err(|e| fail("spawn actions", e))?;
     let attr = PosixSpawnAttr::init().map_err(|e| fail("spawn attributes", e))?;
     let envp: [&CStr; 0] = [];
@@ -174,6 +196,12 @@ fn spawn(args: &[String], ready: RawFd, err: RawFd) -> Result<libc::pid_t, NetEr
         Err(Errno::ENOENT) => Err(NetError::Missing),
         Err(e) => Err(fail("spawning slirp4netns", e)),
     }
+}
+
+/// `fd` moved to a number above [`EXIT_FD`] (close-on-exec kept).
+fn above_4(fd: OwnedFd) -> Result<OwnedFd, NetError> {
+    rustix::io::fcntl_dupfd_cloexec(&fd, EXIT_FD + 1)
+        .map_err(|e| NetError::Failed(format!("dup: {e}")))
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), NetError> {
