@@ -315,17 +315,19 @@ fn killing_a_build_leaves_no_mount_process_or_scratch_prune_cannot_clear() {
         "FROM busybox\nRUN echo a > /a\nRUN sleep 4391\n",
     )]);
     let home = d2v.home().to_string_lossy().into_owned();
-    // Kill at moments spread over the build: during setup, the first RUN,
-    // between steps, and inside the long RUN.
-    for i in 0..10u64 {
-        let mut child = d2v
-            .cmd()
+    let start_build = || {
+        d2v.cmd()
             .args(["build", "-t", "k", "--no-cache", "--progress", "plain"])
             .arg(ctx.path())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .unwrap();
+            .unwrap()
+    };
+    // Kill at moments spread over the build: during setup, the first RUN,
+    // between steps, and inside the long RUN.
+    for i in 0..10u64 {
+        let mut child = start_build();
         std::thread::sleep(Duration::from_millis(50 + i * 97 % 700));
         child.kill().unwrap();
         child.wait().unwrap();
@@ -351,14 +353,7 @@ fn killing_a_build_leaves_no_mount_process_or_scratch_prune_cannot_clear() {
     }
     // The step's slirp4netns is reparented to init when d2v dies; it must
     // end too (its exit pipe, whose write end only d2v held, closes).
-    let mut child = d2v
-        .cmd()
-        .args(["build", "-t", "k", "--no-cache", "--progress", "plain"])
-        .arg(ctx.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = start_build();
     let tree = procs::wait_for_descendant(&mut child, "sleep 4391", Duration::from_secs(60))
         .unwrap_or_else(|status| panic!("the build ended early: {status}"));
     let slirps: Vec<_> = tree
