@@ -2,42 +2,11 @@
 //! step cache, failures that leave nothing behind, and the built image's content.
 
 use crate::harness;
+use harness::{build, context, stderr, with_busybox};
 
 use d2v_testkit::procs;
 use harness::{mount_points, require_root_and, sh, D2v};
-use std::path::Path;
 use std::time::{Duration, Instant};
-
-use harness::fixture;
-
-/// A store with the busybox fixture imported as `busybox`.
-fn with_busybox() -> D2v {
-    let d2v = D2v::new();
-    d2v.import(&format!("oci:{}:latest", fixture("busybox-oci")), "busybox");
-    d2v
-}
-
-fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for (name, body) in files {
-        let p = dir.path().join(name);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, body).unwrap();
-    }
-    dir
-}
-
-fn build(d2v: &D2v, tag: &str, ctx: &Path, extra: &[&str]) -> std::process::Output {
-    let mut args = vec!["build", "-t", tag, "--progress", "plain"];
-    args.extend_from_slice(extra);
-    let ctx = ctx.to_str().unwrap().to_string();
-    args.push(&ctx);
-    d2v.run(&args)
-}
-
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 /// Reads a file of an image through `d2v mount`.
 fn read_in_image(d2v: &D2v, image: &str, path: &str) -> Option<String> {
@@ -53,7 +22,7 @@ fn run_steps_see_user_workdir_env_and_args() {
     if !require_root_and(&[]) {
         return;
     }
-    let d2v = with_busybox();
+    let d2v = with_busybox("busybox");
     let ctx = context(&[(
         "Dockerfile",
         r#"FROM busybox
@@ -98,7 +67,7 @@ fn rebuilds_reuse_the_cache_and_an_arg_change_busts_only_what_sees_it() {
     if !require_root_and(&[]) {
         return;
     }
-    let d2v = with_busybox();
+    let d2v = with_busybox("busybox");
     let ctx = context(&[(
         "Dockerfile",
         "FROM busybox\nRUN echo one > /one\nARG V=1\nRUN echo $V > /v\nRUN echo three > /three\n",
@@ -140,7 +109,7 @@ fn a_failing_run_names_the_step_and_leaves_nothing_behind() {
     if !require_root_and(&[]) {
         return;
     }
-    let d2v = with_busybox();
+    let d2v = with_busybox("busybox");
     // A sleep no other process on the machine runs (2 to 3 s long).
     let sleep = format!("sleep 2.{:07}", std::process::id());
     let dockerfile = format!(
@@ -189,7 +158,7 @@ fn network_none_has_only_loopback_and_run_mounts_work() {
     if !require_root_and(&[]) {
         return;
     }
-    let d2v = with_busybox();
+    let d2v = with_busybox("busybox");
     let secret = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(secret.path(), "s3cr3t").unwrap();
     let ctx = context(&[
@@ -255,7 +224,7 @@ fn ctrl_c_stops_the_build_and_leaves_nothing() {
     if !require_root_and(&[]) {
         return;
     }
-    let d2v = with_busybox();
+    let d2v = with_busybox("busybox");
     let ctx = context(&[(
         "Dockerfile",
         "FROM busybox\nRUN echo started; sleep 300; echo never > /x\n",
@@ -319,7 +288,7 @@ fn independent_stages_build_at_the_same_time() {
         assert!(!harness::in_ci(), "CI machines have at least 2 cores");
         return;
     }
-    let d2v = with_busybox();
+    let d2v = with_busybox("busybox");
     // Each stage announces itself in a shared cache mount and waits (up to 20 s)
     // for the other: this only succeeds when both run at once.
     let wait_for = |me: &str, other: &str| {

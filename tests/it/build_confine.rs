@@ -3,6 +3,7 @@
 //! an image could reach the host, run through `d2v build` as a user would.
 
 use crate::harness;
+use harness::{build, context, text, with_busybox};
 
 use d2v_testkit::procs;
 use harness::rootless::{self, RootlessD2v};
@@ -10,40 +11,8 @@ use harness::{fixture, require_root_and, D2v};
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn with_busybox() -> D2v {
-    let d2v = D2v::new();
-    d2v.import(&format!("oci:{}:latest", fixture("busybox-oci")), "busybox");
-    d2v
-}
-
-fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for (name, body) in files {
-        let p = dir.path().join(name);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, body).unwrap();
-    }
-    dir
-}
-
-fn build(d2v: &D2v, tag: &str, ctx: &Path, extra: &[&str]) -> Output {
-    let mut args = vec!["build", "-t", tag, "--progress", "plain"];
-    args.extend_from_slice(extra);
-    let ctx = ctx.to_str().unwrap().to_string();
-    args.push(&ctx);
-    d2v.run(&args)
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 /// The entries of the topmost layer of `tag` in the store at `home`.
 fn top_layer_entries(home: &Path, tag: &str) -> Vec<String> {
@@ -93,7 +62,7 @@ fn run_steps_get_dockers_confinement_and_cannot_reach_host_root() {
     if !require_root_and(&["slirp4netns"]) {
         return;
     }
-    let d2v = with_busybox();
+    let d2v = with_busybox("busybox");
     let port = loopback_server();
     let probe = format!(
         r#"FROM busybox
@@ -172,7 +141,7 @@ fn network_none_has_only_lo_and_insecure_needs_its_entitlement() {
     if !require_root_and(&[]) {
         return;
     }
-    let d2v = with_busybox();
+    let d2v = with_busybox("busybox");
     let ctx = context(&[(
         "Dockerfile",
         "FROM busybox\nRUN --network=none echo ifaces: $(ls /sys/class/net)\n",
@@ -216,7 +185,7 @@ fn mount_point_clean_up_never_follows_a_steps_symlink_to_the_host() {
     if !require_root_and(&[]) {
         return;
     }
-    let d2v = with_busybox();
+    let d2v = with_busybox("busybox");
     let host = tempfile::tempdir().unwrap();
     std::fs::create_dir(host.path().join("c")).unwrap();
     std::fs::write(host.path().join("emptyfile"), "").unwrap();
@@ -266,7 +235,7 @@ fn a_step_chowns_to_ids_above_65535_as_under_docker() {
     if !require_root_and(&[]) {
         return;
     }
-    let d2v = with_busybox();
+    let d2v = with_busybox("busybox");
     // A root `tar -x` of a tarball made elsewhere chowns to ids like these;
     // Docker maps no ids, so it works there.
     let ctx = context(&[(
@@ -288,7 +257,7 @@ fn a_run_layer_holds_only_what_the_step_changed() {
     if !require_root_and(&[]) {
         return;
     }
-    let d2v = with_busybox();
+    let d2v = with_busybox("busybox");
     // An image that has the files a RUN step gets generated copies of.
     let ctx = context(&[
         (
@@ -309,7 +278,7 @@ fn killing_a_build_leaves_no_mount_process_or_scratch_prune_cannot_clear() {
     if !require_root_and(&[]) {
         return;
     }
-    let d2v = with_busybox();
+    let d2v = with_busybox("busybox");
     let ctx = context(&[(
         "Dockerfile",
         "FROM busybox\nRUN echo a > /a\nRUN sleep 4391\n",
@@ -382,7 +351,7 @@ fn d2v_mount_honours_no_setuid_and_is_private_unless_asked() {
     if !require_root_and(&[]) {
         return;
     }
-    let d2v = with_busybox();
+    let d2v = with_busybox("busybox");
     let ctx = context(&[(
         "Dockerfile",
         "FROM busybox\nRUN mkdir /suid && cp /bin/busybox /suid/busybox && chmod 4755 /suid/busybox\n",
@@ -433,7 +402,7 @@ fn a_build_as_an_ordinary_user_makes_the_same_layers_as_root() {
         USER root\n\
         RUN chmod 4755 /data/f && ln -s /data/f /data/l && rm /etc/group- 2>/dev/null; ls -ln /data\n";
     let ctx = context(&[("Dockerfile", dockerfile)]);
-    let root = with_busybox();
+    let root = with_busybox("busybox");
     let out = build(&root, "same", ctx.path(), &[]);
     assert!(out.status.success(), "{}", text(&out));
 

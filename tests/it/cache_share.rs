@@ -3,15 +3,11 @@
 //! `--cache-to`, the other reuses with `--cache-from`, running no step.
 
 use crate::harness;
+use harness::stderr;
 
 use harness::registry::TestRegistry;
 use harness::{fixture, require_root_and, D2v, Mounted};
 use std::path::Path;
-use std::process::Output;
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 /// Builds `ctx` as `app` with `extra` flags; panics with the log on failure.
 fn build(d2v: &D2v, ctx: &Path, extra: &[&str]) -> String {

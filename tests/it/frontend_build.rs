@@ -9,29 +9,12 @@
 //! metadata, which Docker does not.
 
 use crate::harness;
+use harness::{build, stderr, with_busybox};
 
 use harness::{context, fixture, require_root_and, D2v};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn with_busybox(name: &str) -> D2v {
-    let d2v = D2v::new();
-    d2v.import(&format!("oci:{}:latest", fixture("busybox-oci")), name);
-    d2v
-}
-
-fn build(d2v: &D2v, tag: &str, ctx: &Path, extra: &[&str]) -> Output {
-    let mut args = vec!["build", "-t", tag, "--progress", "plain"];
-    args.extend_from_slice(extra);
-    let ctx = ctx.to_str().unwrap().to_string();
-    args.push(&ctx);
-    d2v.run(&args)
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use std::process::Command;
 
 fn built(d2v: &D2v, tag: &str, ctx: &Path, extra: &[&str]) -> String {
     let out = build(d2v, tag, ctx, extra);

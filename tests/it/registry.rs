@@ -4,6 +4,7 @@
 //! `d2v push` and `d2v pack --push`.
 
 use crate::harness;
+use harness::stderr;
 
 use d2v::store::oci::Digest;
 use harness::registry::TestRegistry;
@@ -30,10 +31,6 @@ fn seeded() -> TestRegistry {
 
 fn names(d2v: &D2v) -> String {
     d2v.ok(&["images"])
-}
-
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[test]

@@ -4,25 +4,16 @@
 //! not hide the others, and prune gets past the dead mounts of a killed build.
 
 use crate::harness;
+use harness::{build, stderr, with_busybox};
 
 use d2v_testkit::procs;
 use harness::{fixture, mount_points, require_root_and, sh, D2v};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-fn with_busybox() -> D2v {
-    let d2v = D2v::new();
-    d2v.import(&format!("oci:{}:latest", fixture("busybox-oci")), "busybox");
-    d2v
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 /// A build context holding `Dockerfile` and a file `f`.
 fn context(dockerfile: &str, f: &str) -> tempfile::TempDir {
@@ -30,17 +21,6 @@ fn context(dockerfile: &str, f: &str) -> tempfile::TempDir {
     std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
     std::fs::write(dir.path().join("f"), f).unwrap();
     dir
-}
-
-fn build(d2v: &D2v, tag: &str, ctx: &Path) -> Output {
-    d2v.run(&[
-        "build",
-        "-t",
-        tag,
-        "--progress",
-        "plain",
-        ctx.to_str().unwrap(),
-    ])
 }
 
 /// The stored layer blob of image `name` (its only or last layer).
@@ -59,7 +39,7 @@ fn prune_beside_imports_and_builds_breaks_nothing() {
     if !require_root_and(&["tar"]) {
         return;
     }
-    let d2v = Arc::new(with_busybox());
+    let d2v = Arc::new(with_busybox("busybox"));
     // Distinct layers: busybox with one more file each, so that every import
     // writes a blob that nothing names yet.
     let tars = tempfile::tempdir().unwrap();
@@ -106,7 +86,10 @@ fn prune_beside_imports_and_builds_breaks_nothing() {
             &format!("FROM busybox\nRUN echo run-{i} > /built-{i}\nCOPY f /f\n"),
             &format!("file {i}\n"),
         );
-        results.push((format!("b{i}"), build(&d2v, &format!("b{i}"), ctx.path())));
+        results.push((
+            format!("b{i}"),
+            build(&d2v, &format!("b{i}"), ctx.path(), &[]),
+        ));
     }
     results.extend(importer.join().unwrap());
     done.store(true, Ordering::Relaxed);
@@ -138,7 +121,7 @@ fn a_changed_layer_byte_is_noticed_before_anything_trusts_it() {
     if !require_root_and(&[]) {
         return;
     }
-    let d2v = with_busybox();
+    let d2v = with_busybox("busybox");
     let pack_dir = tempfile::tempdir().unwrap();
     let out_img = pack_dir.path().join("bb.ext4");
     let blob = top_layer(&d2v, "busybox");
@@ -159,7 +142,7 @@ fn a_changed_layer_byte_is_noticed_before_anything_trusts_it() {
     assert!(err.contains("is damaged"), "pack: {err}");
     assert!(!out_img.exists());
     let ctx = context("FROM busybox\nRUN cat /etc/passwd\n", "");
-    let out = build(&d2v, "uses", ctx.path());
+    let out = build(&d2v, "uses", ctx.path(), &[]);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("is damaged"),
@@ -187,7 +170,7 @@ fn a_garbled_layer_index_is_rebuilt() {
     if !require_root_and(&[]) {
         return;
     }
-    let d2v = with_busybox();
+    let d2v = with_busybox("busybox");
     let blob = top_layer(&d2v, "busybox");
     let hex = blob.file_name().unwrap().to_str().unwrap();
     let idx = d2v.home().join(format!("d2v/layers/{hex}.idx"));
@@ -226,7 +209,7 @@ fn one_damaged_image_does_not_hide_the_others() {
     if !require_root_and(&[]) {
         return;
     }
-    let d2v = with_busybox();
+    let d2v = with_busybox("busybox");
     d2v.import(&format!("rootfs:{}", fixture("busybox.tar")), "other");
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(d2v.home().join("index.json")).unwrap())
@@ -270,7 +253,7 @@ fn prune_gets_past_the_dead_mounts_of_a_killed_build() {
     if !require_root_and(&[]) {
         return;
     }
-    let d2v = with_busybox();
+    let d2v = with_busybox("busybox");
     // The quotes keep the progress line (the command) from saying "started".
     let ctx = context("FROM busybox\nRUN echo st''arted; sleep 297\n", "");
     let mut child = d2v

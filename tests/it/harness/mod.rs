@@ -135,3 +135,34 @@ pub fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
     }
     dir
 }
+
+/// A new store with the busybox fixture imported as `name`.
+pub fn with_busybox(name: &str) -> D2v {
+    let d2v = D2v::new();
+    d2v.import(&format!("oci:{}:latest", fixture("busybox-oci")), name);
+    d2v
+}
+
+/// `d2v build -t TAG --progress plain EXTRA… CTX` in `d2v`'s store, whatever
+/// its exit code.
+pub fn build(d2v: &D2v, tag: &str, ctx: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["build", "-t", tag, "--progress", "plain"];
+    args.extend_from_slice(extra);
+    let ctx = ctx.to_str().unwrap().to_string();
+    args.push(&ctx);
+    d2v.run(&args)
+}
+
+/// A command's stderr, as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A command's stdout then stderr, as text.
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
