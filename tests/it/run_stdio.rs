@@ -39,14 +39,20 @@ fn stdin_flows_with_dash_i_and_is_empty_without() {
     require_facilities!();
     let img = build_image(&config(|c| c.entrypoint = vec!["/bin/cat".into()]), &[]);
     let _one = one_boot();
-    let mut child = d2v()
-        .args(["run", "-i", "--image"])
-        .arg(&img.path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    // `d2v run FLAGS --image IMG` with every stdio a pipe.
+    let spawn = |flags: &[&str]| {
+        d2v()
+            .arg("run")
+            .args(flags)
+            .arg("--image")
+            .arg(&img.path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut child = spawn(&["-i"]);
     let input: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     let mut stdin = child.stdin.take().unwrap();
     let data = input.clone();
@@ -62,14 +68,7 @@ fn stdin_flows_with_dash_i_and_is_empty_without() {
     assert_eq!(r.code, Some(0));
 
     // Without -i the entrypoint's stdin is /dev/null even when d2v's has data.
-    let mut child = d2v()
-        .args(["run", "--image"])
-        .arg(&img.path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(&[]);
     child.stdin.take().unwrap().write_all(b"ignored\n").unwrap();
     let r = finish(child.wait_with_output().unwrap());
     assert_eq!(r.stdout, b"");
@@ -78,14 +77,7 @@ fn stdin_flows_with_dash_i_and_is_empty_without() {
     // A short input and its end, written before the guest is up, arrive in
     // the same read as the handshake: they must still reach the entrypoint
     // (this used to hang until the guest was stopped).
-    let mut child = d2v()
-        .args(["run", "-i", "--image"])
-        .arg(&img.path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(&["-i"]);
     child.stdin.take().unwrap().write_all(b"hi\n").unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while child.try_wait().unwrap().is_none() {
