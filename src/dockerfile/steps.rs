@@ -210,3 +210,24 @@ pub struct CopyStep {
     /// ADD `--unpack` (`None`: the default, unpack local archives).
     pub unpack: Option<bool>,
 }
+
+impl CopyStep {
+    /// `COPY SOURCES DEST` (or ADD) without flags or here-documents.
+    pub fn new(is_add: bool, sources: Vec<String>, dest: String) -> CopyStep {
+        CopyStep {
+            is_add,
+            sources,
+            heredocs: Vec::new(),
+            dest,
+            from: None,
+            chown: None,
+            chmod: None,
+            link: false,
+            parents: false,
+            exclude: Vec::new(),
+            checksum: None,
+            keep_git_dir: false,
+            unpack: None,
+        }
+    }
+}

@@ -12,21 +12,11 @@ use d2v::build::overlay::Overlay;
 use d2v::dockerfile::{CopyStep, Heredoc};
 
 fn step(sources: &[&str], dest: &str) -> CopyStep {
-    CopyStep {
-        is_add: false,
-        sources: sources.iter().map(|s| s.to_string()).collect(),
-        heredocs: Vec::new(),
-        dest: dest.into(),
-        from: None,
-        chown: None,
-        chmod: None,
-        link: false,
-        parents: false,
-        exclude: Vec::new(),
-        checksum: None,
-        keep_git_dir: false,
-        unpack: None,
-    }
+    CopyStep::new(
+        false,
+        sources.iter().map(|s| s.to_string()).collect(),
+        dest.into(),
+    )
 }
 
 struct Env {

@@ -149,19 +149,8 @@ mod tests {
                 },
                 text: format!("COPY --from={i} / /"),
                 kind: StepKind::Copy(CopyStep {
-                    is_add: false,
-                    sources: vec!["/".into()],
-                    heredocs: Vec::new(),
-                    dest: "/".into(),
                     from: Some(CopyFrom::Stage(*i)),
-                    chown: None,
-                    chmod: None,
-                    link: false,
-                    parents: false,
-                    exclude: Vec::new(),
-                    checksum: None,
-                    keep_git_dir: false,
-                    unpack: None,
+                    ..CopyStep::new(false, vec!["/".into()], "/".into())
                 }),
                 state: StepState::default(),
             })

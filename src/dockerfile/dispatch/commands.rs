@@ -180,21 +180,7 @@ impl Dispatcher<'_> {
                 format!("{} requires at least two arguments, but only one was provided. Destination could not be determined", inst.keyword),
             ));
         }
-        let mut step = CopyStep {
-            is_add,
-            sources: Vec::new(),
-            heredocs: Vec::new(),
-            dest: word(dest_raw, *dest_at)?,
-            from: None,
-            chown: None,
-            chmod: None,
-            link: false,
-            parents: false,
-            exclude: Vec::new(),
-            checksum: None,
-            keep_git_dir: false,
-            unpack: None,
-        };
+        let mut step = CopyStep::new(is_add, Vec::new(), word(dest_raw, *dest_at)?);
         let value = |f: &FlagValue| word(f.value.as_deref().unwrap_or_default(), f.value_pos);
         for f in &flags {
             let boolean = || flags::boolean(f).map_err(|m| (f.pos, m));
